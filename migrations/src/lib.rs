@@ -1,0 +1,18 @@
+//! Schema migrations for hearth, applied at start-up (`hearth migrate` applies them alone).
+//!
+//! Owns: every table and index. Portable across SQLite and Postgres: only sea-query schema
+//! builders, no raw SQL. Timestamps are stored as UTC.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261121_000001_foundation;
+
+/// The ordered list of migrations.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261121_000001_foundation::Migration)]
+    }
+}

@@ -1,0 +1,214 @@
+//! The tool registry and the foundation tools (`list_members`, `recall_conversation`).
+//!
+//! Each tool declares its name, a one-line description, a JSON Schema and whether it is
+//! destructive. Tools run with the turn's [`Scope`] (chat and acting member); permission checks
+//! live in the services they call, never in the prompt. Descriptions are kept short: every token
+//! of a schema is paid on every turn.
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use async_trait::async_trait;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::llm::ToolSpec;
+use crate::{services::Services, store::ChatRow, store::MemberRow, types::ChatKind};
+
+/// Who is acting, where: the chat of the turn and the member (or DM user) it acts for.
+#[derive(Debug, Clone)]
+pub struct Scope {
+    pub chat: ChatRow,
+    pub chat_kind: ChatKind,
+    /// The Telegram user the turn acts for (`None` for a routine turn with no owner).
+    pub actor_id: Option<i64>,
+    pub actor_name: String,
+    /// The member row in a group (`None` in a DM).
+    pub member: Option<MemberRow>,
+    /// Oldest log id in the prompt's window; `recall_conversation` reads before it.
+    pub window_start_id: Option<i64>,
+    /// True when the turn was started by a member addressing the bot (or a DM / routine owner).
+    /// Destructive tools are withheld otherwise (`reply_mode = always` chatter).
+    pub addressed: bool,
+}
+
+/// What a tool call can fail with; the text is given back to the model.
+#[derive(Debug, thiserror::Error)]
+pub enum ToolError {
+    #[error("invalid arguments: {0}")]
+    InvalidArgs(String),
+    #[error("not allowed: {0}")]
+    Denied(String),
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("failed: {0}")]
+    Failed(String),
+}
+
+impl From<crate::store::StoreError> for ToolError {
+    fn from(e: crate::store::StoreError) -> Self {
+        ToolError::Failed(e.to_string())
+    }
+}
+
+/// A function the agent may call.
+#[async_trait]
+pub trait Tool: Send + Sync + 'static {
+    /// Name, description and JSON Schema.
+    fn spec(&self) -> ToolSpec;
+    /// True when the tool changes or removes something a member would miss.
+    fn destructive(&self) -> bool {
+        false
+    }
+    /// Run with JSON `args` (already parsed; validated by the tool) → JSON result.
+    async fn call(&self, svc: &Services, scope: &Scope, args: Value) -> Result<Value, ToolError>;
+}
+
+/// Parse tool arguments into `T`, with a message the model can act on.
+pub fn args<T: for<'de> Deserialize<'de>>(v: Value) -> Result<T, ToolError> {
+    serde_json::from_value(v).map_err(|e| ToolError::InvalidArgs(e.to_string()))
+}
+
+/// Tools by name.
+#[derive(Clone, Default)]
+pub struct ToolRegistry {
+    tools: BTreeMap<&'static str, Arc<dyn Tool>>,
+}
+
+impl ToolRegistry {
+    /// The foundation tools.
+    pub fn foundation() -> Self {
+        let mut r = Self::default();
+        r.add(ListMembers);
+        r.add(RecallConversation);
+        r
+    }
+
+    /// Add a tool (a later one with the same name replaces the earlier).
+    pub fn add(&mut self, t: impl Tool) {
+        let name = t.spec().name;
+        self.tools.insert(name, Arc::new(t));
+    }
+
+    /// The tool called `name`.
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn Tool>> {
+        self.tools.get(name)
+    }
+
+    /// Specs offered in a turn: all tools, or only non-destructive ones.
+    pub fn specs(&self, include_destructive: bool) -> Vec<ToolSpec> {
+        self.tools
+            .values()
+            .filter(|t| include_destructive || !t.destructive())
+            .map(|t| t.spec())
+            .collect()
+    }
+
+    /// Number of tools.
+    pub fn len(&self) -> usize {
+        self.tools.len()
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.tools.is_empty()
+    }
+}
+
+struct ListMembers;
+
+#[async_trait]
+impl Tool for ListMembers {
+    fn spec(&self) -> ToolSpec {
+        ToolSpec {
+            name: "list_members",
+            description: "List the group's members with username and role.",
+            parameters: json!({"type": "object", "properties": {}}),
+        }
+    }
+
+    async fn call(&self, svc: &Services, scope: &Scope, _args: Value) -> Result<Value, ToolError> {
+        let chat_ids: Vec<i64> = if scope.chat_kind == ChatKind::Group {
+            vec![scope.chat.id]
+        } else if let Some(uid) = scope.actor_id {
+            svc.store
+                .groups_of_user(uid)
+                .await?
+                .into_iter()
+                .map(|g| g.id)
+                .collect()
+        } else {
+            vec![]
+        };
+        let mut out = Vec::new();
+        for id in chat_ids {
+            for m in svc.store.members(id).await? {
+                out.push(json!({
+                    "name": m.first_name,
+                    "username": m.username,
+                    "role": m.role,
+                    "group": id,
+                }));
+            }
+        }
+        Ok(json!({ "members": out }))
+    }
+}
+
+struct RecallConversation;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecallArgs {
+    #[serde(default)]
+    query: Option<String>,
+    #[serde(default)]
+    limit: Option<u64>,
+}
+
+#[async_trait]
+impl Tool for RecallConversation {
+    fn spec(&self) -> ToolSpec {
+        ToolSpec {
+            name: "recall_conversation",
+            description: "Older messages of this chat, optionally containing a word.",
+            parameters: json!({
+                "type": "object",
+                "properties": {
+                    "query": {"type": "string"},
+                    "limit": {"type": "integer", "minimum": 1, "maximum": 50}
+                }
+            }),
+        }
+    }
+
+    async fn call(&self, svc: &Services, scope: &Scope, a: Value) -> Result<Value, ToolError> {
+        let a: RecallArgs = args(a)?;
+        let limit = a.limit.unwrap_or(20);
+        if !(1..=50).contains(&limit) {
+            return Err(ToolError::InvalidArgs("limit must be 1..50".into()));
+        }
+        // Only this chat's log: a DM's recall never reaches a group, nor the reverse.
+        let rows = svc
+            .store
+            .recall(
+                scope.chat.id,
+                scope.window_start_id,
+                a.query.as_deref(),
+                limit,
+            )
+            .await?;
+        let zone = crate::services::zone_of(&scope.chat);
+        let lines: Vec<String> = rows
+            .iter()
+            .map(|m| {
+                format!(
+                    "{} {}: {}",
+                    m.created_at.with_timezone(&zone).format("%a %d %b %H:%M"),
+                    m.sender_name,
+                    crate::context::clip(&m.text, 400)
+                )
+            })
+            .collect();
+        Ok(json!({ "messages": lines }))
+    }
+}

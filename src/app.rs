@@ -1,0 +1,323 @@
+//! Wiring and lifecycle: builds the services, the agent and the core, starts the adapters and the
+//! scheduler, and shuts everything down in order on SIGTERM / Ctrl-C (in-flight turns finish,
+//! bounded by [`SHUTDOWN_GRACE`], then exit 0).
+
+use std::{path::Path, sync::Arc, time::Duration};
+
+use anyhow::Context as _;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    agent::{
+        llm::{ChatModel, OpenAiModel},
+        prompt::Prompt,
+        Agent, ToolRegistry,
+    },
+    clock::{SharedClock, SystemClock},
+    config::{Config, TelegramMode},
+    console::{Console, ConsoleMessenger, BOT_USERNAME},
+    core::Hearth,
+    http::{self, Readiness},
+    messenger::Messenger,
+    outbox::Outbox,
+    scheduler::Scheduler,
+    services::{BotIdentity, ChatLocks, Services},
+    store::Store,
+    telegram,
+};
+
+/// How long in-flight turns may run after a stop signal.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+
+/// Connect the store named by the config.
+pub async fn open_store(cfg: &Config) -> anyhow::Result<Store> {
+    Store::connect(
+        &cfg.database.url,
+        cfg.database.max_connections,
+        cfg.database.busy_timeout,
+    )
+    .await
+    .with_context(|| "opening the database (database.url)".to_string())
+}
+
+/// The model client, or `None` when no model is configured.
+pub fn model(cfg: &Config) -> Option<Arc<dyn ChatModel>> {
+    cfg.model_configured()
+        .then(|| Arc::new(OpenAiModel::new(&cfg.llm)) as Arc<dyn ChatModel>)
+}
+
+/// The agent with every tool and context section.
+pub fn agent(
+    cfg: &Config,
+    model: Option<Arc<dyn ChatModel>>,
+    prompts_dir: &Path,
+) -> anyhow::Result<Agent> {
+    let _ = cfg;
+    let prompt = Prompt::load(prompts_dir)?;
+    Ok(Agent::new(model, ToolRegistry::foundation(), prompt))
+}
+
+/// Build the core over a messenger.
+pub fn core(
+    cfg: Arc<Config>,
+    store: Store,
+    clock: SharedClock,
+    messenger: Arc<dyn Messenger>,
+    bot: BotIdentity,
+    agent: Agent,
+) -> Arc<Hearth> {
+    let outbox = Outbox::new(messenger, store.clone(), clock.clone(), &bot.name);
+    let svc = Services {
+        config: cfg,
+        store,
+        clock,
+        outbox,
+        bot,
+        locks: ChatLocks::default(),
+    };
+    Hearth::new(svc, agent)
+}
+
+/// Register the system jobs on a new scheduler and start it.
+pub async fn start_scheduler(hearth: &Arc<Hearth>) -> anyhow::Result<Scheduler> {
+    let sched = Scheduler::new().await?;
+    let h = hearth.clone();
+    sched
+        .add(
+            "inbound-cleanup",
+            "0 17 * * * *",
+            Arc::new(move || {
+                let h = h.clone();
+                Box::pin(async move {
+                    let now = h.svc.clock.now();
+                    let recovery = chrono::Duration::from_std(crate::core::RECOVERY_WINDOW)
+                        .unwrap_or_default();
+                    if let Err(e) = h
+                        .svc
+                        .store
+                        .sweep_inbound(now - recovery, now - chrono::Duration::days(7))
+                        .await
+                    {
+                        tracing::warn!(error = %e, "inbound cleanup failed");
+                    }
+                })
+            }),
+        )
+        .await?;
+    sched.start().await?;
+    Ok(sched)
+}
+
+/// `hearth run`: the Telegram daemon.
+pub async fn run(cfg: Config) -> anyhow::Result<()> {
+    let cfg = Arc::new(cfg);
+    let token = cfg.require_token()?.clone();
+    let store = open_store(&cfg).await?;
+    let bot = telegram::bot(&token, &cfg.telegram.api_url)?;
+    let stop = CancellationToken::new();
+    spawn_signal_handler(stop.clone());
+
+    let Some(me) = telegram::connect(&bot, &stop).await? else {
+        return Ok(()); // stopped while waiting for Telegram
+    };
+    tracing::info!(bot = %me.username, id = me.id, "connected to Telegram");
+
+    let clock: SharedClock = Arc::new(SystemClock);
+    let messenger: Arc<dyn Messenger> = Arc::new(telegram::TelegramMessenger::new(bot.clone()));
+    let agent = agent(&cfg, model(&cfg), Path::new("prompts"))?;
+    let hearth = core(
+        cfg.clone(),
+        store.clone(),
+        clock,
+        messenger,
+        me.clone(),
+        agent,
+    );
+
+    match telegram::sync_commands(&bot, &store, &me).await {
+        Ok(true) => tracing::info!("command menu updated"),
+        Ok(false) => {}
+        Err(e) => tracing::warn!(error = %e, "setMyCommands failed; will retry at next start"),
+    }
+    hearth.recover().await?;
+    let sched = start_scheduler(&hearth).await?;
+
+    let ready = Readiness::default();
+    let mut http_task = None;
+    if cfg.http_enabled() {
+        let mut app = http::router(store.clone(), ready.clone());
+        if cfg.telegram.mode == TelegramMode::Webhook {
+            let secret = cfg
+                .telegram
+                .webhook_secret
+                .clone()
+                .context("telegram.webhook_secret")?;
+            app = app.merge(telegram::webhook_router(hearth.clone(), me.clone(), secret));
+        }
+        let (_addr, task) = http::serve(cfg.http.listen, app, stop.clone())
+            .await
+            .with_context(|| format!("binding http.listen {}", cfg.http.listen))?;
+        http_task = Some(task);
+    }
+
+    match cfg.telegram.mode {
+        TelegramMode::Polling => {
+            ready.set(true);
+            telegram::run_polling(
+                bot.clone(),
+                hearth.clone(),
+                me.clone(),
+                cfg.telegram.poll_timeout,
+                stop.clone(),
+            )
+            .await;
+        }
+        TelegramMode::Webhook => {
+            telegram::set_webhook(&bot, &cfg).await?;
+            ready.set(true);
+            tracing::info!("webhook registered");
+            stop.cancelled().await;
+        }
+    }
+
+    tracing::info!("stopping: finishing in-flight turns");
+    hearth.shutdown(SHUTDOWN_GRACE).await;
+    sched.shutdown().await;
+    if let Some(t) = http_task {
+        let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// `hearth console`: the same core behind a terminal.
+pub async fn console(cfg: Config) -> anyhow::Result<()> {
+    let cfg = Arc::new(cfg);
+    let store = open_store(&cfg).await?;
+    let clock: SharedClock = Arc::new(SystemClock);
+    let messenger = ConsoleMessenger::new(Box::new(std::io::stdout()));
+    let me = BotIdentity {
+        id: 1,
+        username: BOT_USERNAME.into(),
+        name: "hearth".into(),
+    };
+    let agent = agent(&cfg, model(&cfg), Path::new("prompts"))?;
+    if !agent.has_model() {
+        println!("(no model configured: commands work; for chat set HEARTH_LLM__BASE_URL, e.g. http://localhost:11434/v1 for Ollama, and HEARTH_LLM__MODEL)");
+    }
+    let hearth = core(cfg, store, clock, Arc::new(messenger.clone()), me, agent);
+    hearth.recover().await?;
+    let sched = start_scheduler(&hearth).await?;
+    let stdin = tokio::io::BufReader::new(tokio::io::stdin());
+    Console::new(hearth.clone(), messenger).run(stdin).await;
+    hearth.shutdown(SHUTDOWN_GRACE).await;
+    sched.shutdown().await;
+    Ok(())
+}
+
+/// `hearth check`: validate the configuration; with `online`, also call getMe and the model.
+/// Returns the report lines and whether everything checked works.
+pub async fn check(cfg: &Config, online: bool) -> (Vec<String>, bool) {
+    let mut lines = vec!["configuration: ok".to_string()];
+    let mut ok = true;
+    match &cfg.telegram.token {
+        Some(_) => lines.push("telegram.token: set".into()),
+        None => lines.push("telegram.token: not set (needed by `hearth run`)".into()),
+    }
+    lines.push(format!(
+        "model: {}",
+        if cfg.model_configured() {
+            format!("{} at {}", cfg.llm.model, cfg.llm.base_url)
+        } else {
+            "not configured (commands only)".into()
+        }
+    ));
+    if !online {
+        return (lines, ok);
+    }
+    match &cfg.telegram.token {
+        Some(t) => match telegram::bot(t, &cfg.telegram.api_url) {
+            Ok(bot) => {
+                match tokio::time::timeout(Duration::from_secs(15), telegram::identity(&bot)).await
+                {
+                    Ok(Ok(me)) => {
+                        lines.push(format!("telegram: ok, bot @{} (id {})", me.username, me.id))
+                    }
+                    Ok(Err(e)) => {
+                        ok = false;
+                        lines.push(format!("telegram: getMe failed: {e}"));
+                    }
+                    Err(_) => {
+                        ok = false;
+                        lines.push("telegram: getMe timed out".into());
+                    }
+                }
+            }
+            Err(e) => {
+                ok = false;
+                lines.push(format!("telegram: {e}"));
+            }
+        },
+        None => {
+            ok = false;
+            lines.push("telegram: skipped (no token)".into());
+        }
+    }
+    if cfg.model_configured() {
+        let m = OpenAiModel::new(&cfg.llm);
+        match tokio::time::timeout(Duration::from_secs(15), m.list_models()).await {
+            Ok(Ok(models)) => {
+                let has = models.iter().any(|x| x == &cfg.llm.model);
+                lines.push(format!(
+                    "model endpoint: ok ({} models{})",
+                    models.len(),
+                    if has {
+                        format!(", {} available", cfg.llm.model)
+                    } else {
+                        format!(", {} NOT listed", cfg.llm.model)
+                    }
+                ));
+                ok &= has;
+            }
+            Ok(Err(e)) => {
+                ok = false;
+                lines.push(format!("model endpoint: {e}"));
+            }
+            Err(_) => {
+                ok = false;
+                lines.push("model endpoint: timed out".into());
+            }
+        }
+    } else {
+        lines.push("model endpoint: skipped (not configured)".into());
+    }
+    (lines, ok)
+}
+
+/// Cancel `stop` on SIGTERM or Ctrl-C.
+pub fn spawn_signal_handler(stop: CancellationToken) {
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(s) => s,
+                    Err(_) => {
+                        let _ = tokio::signal::ctrl_c().await;
+                        stop.cancel();
+                        return;
+                    }
+                };
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        tracing::info!("stop signal received");
+        stop.cancel();
+    });
+}

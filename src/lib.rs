@@ -1,0 +1,23 @@
+//! hearth: a group-chat agent for households and teams.
+//!
+//! Layers (an arrow points to what a module may use; see `../shared/DESIGN.md`):
+//! `app` → adapters (`telegram`, `console`, `http`) → `core` → services (`agent`, `context`, …)
+//! → `store` → `migrations`. Plain types cross layers through [`types`] and the [`messenger`] port.
+
+pub mod agent;
+pub mod app;
+pub mod clock;
+pub mod config;
+pub mod console;
+pub mod context;
+pub mod core;
+pub mod format;
+pub mod http;
+pub mod messenger;
+pub mod outbox;
+pub mod scheduler;
+pub mod services;
+pub mod store;
+pub mod telegram;
+pub mod testkit;
+pub mod types;

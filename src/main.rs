@@ -1,0 +1,113 @@
+//! The `hearth` binary: parses the command line, loads the configuration (exit 2 on a
+//! configuration error), sets up logging and runs a subcommand.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+use hearth::config::{Config, ConfigError, LogFormat};
+
+#[derive(Parser)]
+#[command(
+    name = "hearth",
+    version,
+    about = "A group-chat agent for households and teams"
+)]
+struct Cli {
+    /// Configuration file (default: config/default.toml when present, else built-in defaults).
+    #[arg(long, global = true, env = "HEARTH_CONFIG_FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the Telegram daemon.
+    Run,
+    /// Try hearth in the terminal: one group and DMs, no Telegram needed.
+    Console,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Validate the configuration; --online also calls getMe and the model endpoint.
+    Check {
+        #[arg(long)]
+        online: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let env = std::env::vars().filter(|(k, _)| k != "HEARTH_CONFIG_FILE");
+    let cfg = match Config::load(cli.config.as_deref(), env) {
+        Ok(c) => c,
+        Err(e) => return config_exit(&e),
+    };
+    let console = matches!(cli.command, Cmd::Console);
+    init_logging(&cfg, console);
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = rt.block_on(async move {
+        match cli.command {
+            Cmd::Run => {
+                if let Err(e) = cfg.require_token() {
+                    return Err(anyhow::Error::new(e));
+                }
+                hearth::app::run(cfg).await
+            }
+            Cmd::Console => hearth::app::console(cfg).await,
+            Cmd::Migrate => {
+                let n = hearth::store::Store::migrate_only(&cfg.database.url).await?;
+                println!("migrations applied: {n}");
+                Ok(())
+            }
+            Cmd::Check { online } => {
+                let (lines, ok) = hearth::app::check(&cfg, online).await;
+                for l in lines {
+                    println!("{l}");
+                }
+                if ok {
+                    Ok(())
+                } else {
+                    anyhow::bail!("some checks failed")
+                }
+            }
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if let Some(c) = e.downcast_ref::<ConfigError>() {
+                return config_exit(c);
+            }
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn config_exit(e: &ConfigError) -> ExitCode {
+    eprintln!("error: {e}");
+    ExitCode::from(2)
+}
+
+fn init_logging(cfg: &Config, console: bool) {
+    use tracing_subscriber::{fmt, EnvFilter};
+    let default = if console {
+        "warn"
+    } else {
+        cfg.log.level.as_str()
+    };
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(default))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match cfg.log.format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Pretty => builder.try_init(),
+    };
+}

@@ -1,0 +1,52 @@
+//! The outbound port: how services talk to a chat without knowing Telegram or the console.
+//! Implemented by `telegram::TelegramMessenger`, `console::ConsoleMessenger` and test doubles.
+//! Uses: crate::types only.
+
+use async_trait::async_trait;
+
+use crate::types::{Button, Outbound};
+
+/// A delivery failure after the adapter's own retries (rate limits, markup fallback).
+#[derive(Debug, thiserror::Error)]
+#[error("delivery failed: {0}")]
+pub struct SendError(pub String);
+
+/// One message as delivered: its id in the chat and the plain text that was shown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sent {
+    pub message_id: i64,
+    pub text: String,
+}
+
+/// Sends messages to chats. Implementations split long text, escape, and fall back to plain
+/// text when markup is refused; callers hand over one logical message.
+#[async_trait]
+pub trait Messenger: Send + Sync + 'static {
+    /// Deliver `msg`; returns one [`Sent`] per part (long messages are split; buttons ride on the
+    /// last part).
+    async fn send(&self, msg: &Outbound) -> Result<Vec<Sent>, SendError>;
+    /// Replace the text and buttons of a message sent earlier (empty `buttons` removes them).
+    async fn edit(
+        &self,
+        chat_id: i64,
+        message_id: i64,
+        html: &str,
+        buttons: &[Vec<Button>],
+    ) -> Result<(), SendError>;
+    /// Answer a callback query at once; `text` shows as a toast (or an alert when `alert`).
+    async fn answer_callback(
+        &self,
+        callback_id: &str,
+        text: Option<&str>,
+        alert: bool,
+    ) -> Result<(), SendError>;
+    /// Show "typing…" in a chat (lasts about 5 s on Telegram).
+    async fn typing(&self, chat_id: i64) -> Result<(), SendError>;
+    /// Send a PNG image with an HTML caption.
+    async fn send_photo(
+        &self,
+        chat_id: i64,
+        png: Vec<u8>,
+        caption_html: &str,
+    ) -> Result<Sent, SendError>;
+}

@@ -1,0 +1,94 @@
+//! The one outbound boundary. Every bot message goes through [`Outbox::send`]: the silent token
+//! is dropped here, the message is delivered through the [`Messenger`], and what was delivered is
+//! appended to the chat's context log labelled as the bot (peers lost or mislabelled the bot's
+//! replies: OpenClaw, choresir).
+
+use std::sync::Arc;
+
+use crate::{
+    clock::SharedClock,
+    format::html_to_plain,
+    messenger::{Messenger, SendError, Sent},
+    store::{NewMessage, Store},
+    types::{Button, Outbound},
+};
+
+/// A reply that is exactly this (after trimming) means "say nothing" (`reply_mode = always`).
+pub const SILENT_TOKEN: &str = "[silent]";
+
+/// Sends and records bot messages.
+#[derive(Clone)]
+pub struct Outbox {
+    messenger: Arc<dyn Messenger>,
+    store: Store,
+    clock: SharedClock,
+    bot_name: Arc<str>,
+}
+
+impl Outbox {
+    /// An outbox delivering through `messenger`, labelling the bot's log rows `bot_name`.
+    pub fn new(
+        messenger: Arc<dyn Messenger>,
+        store: Store,
+        clock: SharedClock,
+        bot_name: &str,
+    ) -> Self {
+        Self {
+            messenger,
+            store,
+            clock,
+            bot_name: bot_name.into(),
+        }
+    }
+
+    /// The messenger (for callbacks, typing, edits).
+    pub fn messenger(&self) -> &Arc<dyn Messenger> {
+        &self.messenger
+    }
+
+    /// True when `text` is the silent token.
+    pub fn is_silent(text: &str) -> bool {
+        text.trim() == SILENT_TOKEN
+    }
+
+    /// Deliver and record. Returns the delivered parts (empty for a silent or empty message).
+    pub async fn send(&self, msg: Outbound) -> Result<Vec<Sent>, SendError> {
+        if Self::is_silent(&html_to_plain(&msg.html)) || msg.html.trim().is_empty() {
+            return Ok(vec![]);
+        }
+        let sent = self.messenger.send(&msg).await?;
+        let now = self.clock.now();
+        for s in &sent {
+            if let Err(e) = self
+                .store
+                .append_message(NewMessage {
+                    chat_id: msg.chat_id,
+                    sender_user_id: None,
+                    sender_name: &self.bot_name,
+                    from_bot: true,
+                    text: &s.text,
+                    tg_message_id: Some(s.message_id),
+                    reply_to: msg.reply_to,
+                    created_at: now,
+                })
+                .await
+            {
+                tracing::warn!(error = %e, chat_id = msg.chat_id, "could not record the bot's reply");
+            }
+        }
+        Ok(sent)
+    }
+
+    /// Edit a message sent earlier (text and buttons).
+    pub async fn edit(
+        &self,
+        chat_id: i64,
+        message_id: i64,
+        html: &str,
+        buttons: &[Vec<Button>],
+    ) -> Result<(), SendError> {
+        self.messenger
+            .edit(chat_id, message_id, html, buttons)
+            .await
+    }
+}

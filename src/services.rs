@@ -1,0 +1,50 @@
+//! The service bundle every layer above `store` works with: configuration, storage, clock, the
+//! outbound boundary, the bot's identity and the per-chat turn locks. Built once by `app`.
+
+use std::{collections::HashMap, sync::Arc};
+
+use chrono_tz::Tz;
+use tokio::sync::{Mutex, OwnedMutexGuard};
+
+use crate::{clock::SharedClock, config::Config, outbox::Outbox, store::ChatRow, store::Store};
+
+/// The bot as Telegram knows it (from getMe), or the console's stand-in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BotIdentity {
+    pub id: i64,
+    /// Without the leading "@".
+    pub username: String,
+    /// Display name used as the sender label of the bot's own messages.
+    pub name: String,
+}
+
+/// Shared services. Cheap to clone (everything inside is shared).
+#[derive(Clone)]
+pub struct Services {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub clock: SharedClock,
+    pub outbox: Outbox,
+    pub bot: BotIdentity,
+    pub locks: ChatLocks,
+}
+
+/// One lock per chat: a member's turn and a routine's turn in the same chat never interleave.
+#[derive(Clone, Default)]
+pub struct ChatLocks(Arc<std::sync::Mutex<HashMap<i64, Arc<Mutex<()>>>>>);
+
+impl ChatLocks {
+    /// Wait for the chat's lock (FIFO among waiters).
+    pub async fn lock(&self, chat_id: i64) -> OwnedMutexGuard<()> {
+        let m = {
+            let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            map.entry(chat_id).or_default().clone()
+        };
+        m.lock_owned().await
+    }
+}
+
+/// The chat's IANA zone (UTC when the stored name is unknown).
+pub fn zone_of(chat: &ChatRow) -> Tz {
+    chat.timezone.parse().unwrap_or(Tz::UTC)
+}

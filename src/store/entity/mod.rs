@@ -1,0 +1,8 @@
+//! sea-orm entities, one file per table (schema lives in the `migrations` crate).
+pub mod chat;
+pub mod inbound;
+pub mod kv;
+pub mod member;
+pub mod message;
+pub mod turn;
+pub mod user;

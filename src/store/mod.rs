@@ -1,0 +1,142 @@
+//! Persistence: the only module that imports sea-orm. Owns connection set-up (SQLite WAL and
+//! busy timeout; Postgres by URL), migrations at start-up, and every query, grouped by table.
+//! Services receive plain row structs (the entity `Model`s) and never build queries.
+//!
+//! Portability: all queries are sea-query builders; the one SQLite-specific part is the pragma
+//! set-up in [`Store::connect`].
+
+pub mod entity;
+
+mod chats;
+mod inbound;
+mod kv;
+mod log;
+mod turns;
+
+use std::time::Duration;
+
+use migration::MigratorTrait;
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr};
+
+pub use chats::MemberRow;
+pub use entity::{
+    chat::Model as ChatRow, inbound::Model as InboundRow, message::Model as MessageRow,
+    turn::Model as TurnRow,
+};
+pub use log::NewMessage;
+pub use turns::NewTurn;
+
+/// A storage failure (connection, constraint, serialization). Display gives the cause.
+#[derive(Debug, thiserror::Error)]
+#[error("storage: {0}")]
+pub struct StoreError(#[from] pub DbErr);
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A handle to the database; cheap to clone (a pool inside).
+#[derive(Clone, Debug)]
+pub struct Store {
+    db: DatabaseConnection,
+}
+
+impl Store {
+    /// Connect to `url` and apply pending migrations.
+    ///
+    /// SQLite: creates the file's folder, turns on WAL and `busy_timeout`; `sqlite::memory:` uses
+    /// one connection (each in-memory connection is its own database).
+    pub async fn connect(
+        url: &str,
+        max_connections: u32,
+        busy_timeout: Duration,
+    ) -> StoreResult<Store> {
+        let memory = url.contains(":memory:") || url.contains("mode=memory");
+        if url.starts_with("sqlite:") && !memory {
+            if let Some(dir) = sqlite_parent_dir(url) {
+                std::fs::create_dir_all(&dir).map_err(|e| {
+                    DbErr::Custom(format!("cannot create database folder {dir}: {e}"))
+                })?;
+            }
+        }
+        let mut opts = ConnectOptions::new(url.to_string());
+        opts.max_connections(if memory { 1 } else { max_connections })
+            .min_connections(1)
+            .connect_timeout(Duration::from_secs(10))
+            .sqlx_logging(false);
+        if memory {
+            // keep the single in-memory connection alive for the life of the pool
+            opts.idle_timeout(Duration::from_secs(365 * 24 * 3600))
+                .max_lifetime(Duration::from_secs(365 * 24 * 3600));
+        }
+        opts.map_sqlx_sqlite_opts(move |o| {
+            o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+                .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
+                .busy_timeout(busy_timeout)
+                .foreign_keys(true)
+        });
+        let db = Database::connect(opts).await?;
+        migration::Migrator::up(&db, None).await?;
+        Ok(Store { db })
+    }
+
+    /// A fresh in-memory SQLite database with all migrations applied (tests, console trials).
+    pub async fn memory() -> StoreResult<Store> {
+        Store::connect("sqlite::memory:", 1, Duration::from_secs(5)).await
+    }
+
+    /// Apply pending migrations and report how many ran.
+    pub async fn migrate_only(url: &str) -> StoreResult<usize> {
+        let memory = url.contains(":memory:");
+        if url.starts_with("sqlite:") && !memory {
+            if let Some(dir) = sqlite_parent_dir(url) {
+                let _ = std::fs::create_dir_all(dir);
+            }
+        }
+        let db = Database::connect(url).await?;
+        let pending = migration::Migrator::get_pending_migrations(&db)
+            .await?
+            .len();
+        migration::Migrator::up(&db, None).await?;
+        Ok(pending)
+    }
+
+    /// Round trip to the database (`/readyz`).
+    pub async fn ping(&self) -> StoreResult<()> {
+        self.db.ping().await?;
+        Ok(())
+    }
+
+    /// The backend in use.
+    pub fn backend(&self) -> DbBackend {
+        self.db.get_database_backend()
+    }
+
+    pub(crate) fn conn(&self) -> &DatabaseConnection {
+        &self.db
+    }
+}
+
+/// `sqlite://data/hearth.db?mode=rwc` → `Some("data")`.
+fn sqlite_parent_dir(url: &str) -> Option<String> {
+    let path = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
+    let path = path.split('?').next()?;
+    let parent = std::path::Path::new(path).parent()?;
+    let s = parent.to_string_lossy().to_string();
+    (!s.is_empty()).then_some(s)
+}
+
+/// Map "no row inserted because of ON CONFLICT DO NOTHING" to `false`.
+pub(crate) fn inserted<T>(r: Result<T, DbErr>) -> StoreResult<bool> {
+    match r {
+        Ok(_) => Ok(true),
+        Err(DbErr::RecordNotInserted) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[allow(dead_code)]
+pub(crate) async fn exec_raw(db: &impl ConnectionTrait, sql: &str) -> StoreResult<()> {
+    db.execute_unprepared(sql).await?;
+    Ok(())
+}

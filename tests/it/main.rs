@@ -1,0 +1,4 @@
+//! Integration tests: one binary (fast to link), one module per area.
+mod support;
+
+mod foundation;

@@ -1,0 +1,1 @@
+//! Placeholder: the fake Bot API server lands here.
