@@ -17,6 +17,7 @@ use crate::{
     config::{Config, TelegramMode},
     console::{Console, ConsoleMessenger, BOT_USERNAME},
     core::Hearth,
+    events::EventBus,
     http::{self, Readiness},
     messenger::Messenger,
     outbox::Outbox,
@@ -74,6 +75,7 @@ pub fn core(
         outbox,
         bot,
         locks: ChatLocks::default(),
+        events: EventBus::default(),
     };
     Hearth::new(svc, agent)
 }

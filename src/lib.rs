@@ -11,6 +11,7 @@ pub mod config;
 pub mod console;
 pub mod context;
 pub mod core;
+pub mod events;
 pub mod format;
 pub mod http;
 pub mod messenger;

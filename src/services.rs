@@ -6,7 +6,10 @@ use std::{collections::HashMap, sync::Arc};
 use chrono_tz::Tz;
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
-use crate::{clock::SharedClock, config::Config, outbox::Outbox, store::ChatRow, store::Store};
+use crate::{
+    clock::SharedClock, config::Config, events::EventBus, outbox::Outbox, store::ChatRow,
+    store::Store,
+};
 
 /// The bot as Telegram knows it (from getMe), or the console's stand-in.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,6 +30,7 @@ pub struct Services {
     pub outbox: Outbox,
     pub bot: BotIdentity,
     pub locks: ChatLocks,
+    pub events: EventBus,
 }
 
 /// One lock per chat: a member's turn and a routine's turn in the same chat never interleave.

@@ -1,15 +1,166 @@
 //! Slash commands: parsing (`/name@bot args`) and the foundation commands. Domain commands call
 //! their services from here; the list in [`COMMANDS`] is what `setMyCommands` publishes.
 
-/// (command, description) as shown in Telegram's command menu and in /help.
+use crate::{
+    format::escape_html as e,
+    services::Services,
+    store::{ChatRow, MemberRow},
+    types::{ChatKind, Outbound, UserRef},
+};
+
+/// (command, description) as shown in Telegram's command menu and in /help, foundation first,
+/// then each domain's list.
 pub const COMMANDS: &[(&str, &str)] = &[
     ("help", "What I can do"),
     ("members", "Who is in this group"),
     (
         "timezone",
-        "Show or set the group's time zone, e.g. /timezone Europe/London",
+        "Show or set the time zone, e.g. /timezone Europe/London",
     ),
 ];
+
+/// Where a command was given and by whom.
+#[derive(Debug, Clone, Copy)]
+pub struct CommandCtx<'a> {
+    pub chat: &'a ChatRow,
+    pub chat_kind: ChatKind,
+    pub from: &'a UserRef,
+    /// The sender's member row in a group (`None` in a DM).
+    pub member: Option<&'a MemberRow>,
+    /// The command message's id.
+    pub message_id: i64,
+    /// What replies should quote (the command message in groups, nothing in DMs).
+    pub reply_to: Option<i64>,
+    pub has_model: bool,
+}
+
+impl CommandCtx<'_> {
+    /// An HTML reply to the command.
+    pub fn reply(&self, html: impl Into<String>) -> Outbound {
+        Outbound {
+            chat_id: self.chat.id,
+            html: html.into(),
+            buttons: vec![],
+            reply_to: self.reply_to,
+        }
+    }
+}
+
+/// Run a command: each domain gets a chance in turn; the first that knows the name handles it
+/// and sends its own replies through the outbox.
+///
+/// Errors: storage or delivery failures (the core apologises to the user).
+pub async fn dispatch(svc: &Services, ctx: &CommandCtx<'_>, cmd: &Command) -> anyhow::Result<()> {
+    if let Some(r) = foundation(svc, ctx, cmd).await {
+        return r;
+    }
+    // workflows and chores (issue 3/4)
+
+    // routines (issue 5)
+
+    svc.outbox
+        .send(ctx.reply(format!(
+            "I don't know /{}. Try /help.",
+            e(&crate::context::clip(&cmd.name, 40))
+        )))
+        .await?;
+    Ok(())
+}
+
+/// The foundation commands: /start, /help, /members, /timezone.
+async fn foundation(
+    svc: &Services,
+    ctx: &CommandCtx<'_>,
+    cmd: &Command,
+) -> Option<anyhow::Result<()>> {
+    let html = match cmd.name.as_str() {
+        "start" | "help" => Ok(help_text(&svc.bot.name, ctx.has_model)),
+        "members" => members(svc, ctx).await,
+        "timezone" => timezone(svc, ctx, &cmd.args).await,
+        _ => return None,
+    };
+    Some(match html {
+        Ok(h) => svc
+            .outbox
+            .send(ctx.reply(h))
+            .await
+            .map(|_| ())
+            .map_err(Into::into),
+        Err(e) => Err(e),
+    })
+}
+
+async fn members(svc: &Services, ctx: &CommandCtx<'_>) -> anyhow::Result<String> {
+    let ids = if ctx.chat_kind == ChatKind::Group {
+        vec![ctx.chat.id]
+    } else {
+        svc.store
+            .groups_of_user(ctx.from.id)
+            .await?
+            .into_iter()
+            .map(|g| g.id)
+            .collect()
+    };
+    let mut lines = Vec::new();
+    for id in ids {
+        for mm in svc.store.members(id).await? {
+            lines.push(format!(
+                "• {}{}{}",
+                e(&mm.first_name),
+                mm.username
+                    .as_deref()
+                    .map(|u| format!(" @{}", e(u)))
+                    .unwrap_or_default(),
+                if mm.is_admin() { " (admin)" } else { "" }
+            ));
+        }
+    }
+    Ok(if lines.is_empty() {
+        "No members yet: I register people when they first write in a group.".into()
+    } else {
+        format!("<b>Members</b>\n{}", lines.join("\n"))
+    })
+}
+
+async fn timezone(svc: &Services, ctx: &CommandCtx<'_>, args: &str) -> anyhow::Result<String> {
+    let chat = ctx.chat;
+    if args.is_empty() {
+        return Ok(format!(
+            "This chat's time zone is <b>{}</b>. Change it with /timezone Europe/London.",
+            e(&chat.timezone)
+        ));
+    }
+    if ctx.chat_kind == ChatKind::Group && !ctx.member.is_some_and(|m| m.is_admin()) {
+        return Ok("Only a group admin can change the time zone.".into());
+    }
+    Ok(match args.trim().parse::<chrono_tz::Tz>() {
+        Ok(tz) => {
+            svc.store.set_chat_timezone(chat.id, tz.name()).await?;
+            format!("Time zone set to <b>{}</b>.", e(tz.name()))
+        }
+        Err(_) => format!(
+            "'{}' is not an IANA time zone. Try a name like Europe/London or America/New_York.",
+            e(&crate::context::clip(args, 60))
+        ),
+    })
+}
+
+/// The /help text.
+pub fn help_text(bot: &str, has_model: bool) -> String {
+    let mut s = format!(
+        "<b>{}</b> keeps this chat's chores, approvals and routines.\n\n",
+        e(bot)
+    );
+    for (c, d) in COMMANDS {
+        s.push_str(&format!("/{c} — {}\n", e(d)));
+    }
+    if has_model {
+        s.push_str("\nMention me or reply to me to ask anything.");
+    } else {
+        s.push_str("\nNo model is configured: commands work, free text does not.");
+    }
+    s
+}
 
 /// A parsed command.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -296,6 +296,13 @@ impl Hearth {
                 .await?;
             if fresh {
                 tracing::info!(chat_id = chat.id, user_id = user.id, role = %m.role, "member registered");
+                self.svc
+                    .events
+                    .publish(crate::events::HearthEvent::MemberJoined {
+                        chat_id: chat.id,
+                        user_id: user.id,
+                        name: user.label().to_string(),
+                    });
             }
             Some(m)
         } else {
@@ -346,23 +353,25 @@ impl Hearth {
 
         // 1. commands
         if text.starts_with('/') {
-            match commands::parse(text, &self.svc.bot.username) {
-                Some(cmd) => {
-                    let html = self.run_command(&chat, &m, member.as_ref(), &cmd).await?;
-                    if let Some(html) = html {
-                        self.send(Outbound {
-                            chat_id: chat.id,
-                            html,
-                            buttons: vec![],
-                            reply_to,
-                        })
-                        .await;
-                    }
-                    return Ok(());
+            if let Some(cmd) = commands::parse(text, &self.svc.bot.username) {
+                let ctx = commands::CommandCtx {
+                    chat: &chat,
+                    chat_kind: m.chat.kind,
+                    from: &m.from,
+                    member: member.as_ref(),
+                    message_id: m.message_id,
+                    reply_to,
+                    has_model: self.agent.has_model(),
+                };
+                if let Err(e) = commands::dispatch(&self.svc, &ctx, &cmd).await {
+                    tracing::error!(chat_id = chat.id, command = %cmd.name, error = %format!("{e:#}"), "command failed");
+                    self.reply(chat.id, reply_to, "Sorry, that didn't work because of a problem on my side. Please try again.").await;
                 }
-                None => return Ok(()), // a command for another bot: context only
             }
+            return Ok(()); // a command for another bot is context only
         }
+
+        // 3. approval replies the parser fully understands (workflows)
 
         // 4. agent turn when addressed, or every message in `always` mode
         let always = self.svc.config.group.reply_mode == crate::config::ReplyMode::Always;
@@ -447,76 +456,10 @@ impl Hearth {
         })
     }
 
-    async fn run_command(
-        &self,
-        chat: &ChatRow,
-        m: &InboundMessage,
-        member: Option<&MemberRow>,
-        cmd: &commands::Command,
-    ) -> Result<Option<String>, StoreError> {
-        let e = format::escape_html;
-        Ok(Some(match cmd.name.as_str() {
-            "start" | "help" => help_text(&self.svc.bot.name, self.agent.has_model()),
-            "members" => {
-                let ids = if m.chat.kind == ChatKind::Group {
-                    vec![chat.id]
-                } else {
-                    self.svc
-                        .store
-                        .groups_of_user(m.from.id)
-                        .await?
-                        .into_iter()
-                        .map(|g| g.id)
-                        .collect()
-                };
-                let mut lines = Vec::new();
-                for id in ids {
-                    for mm in self.svc.store.members(id).await? {
-                        lines.push(format!(
-                            "• {}{}{}",
-                            e(&mm.first_name),
-                            mm.username
-                                .as_deref()
-                                .map(|u| format!(" @{}", e(u)))
-                                .unwrap_or_default(),
-                            if mm.is_admin() { " (admin)" } else { "" }
-                        ));
-                    }
-                }
-                if lines.is_empty() {
-                    "No members yet: I register people when they first write in a group.".into()
-                } else {
-                    format!("<b>Members</b>\n{}", lines.join("\n"))
-                }
-            }
-            "timezone" => {
-                if cmd.args.is_empty() {
-                    format!("This chat's time zone is <b>{}</b>. Change it with /timezone Europe/London.", e(&chat.timezone))
-                } else if m.chat.kind == ChatKind::Group && !member.is_some_and(|mm| mm.is_admin())
-                {
-                    "Only a group admin can change the time zone.".into()
-                } else {
-                    match cmd.args.trim().parse::<chrono_tz::Tz>() {
-                        Ok(tz) => {
-                            self.svc.store.set_chat_timezone(chat.id, tz.name()).await?;
-                            format!("Time zone set to <b>{}</b>.", e(tz.name()))
-                        }
-                        Err(_) => format!(
-                            "'{}' is not an IANA time zone. Try a name like Europe/London or America/New_York.",
-                            e(&crate::context::clip(&cmd.args, 60))
-                        ),
-                    }
-                }
-            }
-            other => format!(
-                "I don't know /{}. Try /help.",
-                e(&crate::context::clip(other, 40))
-            ),
-        }))
-    }
-
     async fn on_callback(&self, c: CallbackQuery) -> Result<(), StoreError> {
         let _ = self.resolve(&c.chat, &c.from).await?;
+        // workflow buttons (issue 3)
+
         let _ = self
             .svc
             .outbox
@@ -545,12 +488,13 @@ impl Hearth {
     ) -> Result<(), StoreError> {
         if self.svc.store.deactivate_member(chat.id, user.id).await? {
             tracing::info!(chat_id = chat.id, user_id = user.id, "member left");
+            // chores reassigned, pending requests cancelled (issue 4)
         }
         Ok(())
     }
 
     /// Send plain text (escaped) as a reply.
-    async fn reply(&self, chat_id: i64, reply_to: Option<i64>, text: &str) {
+    pub(crate) async fn reply(&self, chat_id: i64, reply_to: Option<i64>, text: &str) {
         self.send(Outbound {
             chat_id,
             html: format::escape_html(text),
@@ -566,21 +510,4 @@ impl Hearth {
             tracing::error!(chat_id, error = %e, "reply not delivered");
         }
     }
-}
-
-/// The /help text.
-pub fn help_text(bot: &str, has_model: bool) -> String {
-    let mut s = format!(
-        "<b>{}</b> keeps this chat's chores, approvals and routines.\n\n",
-        format::escape_html(bot)
-    );
-    for (c, d) in commands::COMMANDS {
-        s.push_str(&format!("/{c} — {}\n", format::escape_html(d)));
-    }
-    if has_model {
-        s.push_str("\nMention me or reply to me to ask anything.");
-    } else {
-        s.push_str("\nNo model is configured: commands work, free text does not.");
-    }
-    s
 }
