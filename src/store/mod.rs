@@ -11,6 +11,7 @@ mod chats;
 mod inbound;
 mod kv;
 mod log;
+mod routines;
 mod turns;
 
 use std::time::Duration;
@@ -21,9 +22,11 @@ use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbB
 pub use chats::MemberRow;
 pub use entity::{
     chat::Model as ChatRow, inbound::Model as InboundRow, message::Model as MessageRow,
-    turn::Model as TurnRow,
+    routine::Model as RoutineRow, routine_run::Model as RunRow,
+    routine_trigger::Model as TriggerRow, turn::Model as TurnRow,
 };
 pub use log::NewMessage;
+pub use routines::{NewRoutine, NewRun, NewTrigger, RoutineCounters, RunEnd};
 pub use turns::NewTurn;
 
 /// A storage failure (connection, constraint, serialization). Display gives the cause.

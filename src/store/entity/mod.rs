@@ -6,3 +6,6 @@ pub mod member;
 pub mod message;
 pub mod turn;
 pub mod user;
+pub mod routine;
+pub mod routine_run;
+pub mod routine_trigger;
