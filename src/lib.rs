@@ -16,6 +16,7 @@ pub mod format;
 pub mod http;
 pub mod messenger;
 pub mod outbox;
+pub mod routines;
 pub mod schedule;
 pub mod scheduler;
 pub mod services;

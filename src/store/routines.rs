@@ -3,9 +3,8 @@
 //! database; [`Store::claim_queued_run`] does the same for queued manual and api runs.
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    sea_query::Expr,
-    ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set, TransactionTrait,
+    sea_query::Expr, ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect, Set, TransactionTrait,
 };
 
 use super::{
@@ -187,7 +186,10 @@ impl Store {
     }
 
     /// Triggers of a routine in position order.
-    pub async fn routine_triggers(&self, routine_id: i64) -> StoreResult<Vec<routine_trigger::Model>> {
+    pub async fn routine_triggers(
+        &self,
+        routine_id: i64,
+    ) -> StoreResult<Vec<routine_trigger::Model>> {
         Ok(routine_trigger::Entity::find()
             .filter(routine_trigger::Column::RoutineId.eq(routine_id))
             .order_by_asc(routine_trigger::Column::Position)
@@ -466,4 +468,3 @@ impl Store {
         Ok(())
     }
 }
-

@@ -21,6 +21,7 @@ use hearth::{
     },
 };
 
+#[allow(clippy::inconsistent_digit_grouping)]
 pub const GROUP: i64 = -100_1;
 
 /// 2026-11-21 10:00 UTC.
