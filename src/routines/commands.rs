@@ -152,7 +152,7 @@ async fn cron(svc: &Services, ctx: &CommandCtx<'_>, args: &str) -> Result<String
         ));
     }
     // an IANA zone may follow the five fields
-    let (trigger, rest) = if words.len() > 6 && crate::schedule::parse_zone(words[5]).is_ok() {
+    let (trigger, rest) = if words.len() > 6 && super::model::looks_like_zone(words[5]) {
         (format!("cron {}", words[..6].join(" ")), &words[6..])
     } else {
         (format!("cron {}", words[..5].join(" ")), &words[5..])

@@ -119,6 +119,17 @@ pub async fn create(svc: &Services, req: CreateRequest) -> Result<Created, Routi
         specs.push(TriggerSpec::parse(t, now, req.chat_zone)?);
     }
     let max_ticks = model::validate_limit("max_ticks", req.max_ticks, model::MAX_TICKS)?;
+    if let Some(n) = &req.name {
+        model::validate_name(n.trim())?;
+        if svc
+            .store
+            .routine_by_name(req.chat_id, n.trim())
+            .await?
+            .is_some()
+        {
+            return Err(name_taken(n.trim()));
+        }
+    }
     let max_per_day = model::validate_limit(
         "max_runs_per_day",
         req.max_runs_per_day,
@@ -190,18 +201,20 @@ pub async fn create(svc: &Services, req: CreateRequest) -> Result<Created, Routi
             });
         }
         if !generated {
-            return Err(RoutineError::invalid(
-                "name",
-                format!(
-                    "'{name}' is already used in this chat; pick another or /routine_delete {name}"
-                ),
-            ));
+            return Err(name_taken(&name));
         }
     }
     Err(RoutineError::invalid(
         "name",
         format!("'{base}' and its numbered variants are taken; give a name"),
     ))
+}
+
+fn name_taken(name: &str) -> RoutineError {
+    RoutineError::invalid(
+        "name",
+        format!("'{name}' is already used in this chat; pick another or /routine_delete {name}"),
+    )
 }
 
 /// A fresh api bearer token: "hrt_" + 64 hex characters (256 random bits).

@@ -135,6 +135,12 @@ pub fn validate_limit(field: &str, v: Option<i64>, max: i64) -> Result<Option<i3
     }
 }
 
+/// The rule for a word after a cron expression being its zone: an IANA-style name with a '/'
+/// ("Europe/London") or "UTC". Anything else is not a zone (in `/cron` it starts the prompt).
+pub fn looks_like_zone(w: &str) -> bool {
+    w.contains('/') || w.eq_ignore_ascii_case("utc")
+}
+
 /// One trigger, parsed.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TriggerSpec {
