@@ -87,7 +87,7 @@ impl Tool for Create {
     fn spec(&self) -> ToolSpec {
         ToolSpec {
             name: "routine_create",
-            description: "Schedule a prompt. triggers: 'every 30m'|'cron 0 8 * * 1-5'|'at tomorrow 09:00'|'event chore_overdue'|'api'. quiet: may answer [~] to stay silent.",
+            description: "Schedule a prompt. triggers e.g. 'every 30m','cron 0 8 * * 1-5','at tomorrow 9:00','event chore_overdue','api'.",
             parameters: json!({
                 "type": "object",
                 "properties": {
@@ -163,7 +163,7 @@ impl Tool for List {
     fn spec(&self) -> ToolSpec {
         ToolSpec {
             name: "routine_list",
-            description: "This chat's routines with triggers and state.",
+            description: "List this chat's routines.",
             parameters: json!({"type": "object", "properties": {}}),
         }
     }
@@ -197,7 +197,7 @@ impl Tool for Pause {
         if self.0 {
             ToolSpec {
                 name: "routine_pause",
-                description: "Pause a routine by name.",
+                description: "Pause a routine.",
                 parameters: name_schema(),
             }
         } else {
@@ -223,7 +223,7 @@ impl Tool for Delete {
     fn spec(&self) -> ToolSpec {
         ToolSpec {
             name: "routine_delete",
-            description: "Delete a routine by name (a routine may delete itself).",
+            description: "Delete a routine (may be itself).",
             parameters: name_schema(),
         }
     }
@@ -253,8 +253,7 @@ impl Tool for SetState {
     fn spec(&self) -> ToolSpec {
         ToolSpec {
             name: "routine_set_state",
-            description:
-                "Deep-merge an object into a routine's state (null removes a key; max 2 KB).",
+            description: "Merge an object into a routine's state (null deletes a key).",
             parameters: json!({
                 "type": "object",
                 "properties": {"name": {"type": "string"}, "state": {"type": "object"}},
@@ -277,7 +276,7 @@ impl Tool for RunNow {
     fn spec(&self) -> ToolSpec {
         ToolSpec {
             name: "routine_run_now",
-            description: "Run a routine once now (also when paused).",
+            description: "Run a routine now.",
             parameters: name_schema(),
         }
     }

@@ -1161,3 +1161,23 @@ async fn a_routine_turn_and_a_member_turn_in_one_chat_do_not_interleave() {
     assert_eq!(texts.iter().filter(|t| *t == "routine reply").count(), 3);
     assert_eq!(texts.iter().filter(|t| *t == "member reply").count(), 3);
 }
+
+#[test]
+fn routine_tools_cost_few_prompt_tokens() {
+    // every tool schema is paid on every turn: the seven routine tools stay small
+    // (measured as the JSON sent in `tools`, o200k: 381 tokens; most is per-tool wrapper)
+    let mut reg = hearth::agent::ToolRegistry::default();
+    routines::tools::register(&mut reg);
+    let bpe = tiktoken_rs::o200k_base().unwrap();
+    let text: String = reg
+        .specs(true)
+        .iter()
+        .map(|s| {
+            serde_json::json!({"type": "function", "function": {"name": s.name, "description": s.description, "parameters": s.parameters}})
+                .to_string()
+        })
+        .collect();
+    let n = bpe.encode_with_special_tokens(&text).len();
+    println!("routine tools: {n} tokens");
+    assert!(n <= 390, "routine tools cost {n} tokens");
+}
