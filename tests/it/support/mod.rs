@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod fake_telegram;
+pub mod tg;
 
 use std::sync::Arc;
 
@@ -21,7 +22,7 @@ use hearth::{
     },
 };
 
-pub const GROUP: i64 = -100_1;
+pub const GROUP: i64 = -1001;
 
 /// 2026-11-21 10:00 UTC.
 pub fn t0() -> DateTime<Utc> {
