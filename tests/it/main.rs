@@ -1,5 +1,6 @@
 //! Integration tests: one binary (fast to link), one module per area.
 mod support;
 
+mod binary;
 mod foundation;
 mod telegram;

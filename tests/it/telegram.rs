@@ -416,3 +416,81 @@ async fn commands_menu_is_set_once_per_change() {
     assert_eq!(app.fake.calls_to("setMyCommands").len(), 1);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn webhook_checks_the_secret_and_delivers() {
+    use secrecy::SecretString;
+    let fake = FakeBotApi::start().await;
+    let llm = wiremock::MockServer::start().await;
+    mount_default(&llm, completion("Webhook reply.")).await;
+    let mut cfg = crate::support::test_config();
+    cfg.telegram.api_url = fake.url();
+    cfg.llm.base_url = format!("{}/v1", llm.uri());
+    cfg.llm.api_key = Some(SecretString::from("sk-test"));
+    let cfg = std::sync::Arc::new(cfg);
+    let store = hearth::store::Store::memory().await.unwrap();
+    let bot = hearth::telegram::bot(&SecretString::from("123:TEST"), &fake.url()).unwrap();
+    let me = hearth::telegram::identity(&bot).await.unwrap();
+    let agent = hearth::app::agent(
+        &cfg,
+        hearth::app::model(&cfg),
+        std::path::Path::new("prompts"),
+    )
+    .unwrap();
+    let clock: hearth::clock::SharedClock = std::sync::Arc::new(hearth::clock::SystemClock);
+    let hearth_core = hearth::app::core(
+        cfg.clone(),
+        store.clone(),
+        clock,
+        std::sync::Arc::new(hearth::telegram::TelegramMessenger::new(bot)),
+        me.clone(),
+        agent,
+    );
+    let router = hearth::telegram::webhook_router(
+        hearth_core.clone(),
+        me,
+        SecretString::from("s3cret-token"),
+    );
+    let stop = tokio_util::sync::CancellationToken::new();
+    let (addr, _task) = hearth::http::serve("127.0.0.1:0".parse().unwrap(), router, stop.clone())
+        .await
+        .unwrap();
+    let url = format!("http://{addr}{}", hearth::telegram::WEBHOOK_PATH);
+    let update = FakeBotApi::text_message(77, group(), alice(), 90, "@hearth_bot via webhook");
+    let client = reqwest::Client::new();
+
+    let r = client.post(&url).json(&update).send().await.unwrap();
+    assert_eq!(r.status(), 401, "no secret header");
+    let r = client
+        .post(&url)
+        .header("X-Telegram-Bot-Api-Secret-Token", "wrong")
+        .json(&update)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "wrong secret");
+    assert!(fake.calls_to("sendMessage").is_empty());
+
+    let r = client
+        .post(&url)
+        .header("X-Telegram-Bot-Api-Secret-Token", "s3cret-token")
+        .json(&update)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let sent = fake.wait_for("sendMessage", 1, WAIT).await;
+    assert_eq!(sent[0]["text"], "Webhook reply.");
+    // Telegram redelivers the same update: still one reply
+    let r = client
+        .post(&url)
+        .header("X-Telegram-Bot-Api-Secret-Token", "s3cret-token")
+        .json(&update)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    hearth_core.idle().await;
+    assert_eq!(fake.calls_to("sendMessage").len(), 1);
+    stop.cancel();
+}
