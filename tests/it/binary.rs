@@ -172,3 +172,50 @@ async fn real_binary_answers_a_group_mention_and_stops_on_sigterm() {
     assert!(!logs.contains("SUPERSECRET"), "bot token leaked into logs");
     assert!(!logs.contains("sk-secret-key"), "API key leaked into logs");
 }
+
+#[test]
+fn console_runs_without_token_or_model() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("console.db");
+    let mut child = hearth()
+        .arg("console")
+        .env(
+            "HEARTH_DATABASE__URL",
+            format!("sqlite://{}?mode=rwc", db.display()),
+        )
+        .env("HEARTH_LLM__API_KEY", "")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"alice: hello everyone\nbob: @hearth are you there?\n/members\n/dm\nsecret plans\n/press 3\n/quit\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("hearth → group: No model is configured"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Alice @alice (admin)") && text.contains("• Bob @bob"),
+        "{text}"
+    );
+    assert!(text.contains("(private chat with bob)"), "{text}");
+    assert!(
+        text.contains("hearth → DM Bob: No model is configured"),
+        "{text}"
+    );
+    assert!(text.contains("(no button 3"), "{text}");
+}

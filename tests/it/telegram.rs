@@ -494,3 +494,36 @@ async fn webhook_checks_the_secret_and_delivers() {
     assert_eq!(fake.calls_to("sendMessage").len(), 1);
     stop.cancel();
 }
+
+#[tokio::test]
+async fn telegram_429_is_waited_out() {
+    let app = TgApp::start().await;
+    mount_default(&app.llm, completion("After the flood wait.")).await;
+    app.fake.fail_next(
+        "sendMessage",
+        429,
+        "Too Many Requests: retry after 1",
+        Some(1),
+    );
+    app.fake.push_update(FakeBotApi::text_message(
+        0,
+        group(),
+        alice(),
+        95,
+        "@hearth_bot hi",
+    ));
+    let started = std::time::Instant::now();
+    let sent = app.fake.wait_for("sendMessage", 2, WAIT).await;
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "retry_after honoured"
+    );
+    assert_eq!(sent[1]["text"], "After the flood wait.");
+    app.hearth.idle().await;
+    assert_eq!(
+        app.sent_texts(GROUP_ID).len(),
+        2,
+        "one failed attempt, one delivery"
+    );
+    app.stop().await;
+}
