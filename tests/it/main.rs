@@ -4,3 +4,4 @@ mod support;
 mod binary;
 mod foundation;
 mod telegram;
+mod tokens;
