@@ -219,3 +219,54 @@ fn console_runs_without_token_or_model() {
     );
     assert!(text.contains("(no button 3"), "{text}");
 }
+
+#[tokio::test]
+async fn check_online_reports_what_works() {
+    let fake = FakeBotApi::start().await;
+    let llm = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::method("GET"))
+        .and(wiremock::matchers::path("/v1/models"))
+        .respond_with(wiremock::ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "object": "list", "data": [{"id": "test-model", "object": "model", "created": 1, "owned_by": "me"}]
+        })))
+        .mount(&llm)
+        .await;
+    let out = tokio::process::Command::new(BIN)
+        .args(["check", "--online"])
+        .env_clear()
+        .env("TELEGRAM_BOT_TOKEN", "123:TEST")
+        .env("OPENAI_API_KEY", "sk-test")
+        .env("HEARTH_TELEGRAM__API_URL", fake.url())
+        .env("HEARTH_LLM__BASE_URL", format!("{}/v1", llm.uri()))
+        .env("HEARTH_LLM__MODEL", "test-model")
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("telegram: ok, bot @hearth_bot"), "{text}");
+    assert!(
+        text.contains("model endpoint: ok (1 models, test-model available)"),
+        "{text}"
+    );
+
+    // a model the endpoint does not list is reported and fails the check
+    let out = tokio::process::Command::new(BIN)
+        .args(["check", "--online"])
+        .env_clear()
+        .env("TELEGRAM_BOT_TOKEN", "123:TEST")
+        .env("OPENAI_API_KEY", "sk-test")
+        .env("HEARTH_TELEGRAM__API_URL", fake.url())
+        .env("HEARTH_LLM__BASE_URL", format!("{}/v1", llm.uri()))
+        .env("HEARTH_LLM__MODEL", "gpt-9")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("gpt-9 NOT listed"));
+}
