@@ -83,6 +83,16 @@ impl Store {
         Store::connect("sqlite::memory:", 1, Duration::from_secs(5)).await
     }
 
+    /// Create database `name` on the Postgres server at `admin_url` (test isolation: one fresh
+    /// database per test). Errors: the server refuses or the name exists.
+    pub async fn create_postgres_database(admin_url: &str, name: &str) -> StoreResult<()> {
+        let db = Database::connect(admin_url).await?;
+        db.execute_unprepared(&format!("CREATE DATABASE \"{}\"", name.replace('"', "")))
+            .await?;
+        db.close().await?;
+        Ok(())
+    }
+
     /// Apply pending migrations and report how many ran.
     pub async fn migrate_only(url: &str) -> StoreResult<usize> {
         let memory = url.contains(":memory:");
@@ -133,10 +143,4 @@ pub(crate) fn inserted<T>(r: Result<T, DbErr>) -> StoreResult<bool> {
         Err(DbErr::RecordNotInserted) => Ok(false),
         Err(e) => Err(e.into()),
     }
-}
-
-#[allow(dead_code)]
-pub(crate) async fn exec_raw(db: &impl ConnectionTrait, sql: &str) -> StoreResult<()> {
-    db.execute_unprepared(sql).await?;
-    Ok(())
 }

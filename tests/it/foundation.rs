@@ -212,11 +212,9 @@ async fn context_window_respects_count_and_age() {
 
 #[tokio::test]
 async fn commands_work_without_a_model_and_free_text_explains_setup() {
-    use hearth::{
-        app, clock::SharedClock, services::BotIdentity, store::Store, testkit::RecordingMessenger,
-    };
+    use hearth::{app, clock::SharedClock, services::BotIdentity, testkit::RecordingMessenger};
     let cfg = test_config();
-    let store = Store::memory().await.unwrap();
+    let store = test_store().await;
     let clock: SharedClock = std::sync::Arc::new(hearth::clock::ManualClock::new(t0()));
     let messenger = RecordingMessenger::default();
     let agent = app::agent(&cfg, None, std::path::Path::new("prompts")).unwrap();

@@ -149,7 +149,7 @@ async fn duplicate_delivery_gets_one_reply() {
 #[tokio::test]
 async fn unfinished_message_is_recovered_at_startup() {
     use hearth::types::{ChatKind, ChatRef, Content, InboundEvent, InboundMessage, UserRef};
-    let store = hearth::store::Store::memory().await.unwrap();
+    let store = crate::support::test_store().await;
     // a message persisted by a run that crashed before replying
     let ev = InboundEvent::Message(InboundMessage {
         update_id: Some(7),
@@ -428,7 +428,7 @@ async fn webhook_checks_the_secret_and_delivers() {
     cfg.llm.base_url = format!("{}/v1", llm.uri());
     cfg.llm.api_key = Some(SecretString::from("sk-test"));
     let cfg = std::sync::Arc::new(cfg);
-    let store = hearth::store::Store::memory().await.unwrap();
+    let store = crate::support::test_store().await;
     let bot = hearth::telegram::bot(&SecretString::from("123:TEST"), &fake.url()).unwrap();
     let me = hearth::telegram::identity(&bot).await.unwrap();
     let agent = hearth::app::agent(

@@ -71,6 +71,41 @@ pub fn test_config() -> Config {
     c
 }
 
+/// A fresh store: in-memory SQLite, or a new Postgres database when `HEARTH_TEST_DATABASE_URL`
+/// names a Postgres server (`.ci/run` starts one and runs the suite against it too).
+pub async fn test_store() -> Store {
+    match std::env::var("HEARTH_TEST_DATABASE_URL") {
+        Ok(url) if url.starts_with("postgres") => {
+            static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let name = format!(
+                "hearth_t_{}_{}_{}",
+                std::process::id(),
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos()
+                    % 1_000_000_000,
+                N.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            );
+            Store::create_postgres_database(&url, &name)
+                .await
+                .expect("create test database");
+            let base = url
+                .rsplit_once('/')
+                .map(|(b, _)| b.to_string())
+                .unwrap_or(url.clone());
+            Store::connect(
+                &format!("{base}/{name}"),
+                5,
+                std::time::Duration::from_secs(5),
+            )
+            .await
+            .expect("connect test database")
+        }
+        _ => Store::memory().await.expect("store"),
+    }
+}
+
 pub struct TestApp {
     pub hearth: Arc<Hearth>,
     pub messenger: RecordingMessenger,
@@ -89,7 +124,7 @@ impl TestApp {
     pub async fn with(tweak: impl FnOnce(&mut Config), script: Vec<Script>) -> Self {
         let mut cfg = test_config();
         tweak(&mut cfg);
-        let store = Store::memory().await.expect("store");
+        let store = test_store().await;
         let clock = ManualClock::new(t0());
         let shared: SharedClock = Arc::new(clock.clone());
         let messenger = RecordingMessenger::default();

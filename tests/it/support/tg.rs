@@ -94,7 +94,7 @@ impl TgApp {
         cfg.llm.model = "test-model".into();
         cfg.llm.timeout = Duration::from_secs(5);
         tweak(&mut cfg);
-        Self::start_on(fake, llm, cfg, Store::memory().await.expect("store")).await
+        Self::start_on(fake, llm, cfg, super::test_store().await).await
     }
 
     pub async fn start_on(fake: FakeBotApi, llm: MockServer, cfg: Config, store: Store) -> Self {
