@@ -190,6 +190,7 @@ impl Hearth {
             }
             match serde_json::from_str::<InboundEvent>(&row.payload) {
                 Ok(ev) => {
+                    self.svc.store.bump_inbound_attempt(row.id).await?;
                     self.enqueue(Job {
                         ev,
                         inbound_id: Some(row.id),
@@ -238,9 +239,6 @@ impl Hearth {
 
     async fn process(&self, job: Job) {
         let chat_id = job.ev.chat().id;
-        if let Some(id) = job.inbound_id {
-            let _ = self.svc.store.bump_inbound_attempt(id).await;
-        }
         let result = match job.ev {
             InboundEvent::Message(m) => self.on_message(m).await,
             InboundEvent::Callback(c) => self.on_callback(c).await,

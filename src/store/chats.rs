@@ -85,7 +85,7 @@ impl Store {
         Ok(())
     }
 
-    /// Insert or refresh a user's names.
+    /// Insert or refresh a user's names (a read first: names rarely change, writes cost more).
     pub async fn upsert_user(
         &self,
         id: i64,
@@ -93,6 +93,11 @@ impl Store {
         username: Option<&str>,
         now: DateTime<Utc>,
     ) -> StoreResult<()> {
+        if let Some(u) = user::Entity::find_by_id(id).one(self.conn()).await? {
+            if u.first_name == first_name && u.username.as_deref() == username {
+                return Ok(());
+            }
+        }
         user::Entity::insert(user::ActiveModel {
             id: Set(id),
             first_name: Set(first_name.to_string()),
@@ -126,19 +131,21 @@ impl Store {
         let existing = member::Entity::find()
             .filter(member::Column::ChatId.eq(chat_id))
             .filter(member::Column::UserId.eq(user_id))
+            .find_also_related(user::Entity)
             .one(self.conn())
             .await?;
-        let mut fresh = false;
-        match existing {
-            Some(m) if m.active && (!force_admin || m.role == "admin") => {}
-            Some(m) => {
+        let fresh = match existing {
+            Some((m, u)) if m.active && (!force_admin || m.role == "admin") => {
+                return Ok((join(m, u), false));
+            }
+            Some((m, _)) => {
                 let mut am: member::ActiveModel = m.into();
                 am.active = Set(true);
                 if force_admin {
                     am.role = Set("admin".into());
                 }
                 am.update(self.conn()).await?;
-                fresh = true;
+                true
             }
             None => {
                 let count = member::Entity::find()
@@ -150,7 +157,7 @@ impl Store {
                 } else {
                     "member"
                 };
-                fresh = inserted(
+                inserted(
                     member::Entity::insert(member::ActiveModel {
                         chat_id: Set(chat_id),
                         user_id: Set(user_id),
@@ -166,9 +173,9 @@ impl Store {
                     )
                     .exec(self.conn())
                     .await,
-                )?;
+                )?
             }
-        }
+        };
         let m = self
             .member(chat_id, user_id)
             .await?
