@@ -21,7 +21,7 @@ use hearth::{
     },
 };
 
-pub const GROUP: i64 = -100_1;
+pub const GROUP: i64 = -1001;
 
 /// 2026-11-21 10:00 UTC.
 pub fn t0() -> DateTime<Utc> {
