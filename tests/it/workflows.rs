@@ -827,3 +827,41 @@ async fn household_turn_fits_the_token_budget() {
     assert!(n < 1500, "prompt + tools = {n} tokens");
     assert!(tools.iter().any(|t| t.name == "batch_respond_to_workflows"));
 }
+
+#[tokio::test]
+async fn mixed_decisions_in_one_message_and_commands() {
+    let app = TestApp::new().await;
+    household(&app).await;
+    let ids = add_chores(&app, &["Dishes", "Laundry", "Hoover"]).await;
+    for t in ["dishes", "laundry", "hoover"] {
+        app.say(&group(), &bob(), &format!("/done {t}")).await;
+    }
+    app.say(
+        &group(),
+        &lottie(),
+        "approve 1, reject 2 because it's still wet",
+    )
+    .await;
+    let r = app.last_text(GROUP);
+    assert!(r.contains("1. ✅ Approved: Bob — verify “Dishes”"), "{r}");
+    assert!(
+        r.contains("2. ❌ Rejected: Bob — verify “Laundry” (it's still wet)"),
+        "{r}"
+    );
+    assert_eq!(chore_status(&app, ids[0]).await, "completed");
+    assert_eq!(chore_status(&app, ids[1]).await, "todo");
+    // a conflict or a bad command target changes nothing
+    app.say(&group(), &lottie(), "/approve 5").await;
+    assert_eq!(
+        app.last_text(GROUP),
+        "There is no request 5: you only have request 1."
+    );
+    app.say(&group(), &lottie(), "/reject").await;
+    assert!(app
+        .last_text(GROUP)
+        .contains("❌ Rejected: Bob — verify “Hoover”"));
+    assert_eq!(chore_status(&app, ids[2]).await, "todo");
+    let audit = app.store.workflow_audit(3).await.unwrap();
+    assert_eq!(audit[0].via, "command");
+    assert_eq!(app.model.calls(), 0);
+}
