@@ -865,3 +865,63 @@ async fn mixed_decisions_in_one_message_and_commands() {
     assert_eq!(audit[0].via, "command");
     assert_eq!(app.model.calls(), 0);
 }
+
+#[tokio::test]
+async fn only_current_members_decide_and_user_text_is_escaped() {
+    let app = TestApp::new().await;
+    household(&app).await;
+    app.say(&group(), &jack(), "/addchore Fix <b>sink</b> & taps")
+        .await;
+    assert_eq!(
+        app.messenger.sent().last().unwrap().html,
+        "Added chore #1 “Fix &lt;b&gt;sink&lt;/b&gt; &amp; taps”."
+    );
+    app.say(&group(), &jack(), "/done sink").await;
+    let wf = pending_of(&app, GROUP).await.remove(0);
+    let notice = app
+        .messenger
+        .sent()
+        .into_iter()
+        .rfind(|o| !o.buttons.is_empty())
+        .unwrap();
+    assert!(
+        notice
+            .html
+            .contains("“Fix &lt;b&gt;sink&lt;/b&gt; &amp; taps”"),
+        "{}",
+        notice.html
+    );
+    // Bob leaves the group: his tap no longer counts
+    app.send_event(InboundEvent::MemberLeft {
+        chat: group(),
+        user: bob(),
+    })
+    .await;
+    let v = Viewer {
+        user_id: bob().id,
+        chat_id: bob().id,
+        private: true,
+    };
+    // from his private chat he neither sees nor decides it
+    let o = workflow::decide(
+        &app.hearth.svc,
+        Decide {
+            workflow_id: wf.id,
+            actor_id: bob().id,
+            decision: Decision::Approve,
+            reason: None,
+            via: Via::Text,
+            origin_chat: bob().id,
+        },
+    )
+    .await
+    .unwrap();
+    assert!(
+        matches!(o, Outcome::Denied(_, workflow::Denial::NotEligible)),
+        "{o:?}"
+    );
+    assert!(workflow::actionable(&app.hearth.svc, v)
+        .await
+        .unwrap()
+        .is_empty());
+}
