@@ -226,6 +226,34 @@ impl Store {
         Ok(rows.into_iter().map(|(m, u)| join(m, u)).collect())
     }
 
+    /// Users by id (those known), in no particular order.
+    pub async fn users(&self, ids: &[i64]) -> StoreResult<Vec<user::Model>> {
+        Ok(user::Entity::find()
+            .filter(user::Column::Id.is_in(ids.iter().copied()))
+            .all(self.conn())
+            .await?)
+    }
+
+    /// The user with Telegram `@username` (without "@", case-insensitive), if hearth has seen
+    /// them. When several stored users carry the name (a username changed hands), the most
+    /// recently seen one wins.
+    pub async fn user_by_username(&self, username: &str) -> StoreResult<Option<user::Model>> {
+        let wanted = username.trim_start_matches('@').to_lowercase();
+        if wanted.is_empty() {
+            return Ok(None);
+        }
+        Ok(user::Entity::find()
+            .filter(sea_orm::sea_query::ExprTrait::eq(
+                sea_orm::sea_query::Func::lower(sea_orm::sea_query::Expr::col(
+                    user::Column::Username,
+                )),
+                wanted,
+            ))
+            .order_by_desc(user::Column::UpdatedAt)
+            .one(self.conn())
+            .await?)
+    }
+
     /// The groups a user is an active member of.
     pub async fn groups_of_user(&self, user_id: i64) -> StoreResult<Vec<chat::Model>> {
         let ids: Vec<i64> = member::Entity::find()

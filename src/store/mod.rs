@@ -8,10 +8,12 @@
 pub mod entity;
 
 mod chats;
+mod chores;
 mod inbound;
 mod kv;
 mod log;
 mod turns;
+mod workflows;
 
 use std::time::Duration;
 
@@ -19,12 +21,19 @@ use migration::MigratorTrait;
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr};
 
 pub use chats::MemberRow;
+pub use chores::{
+    ChoreChange, NewChore, CHORE_ARCHIVED, CHORE_COMPLETED, CHORE_PENDING, CHORE_TODO,
+};
 pub use entity::{
-    chat::Model as ChatRow, inbound::Model as InboundRow, message::Model as MessageRow,
-    turn::Model as TurnRow,
+    chat::Model as ChatRow, chore::Model as ChoreRow, inbound::Model as InboundRow,
+    message::Model as MessageRow, turn::Model as TurnRow, user::Model as UserRow,
+    workflow::Model as WorkflowRow, workflow_audit::Model as AuditRow,
 };
 pub use log::NewMessage;
 pub use turns::NewTurn;
+pub use workflows::{
+    CreateGuard, CreateRefused, NewWorkflow, Transition, Transitioned, WF_PENDING,
+};
 
 /// A storage failure (connection, constraint, serialization). Display gives the cause.
 #[derive(Debug, thiserror::Error)]

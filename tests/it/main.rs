@@ -2,6 +2,8 @@
 mod support;
 
 mod binary;
+mod chores_min;
 mod foundation;
 mod telegram;
 mod tokens;
+mod workflows;

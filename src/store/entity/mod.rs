@@ -1,8 +1,11 @@
 //! sea-orm entities, one file per table (schema lives in the `migrations` crate).
 pub mod chat;
+pub mod chore;
 pub mod inbound;
 pub mod kv;
 pub mod member;
 pub mod message;
 pub mod turn;
 pub mod user;
+pub mod workflow;
+pub mod workflow_audit;

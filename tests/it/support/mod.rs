@@ -122,10 +122,19 @@ impl TestApp {
 
     /// Build with a config tweak and a model script.
     pub async fn with(tweak: impl FnOnce(&mut Config), script: Vec<Script>) -> Self {
+        let store = test_store().await;
+        Self::on_store(store, ManualClock::new(t0()), tweak, script).await
+    }
+
+    /// Build over an existing store and clock (file databases, restarts).
+    pub async fn on_store(
+        store: Store,
+        clock: ManualClock,
+        tweak: impl FnOnce(&mut Config),
+        script: Vec<Script>,
+    ) -> Self {
         let mut cfg = test_config();
         tweak(&mut cfg);
-        let store = test_store().await;
-        let clock = ManualClock::new(t0());
         let shared: SharedClock = Arc::new(clock.clone());
         let messenger = RecordingMessenger::default();
         let model = ScriptedModel::new(script);
@@ -156,6 +165,13 @@ impl TestApp {
             store,
             next_message_id: 1.into(),
         }
+    }
+
+    /// Continue message ids from `from` (a restarted app over the same database must not reuse
+    /// ids: the inbound table would drop them as duplicates).
+    pub fn continue_ids_from(&self, from: i64) {
+        self.next_message_id
+            .store(from, std::sync::atomic::Ordering::SeqCst);
     }
 
     fn next_id(&self) -> i64 {
