@@ -48,11 +48,34 @@ const CHATTER: [&str; 10] = [
     "dinner at 7? I'm making lasagne",
 ];
 
-/// 4 members, 20 recent messages (some the bot's), then a question to the bot. Domain data
-/// (chores, approvals) is added by the domain modules' own scenario helpers when present.
+const CHORES: [&str; 10] = [
+    "Dishes daily at 8",
+    "Bins every monday at 19:00",
+    "Water plants every 3 days",
+    "Vacuum living room weekly",
+    "Clean bathroom every saturday",
+    "Laundry every 2 days",
+    "Mow the lawn every 2 weeks",
+    "Change bed sheets every sunday",
+    "Wipe kitchen counters daily",
+    "Pay the electricity bill first of the month",
+];
+
+/// 4 members, 10 chores, 3 requests pending for Alice, then 20 recent messages of chatter.
 pub async fn household(app: &TestApp) {
     let g = group();
     let people = [alice(), bob(), carol(), dave()];
+    for p in &people {
+        app.say(&g, p, "hi").await;
+    }
+    for c in CHORES {
+        app.say(&g, &alice(), &format!("/addchore {c}")).await;
+    }
+    app.say(&g, &bob(), "/done dishes").await;
+    app.say(&g, &carol(), "/done bins").await;
+    app.say(&g, &dave(), "/deletechore water plants").await;
+    let pending = app.store.open_chores(GROUP).await.unwrap().len();
+    assert_eq!(pending, 10, "ten open chores");
     for (i, text) in CHATTER.iter().chain(CHATTER.iter()).enumerate().take(20) {
         app.say(&g, &people[i % 4], text).await;
     }
@@ -78,6 +101,14 @@ async fn typical_household_turn_fits_the_budget() {
     println!(
         "typical household turn: {n} prompt tokens (o200k), {} tools",
         tools.len()
+    );
+    let sys = match &req[0] {
+        ChatMessage::System(s) => s.clone(),
+        _ => String::new(),
+    };
+    assert!(
+        sys.contains("REQUESTS YOU CAN ACTION"),
+        "the 3 pending requests are in the prompt: {sys}"
     );
     assert!(n <= 1500, "{n} prompt tokens is over the 1,500 budget");
 }
