@@ -57,8 +57,14 @@ pub fn agent(
     let _ = cfg;
     let prompt = Prompt::load(prompts_dir)?;
     let mut tools = ToolRegistry::foundation();
+    tools.add(crate::workflow::tools::RespondToWorkflow);
+    tools.add(crate::workflow::tools::BatchRespondToWorkflows);
+    tools.add(crate::chores::tools::ChoreCreate);
+    tools.add(crate::chores::tools::ChoreList);
+    tools.add(crate::chores::tools::ChoreClaim);
+    tools.add(crate::chores::tools::ChoreRequestDeletion);
     crate::routines::tools::register(&mut tools);
-    Ok(Agent::new(model, tools, prompt))
+    Ok(Agent::new(model, tools, prompt).with_section(crate::workflow::render::ApprovalsSection))
 }
 
 /// Build the core over a messenger.
@@ -140,8 +146,31 @@ pub async fn start_scheduler(
             }),
         )
         .await?;
+    let h = hearth.clone();
+    sched
+        .add(
+            "workflow-expiry",
+            "0 * * * * *",
+            Arc::new(move || {
+                let h = h.clone();
+                Box::pin(async move {
+                    sweep_expired(&h).await;
+                })
+            }),
+        )
+        .await?;
     sched.start().await?;
     Ok(sched)
+}
+
+/// Expire overdue approval requests (the minute job, and once at start-up for requests that
+/// expired while hearth was down). Failures are logged; the next sweep retries.
+pub async fn sweep_expired(hearth: &Hearth) {
+    match crate::workflow::sweep_expired(&hearth.svc).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(count = n, "requests expired"),
+        Err(e) => tracing::warn!(error = %e, "expiry sweep failed"),
+    }
 }
 
 /// `hearth run`: the Telegram daemon.
@@ -176,6 +205,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         Err(e) => tracing::warn!(error = %e, "setMyCommands failed; will retry at next start"),
     }
     hearth.recover().await?;
+    sweep_expired(&hearth).await;
     let routines = routine_engine(&hearth, &stop).await?;
     let sched = start_scheduler(&hearth, &routines).await?;
 
@@ -246,6 +276,7 @@ pub async fn console(cfg: Config) -> anyhow::Result<()> {
     }
     let hearth = core(cfg, store, clock, Arc::new(messenger.clone()), me, agent);
     hearth.recover().await?;
+    sweep_expired(&hearth).await;
     let stop = CancellationToken::new();
     let routines = routine_engine(&hearth, &stop).await?;
     let sched = start_scheduler(&hearth, &routines).await?;

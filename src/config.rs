@@ -95,8 +95,6 @@ pub struct LlmConfig {
     pub timeout: Duration,
     /// Model calls per turn before the turn gives up.
     pub max_tool_steps: u32,
-    /// Retries of one model call on 429 / 5xx / connection errors.
-    pub max_retries: u32,
     /// Prices in US dollars per million tokens, for cost reports.
     pub prompt_price_per_mtok: f64,
     pub completion_price_per_mtok: f64,
@@ -216,8 +214,14 @@ impl Config {
             }
         }
         let env: Vec<(String, String)> = env.into_iter().collect();
+        let env_keys: Vec<(String, String)> = env
+            .iter()
+            .filter_map(|(k, _)| env_key(k).map(|key| (key, k.clone())))
+            .collect();
         fig = fig.merge(EnvList(env));
-        let cfg: Config = fig.extract().map_err(figment_error)?;
+        let cfg: Config = fig
+            .extract()
+            .map_err(|e| figment_error(e, &env_keys, path))?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -318,25 +322,49 @@ impl figment::Provider for EnvList {
     }
 }
 
-fn figment_error(e: figment::Error) -> ConfigError {
+/// The config key an environment variable sets: `HEARTH_A__B` → `a.b`, plus the conveniences.
+fn env_key(var: &str) -> Option<String> {
+    match var {
+        "TELEGRAM_BOT_TOKEN" => Some("telegram.token".into()),
+        "OPENAI_API_KEY" => Some("llm.api_key".into()),
+        _ => match var.strip_prefix("HEARTH_") {
+            Some(rest) if rest.contains("__") => Some(rest.to_ascii_lowercase().replace("__", ".")),
+            _ => None,
+        },
+    }
+}
+
+/// One line per problem: "key: what is wrong (from env VAR | file PATH | built-in defaults)".
+fn figment_error(
+    e: figment::Error,
+    env_keys: &[(String, String)],
+    file: Option<&Path>,
+) -> ConfigError {
     let mut lines = Vec::new();
     for err in e {
-        let key = if err.path.is_empty() {
+        let mut path = err.path.clone();
+        // unknown keys are reported on their parent; name the field itself
+        if let figment::error::Kind::UnknownField(f, _) = &err.kind {
+            path.push(f.clone());
+        }
+        let key = if path.is_empty() {
             "(top level)".to_string()
         } else {
-            err.path.join(".")
+            path.join(".")
         };
-        let source = match (&err.metadata, err.path.is_empty()) {
-            (Some(md), _) if md.name == "environment" => {
-                format!("env HEARTH_{}", err.path.join("__").to_ascii_uppercase())
-            }
-            (Some(md), _) => match &md.source {
+        let from_env = env_keys
+            .iter()
+            .find(|(k, _)| *k == key || key.starts_with(&format!("{k}.")))
+            .map(|(_, var)| format!("env {var}"));
+        let source = from_env.unwrap_or_else(|| {
+            match err.metadata.as_ref().and_then(|m| m.source.as_ref()) {
                 Some(figment::Source::File(p)) => format!("file {}", p.display()),
-                _ if md.name.contains("TOML source string") => "built-in defaults".to_string(),
-                _ => md.name.to_string(),
-            },
-            (None, _) => "unknown source".to_string(),
-        };
+                _ => match file {
+                    Some(p) => format!("file {} or built-in defaults", p.display()),
+                    None => "config/default.toml or built-in defaults".to_string(),
+                },
+            }
+        });
         lines.push(format!("{key}: {} (from {source})", err.kind));
     }
     ConfigError::new(lines.join("; "))

@@ -6,6 +6,7 @@
 
 pub mod agent;
 pub mod app;
+pub mod chores;
 pub mod clock;
 pub mod config;
 pub mod console;
@@ -24,3 +25,4 @@ pub mod store;
 pub mod telegram;
 pub mod testkit;
 pub mod types;
+pub mod workflow;

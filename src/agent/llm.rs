@@ -1,7 +1,11 @@
 //! The model boundary: the only file that imports async-openai. Converts hearth's plain
-//! [`ChatMessage`]s and [`ToolSpec`]s to an OpenAI-compatible chat completion request, retries
-//! 429 / 5xx / connection failures with capped exponential backoff, and classifies failures into
-//! [`ModelError`]. Works with any OpenAI-compatible server (OpenAI, Ollama, vLLM, OpenRouter).
+//! [`ChatMessage`]s and [`ToolSpec`]s to an OpenAI-compatible chat completion request and
+//! classifies failures into [`ModelError`]. Works with any OpenAI-compatible server (OpenAI,
+//! Ollama, vLLM, OpenRouter).
+//!
+//! Retries are async-openai's own (0.43 `OpenAIRetryLayer`): 429 (except `insufficient_quota`),
+//! 5xx and connection failures are retried 3 times, honouring `Retry-After`, else backing off
+//! 100 → 800 ms. The per-turn timeout (`llm.timeout`) bounds the whole.
 
 use std::time::Duration;
 
@@ -89,13 +93,6 @@ impl ModelError {
             ModelError::Malformed(_) => "malformed",
         }
     }
-
-    fn retryable(&self) -> bool {
-        matches!(
-            self,
-            ModelError::RateLimited(_) | ModelError::Server { .. } | ModelError::Connection(_)
-        )
-    }
 }
 
 /// A chat-completion model with tool calling.
@@ -115,8 +112,6 @@ pub trait ChatModel: Send + Sync + 'static {
 pub struct OpenAiModel {
     client: Client<OpenAIConfig>,
     model: String,
-    max_retries: u32,
-    backoff: Duration,
 }
 
 impl OpenAiModel {
@@ -137,8 +132,6 @@ impl OpenAiModel {
         Self {
             client: Client::with_config(oc).with_http_client(http),
             model: cfg.model.clone(),
-            max_retries: cfg.max_retries,
-            backoff: Duration::from_millis(250),
         }
     }
 
@@ -180,20 +173,9 @@ impl ChatModel for OpenAiModel {
         tools: &[ToolSpec],
     ) -> Result<ModelReply, ModelError> {
         let req = self.request(messages, tools);
-        let mut attempt = 0u32;
-        loop {
-            let result = self.client.chat().create(req.clone()).await;
-            let err = match result {
-                Ok(resp) => return from_response(resp),
-                Err(e) => classify(e),
-            };
-            if !err.retryable() || attempt >= self.max_retries {
-                return Err(err);
-            }
-            let wait = (self.backoff * 2u32.pow(attempt)).min(Duration::from_secs(5));
-            tracing::debug!(attempt, ?wait, cause = err.cause(), "retrying model call");
-            tokio::time::sleep(wait).await;
-            attempt += 1;
+        match self.client.chat().create(req).await {
+            Ok(resp) => from_response(resp),
+            Err(e) => Err(classify(e)),
         }
     }
 

@@ -140,16 +140,14 @@ impl Agent {
         &self.tools
     }
 
-    /// Build the system prompt for `req` (also used by the token-budget test).
+    /// Build the system prompt for `req` around an already-built `window`.
     pub async fn system_prompt(
         &self,
         svc: &Services,
         req: &TurnRequest,
+        window: context::Window,
     ) -> Result<String, TurnFailure> {
         let scope = &req.scope;
-        let window = context::window(svc, &scope.chat, scope.chat_kind, req.current_tg_id)
-            .await
-            .map_err(|e| TurnFailure::Internal(e.to_string()))?;
         let members = if scope.chat_kind == ChatKind::Group {
             svc.store
                 .members(scope.chat.id)
@@ -256,7 +254,7 @@ impl Agent {
             .await
             .map_err(|e| TurnFailure::Internal(e.to_string()))?;
         req.scope.window_start_id = window.start_id;
-        let system = self.system_prompt(svc, req).await?;
+        let system = self.system_prompt(svc, req, window).await?;
         let mut messages = vec![
             ChatMessage::System(system),
             ChatMessage::User(req.current.clone()),

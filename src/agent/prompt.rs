@@ -65,6 +65,7 @@ impl Prompt {
     pub fn from_source(src: String) -> Result<Prompt, PromptError> {
         let mut env = Environment::new();
         env.set_trim_blocks(true);
+        env.set_lstrip_blocks(true);
         env.add_template_owned("system", src)
             .map_err(|e| PromptError(e.to_string()))?;
         Ok(Prompt { env })

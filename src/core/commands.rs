@@ -17,6 +17,29 @@ pub const COMMANDS: &[(&str, &str)] = &[
         "timezone",
         "Show or set the time zone, e.g. /timezone Europe/London",
     ),
+    // chores (issue 3; kept equal to chores::commands::COMMANDS by a unit test)
+    (
+        "addchore",
+        "Add a group chore, e.g. /addchore Water plants every 3 days",
+    ),
+    ("chores", "List the chores"),
+    (
+        "done",
+        "Say you did a chore, e.g. /done dishes (someone verifies)",
+    ),
+    ("deletechore", "Ask to delete a chore (someone approves)"),
+    (
+        "addpersonal",
+        "In private: /addpersonal Run 5k partner @bob",
+    ),
+    // approvals (issue 3; kept equal to workflow::commands::COMMANDS by a unit test)
+    ("approvals", "Requests you can approve, and your own"),
+    (
+        "approve",
+        "Approve requests, e.g. /approve 1 3 or /approve all",
+    ),
+    ("reject", "Reject requests, e.g. /reject 2 not clean yet"),
+    ("cancel", "Cancel one of your pending requests"),
     // routines (issue 5)
     (
         "every",
@@ -81,6 +104,12 @@ pub async fn dispatch(svc: &Services, ctx: &CommandCtx<'_>, cmd: &Command) -> an
         return r;
     }
     // workflows and chores (issue 3/4)
+    if let Some(r) = crate::workflow::commands::handle(svc, ctx, cmd).await {
+        return r;
+    }
+    if let Some(r) = crate::chores::commands::handle(svc, ctx, cmd).await {
+        return r;
+    }
 
     // routines (issue 5)
     if let Some(r) = crate::routines::commands::handle(svc, ctx, cmd).await {
@@ -240,5 +269,15 @@ mod tests {
         assert!(parse("hello /help", "hearth_bot").is_none());
         assert!(parse("/", "hearth_bot").is_none());
         assert!(parse("/💥", "hearth_bot").is_none());
+    }
+
+    #[test]
+    fn domain_commands_are_in_the_menu() {
+        for (c, d) in crate::chores::commands::COMMANDS
+            .iter()
+            .chain(crate::workflow::commands::COMMANDS)
+        {
+            assert!(COMMANDS.contains(&(*c, *d)), "/{c} missing from COMMANDS");
+        }
     }
 }

@@ -190,6 +190,7 @@ impl Hearth {
             }
             match serde_json::from_str::<InboundEvent>(&row.payload) {
                 Ok(ev) => {
+                    self.svc.store.bump_inbound_attempt(row.id).await?;
                     self.enqueue(Job {
                         ev,
                         inbound_id: Some(row.id),
@@ -238,9 +239,6 @@ impl Hearth {
 
     async fn process(&self, job: Job) {
         let chat_id = job.ev.chat().id;
-        if let Some(id) = job.inbound_id {
-            let _ = self.svc.store.bump_inbound_attempt(id).await;
-        }
         let result = match job.ev {
             InboundEvent::Message(m) => self.on_message(m).await,
             InboundEvent::Callback(c) => self.on_callback(c).await,
@@ -371,7 +369,15 @@ impl Hearth {
             return Ok(()); // a command for another bot is context only
         }
 
-        // 3. approval replies the parser fully understands (workflows)
+        // 3. approval replies the parser fully understands (workflows): no model call
+        let viewer = crate::workflow::Viewer {
+            user_id: m.from.id,
+            chat_id: chat.id,
+            private,
+        };
+        if crate::workflow::handle_reply(&self.svc, viewer, text, addressed, reply_to).await? {
+            return Ok(());
+        }
 
         // 4. agent turn when addressed, or every message in `always` mode
         let always = self.svc.config.group.reply_mode == crate::config::ReplyMode::Always;
@@ -459,6 +465,9 @@ impl Hearth {
     async fn on_callback(&self, c: CallbackQuery) -> Result<(), StoreError> {
         let _ = self.resolve(&c.chat, &c.from).await?;
         // workflow buttons (issue 3)
+        if crate::workflow::buttons::on_callback(&self.svc, &c).await? {
+            return Ok(());
+        }
 
         let _ = self
             .svc

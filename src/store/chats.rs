@@ -85,7 +85,7 @@ impl Store {
         Ok(())
     }
 
-    /// Insert or refresh a user's names.
+    /// Insert or refresh a user's names (a read first: names rarely change, writes cost more).
     pub async fn upsert_user(
         &self,
         id: i64,
@@ -93,6 +93,11 @@ impl Store {
         username: Option<&str>,
         now: DateTime<Utc>,
     ) -> StoreResult<()> {
+        if let Some(u) = user::Entity::find_by_id(id).one(self.conn()).await? {
+            if u.first_name == first_name && u.username.as_deref() == username {
+                return Ok(());
+            }
+        }
         user::Entity::insert(user::ActiveModel {
             id: Set(id),
             first_name: Set(first_name.to_string()),
@@ -126,19 +131,21 @@ impl Store {
         let existing = member::Entity::find()
             .filter(member::Column::ChatId.eq(chat_id))
             .filter(member::Column::UserId.eq(user_id))
+            .find_also_related(user::Entity)
             .one(self.conn())
             .await?;
-        let mut fresh = false;
-        match existing {
-            Some(m) if m.active && (!force_admin || m.role == "admin") => {}
-            Some(m) => {
+        let fresh = match existing {
+            Some((m, u)) if m.active && (!force_admin || m.role == "admin") => {
+                return Ok((join(m, u), false));
+            }
+            Some((m, _)) => {
                 let mut am: member::ActiveModel = m.into();
                 am.active = Set(true);
                 if force_admin {
                     am.role = Set("admin".into());
                 }
                 am.update(self.conn()).await?;
-                fresh = true;
+                true
             }
             None => {
                 let count = member::Entity::find()
@@ -150,7 +157,7 @@ impl Store {
                 } else {
                     "member"
                 };
-                fresh = inserted(
+                inserted(
                     member::Entity::insert(member::ActiveModel {
                         chat_id: Set(chat_id),
                         user_id: Set(user_id),
@@ -166,9 +173,9 @@ impl Store {
                     )
                     .exec(self.conn())
                     .await,
-                )?;
+                )?
             }
-        }
+        };
         let m = self
             .member(chat_id, user_id)
             .await?
@@ -217,6 +224,34 @@ impl Store {
             .all(self.conn())
             .await?;
         Ok(rows.into_iter().map(|(m, u)| join(m, u)).collect())
+    }
+
+    /// Users by id (those known), in no particular order.
+    pub async fn users(&self, ids: &[i64]) -> StoreResult<Vec<user::Model>> {
+        Ok(user::Entity::find()
+            .filter(user::Column::Id.is_in(ids.iter().copied()))
+            .all(self.conn())
+            .await?)
+    }
+
+    /// The user with Telegram `@username` (without "@", case-insensitive), if hearth has seen
+    /// them. When several stored users carry the name (a username changed hands), the most
+    /// recently seen one wins.
+    pub async fn user_by_username(&self, username: &str) -> StoreResult<Option<user::Model>> {
+        let wanted = username.trim_start_matches('@').to_lowercase();
+        if wanted.is_empty() {
+            return Ok(None);
+        }
+        Ok(user::Entity::find()
+            .filter(sea_orm::sea_query::ExprTrait::eq(
+                sea_orm::sea_query::Func::lower(sea_orm::sea_query::Expr::col(
+                    user::Column::Username,
+                )),
+                wanted,
+            ))
+            .order_by_desc(user::Column::UpdatedAt)
+            .one(self.conn())
+            .await?)
     }
 
     /// The groups a user is an active member of.

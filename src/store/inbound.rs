@@ -26,7 +26,7 @@ impl Store {
                 update_id: Set(update_id),
                 payload: Set(payload.to_string()),
                 status: Set("pending".into()),
-                attempts: Set(0),
+                attempts: Set(1),
                 received_at: Set(now),
                 done_at: Set(None),
                 ..Default::default()
@@ -66,7 +66,7 @@ impl Store {
         Ok(())
     }
 
-    /// Count one processing attempt (recovery gives up after a few).
+    /// Count one more processing attempt (recovery; the first is counted at insert).
     pub async fn bump_inbound_attempt(&self, id: i64) -> StoreResult<()> {
         inbound::Entity::update_many()
             .col_expr(

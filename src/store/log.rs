@@ -48,6 +48,27 @@ impl Store {
         )
     }
 
+    /// Append many rows in chunked multi-row inserts (imports, benchmarks, tests).
+    pub async fn append_messages_bulk(&self, rows: &[NewMessage<'_>]) -> StoreResult<()> {
+        for chunk in rows.chunks(500) {
+            let models = chunk.iter().map(|m| message::ActiveModel {
+                chat_id: Set(m.chat_id),
+                sender_user_id: Set(m.sender_user_id),
+                sender_name: Set(m.sender_name.to_string()),
+                from_bot: Set(m.from_bot),
+                text: Set(m.text.to_string()),
+                tg_message_id: Set(m.tg_message_id),
+                reply_to: Set(m.reply_to),
+                created_at: Set(m.created_at),
+                ..Default::default()
+            });
+            message::Entity::insert_many(models)
+                .exec_without_returning(self.conn())
+                .await?;
+        }
+        Ok(())
+    }
+
     /// The context window: the newest `limit` messages of `chat_id` created at or after `since`,
     /// oldest first, excluding Telegram message `exclude_tg` (the message being answered).
     /// Uses the (chat_id, id) index: cost grows with `limit`, not with history.

@@ -8,11 +8,13 @@
 pub mod entity;
 
 mod chats;
+mod chores;
 mod inbound;
 mod kv;
 mod log;
 mod routines;
 mod turns;
+mod workflows;
 
 use std::time::Duration;
 
@@ -20,14 +22,21 @@ use migration::MigratorTrait;
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr};
 
 pub use chats::MemberRow;
+pub use chores::{
+    ChoreChange, NewChore, CHORE_ARCHIVED, CHORE_COMPLETED, CHORE_PENDING, CHORE_TODO,
+};
 pub use entity::{
-    chat::Model as ChatRow, inbound::Model as InboundRow, message::Model as MessageRow,
-    routine::Model as RoutineRow, routine_run::Model as RunRow,
-    routine_trigger::Model as TriggerRow, turn::Model as TurnRow,
+    chat::Model as ChatRow, chore::Model as ChoreRow, inbound::Model as InboundRow,
+    message::Model as MessageRow, routine::Model as RoutineRow, routine_run::Model as RunRow,
+    routine_trigger::Model as TriggerRow, turn::Model as TurnRow, user::Model as UserRow,
+    workflow::Model as WorkflowRow, workflow_audit::Model as AuditRow,
 };
 pub use log::NewMessage;
 pub use routines::{NewRoutine, NewRun, NewTrigger, RoutineCounters, RunEnd};
 pub use turns::NewTurn;
+pub use workflows::{
+    CreateGuard, CreateRefused, NewWorkflow, Transition, Transitioned, WF_PENDING,
+};
 
 /// A storage failure (connection, constraint, serialization). Display gives the cause.
 #[derive(Debug, thiserror::Error)]
@@ -86,6 +95,16 @@ impl Store {
         Store::connect("sqlite::memory:", 1, Duration::from_secs(5)).await
     }
 
+    /// Create database `name` on the Postgres server at `admin_url` (test isolation: one fresh
+    /// database per test). Errors: the server refuses or the name exists.
+    pub async fn create_postgres_database(admin_url: &str, name: &str) -> StoreResult<()> {
+        let db = Database::connect(admin_url).await?;
+        db.execute_unprepared(&format!("CREATE DATABASE \"{}\"", name.replace('"', "")))
+            .await?;
+        db.close().await?;
+        Ok(())
+    }
+
     /// Apply pending migrations and report how many ran.
     pub async fn migrate_only(url: &str) -> StoreResult<usize> {
         let memory = url.contains(":memory:");
@@ -136,10 +155,4 @@ pub(crate) fn inserted<T>(r: Result<T, DbErr>) -> StoreResult<bool> {
         Err(DbErr::RecordNotInserted) => Ok(false),
         Err(e) => Err(e.into()),
     }
-}
-
-#[allow(dead_code)]
-pub(crate) async fn exec_raw(db: &impl ConnectionTrait, sql: &str) -> StoreResult<()> {
-    db.execute_unprepared(sql).await?;
-    Ok(())
 }

@@ -67,3 +67,196 @@ async fn group_context_labels_members_and_bot_and_keeps_dm_private() {
         system_text(&req)
     );
 }
+
+#[tokio::test]
+async fn first_member_and_configured_ids_are_admins() {
+    let app = TestApp::with(|c| c.access.admin_ids = vec![3], vec![]).await;
+    let g = group();
+    app.say(&g, &bob(), "hi all").await;
+    app.say(&g, &alice(), "hello").await;
+    app.say(&g, &carol(), "hey").await;
+    let m = app.store.members(GROUP).await.unwrap();
+    let role = |id: i64| m.iter().find(|x| x.user_id == id).unwrap().role.clone();
+    assert_eq!(role(2), "admin", "first member of the group");
+    assert_eq!(role(1), "member");
+    assert_eq!(role(3), "admin", "listed in access.admin_ids");
+}
+
+#[tokio::test]
+async fn chats_and_users_outside_allowlists_are_ignored() {
+    let app = TestApp::with(
+        |c| {
+            c.access.allowed_chats = vec![GROUP];
+            c.access.allowed_users = vec![1, 2];
+        },
+        vec![],
+    )
+    .await;
+    app.say(&group(), &carol(), "@hearth_bot hi").await; // user not allowed
+    let other = hearth::types::ChatRef {
+        id: -42,
+        kind: hearth::types::ChatKind::Group,
+        title: "Other".into(),
+    };
+    app.say(&other, &alice(), "@hearth_bot hi").await; // chat not allowed
+    assert_eq!(app.model.calls(), 0);
+    assert!(app.messenger.sent().is_empty());
+    assert_eq!(
+        app.store.message_count(-42).await.unwrap(),
+        0,
+        "nothing stored for an ignored chat"
+    );
+    app.say(&group(), &alice(), "@hearth_bot hi").await;
+    assert_eq!(app.model.calls(), 1);
+}
+
+#[tokio::test]
+async fn always_mode_considers_every_message_and_may_stay_silent() {
+    let app = TestApp::with(
+        |c| c.group.reply_mode = hearth::config::ReplyMode::Always,
+        vec![
+            Script::Text("[silent]".into()),
+            Script::Text("Dinner is at 7.".into()),
+        ],
+    )
+    .await;
+    let g = group();
+    app.say(&g, &alice(), "nice weather").await;
+    assert_eq!(app.model.calls(), 1);
+    assert!(
+        app.messenger.sent().is_empty(),
+        "the silent token never reaches the chat"
+    );
+    let sys = system_text(&app.model.requests()[0]);
+    assert!(
+        sys.contains("[silent]"),
+        "the model is told it may stay silent"
+    );
+    app.say(&g, &bob(), "when is dinner?").await;
+    assert_eq!(app.last_text(GROUP), "Dinner is at 7.");
+}
+
+#[tokio::test]
+async fn recovery_only_reruns_the_last_15_minutes() {
+    use hearth::types::{Content, InboundEvent, InboundMessage};
+    let app = TestApp::with(|_| {}, vec![Script::Text("recovered".into())]).await;
+    let mk = |id: i64| {
+        InboundEvent::Message(InboundMessage {
+            update_id: None,
+            chat: group(),
+            from: alice(),
+            message_id: id,
+            content: Content::Text {
+                text: format!("@hearth_bot question {id}"),
+            },
+            reply_to: None,
+            mentions_bot: true,
+            date: t0(),
+        })
+    };
+    let now = t0();
+    let old = serde_json::to_string(&mk(500)).unwrap();
+    let fresh = serde_json::to_string(&mk(501)).unwrap();
+    app.store
+        .insert_inbound(GROUP, 500, None, &old, now - chrono::Duration::minutes(40))
+        .await
+        .unwrap();
+    app.store
+        .insert_inbound(GROUP, 501, None, &fresh, now - chrono::Duration::minutes(5))
+        .await
+        .unwrap();
+    assert_eq!(app.hearth.recover().await.unwrap(), 1);
+    app.hearth.idle().await;
+    assert_eq!(app.texts(GROUP), vec!["recovered".to_string()]);
+    assert_eq!(
+        app.store
+            .inbound_by_message(GROUP, 500)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        "abandoned"
+    );
+    assert_eq!(
+        app.store
+            .inbound_by_message(GROUP, 501)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        "done"
+    );
+    // a second start finds nothing to do
+    assert_eq!(app.hearth.recover().await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn context_window_respects_count_and_age() {
+    let app = TestApp::with(|_| {}, vec![]).await;
+    let g = group();
+    app.say(&g, &alice(), "ancient message").await;
+    app.clock.advance(chrono::Duration::minutes(90));
+    for i in 0..25 {
+        app.say(&g, &bob(), &format!("line {i}")).await;
+    }
+    app.say(&g, &carol(), "@hearth_bot summarise").await;
+    let sys = system_text(&app.model.requests()[0]);
+    assert!(!sys.contains("ancient message"), "older than 60 minutes");
+    assert!(!sys.contains("line 4\n"), "only the last 20 messages");
+    assert!(sys.contains("line 5") && sys.contains("line 24"));
+    assert!(
+        !sys.contains("summarise"),
+        "the current message is not repeated in the window"
+    );
+}
+
+#[tokio::test]
+async fn commands_work_without_a_model_and_free_text_explains_setup() {
+    use hearth::{app, clock::SharedClock, services::BotIdentity, testkit::RecordingMessenger};
+    let cfg = test_config();
+    let store = test_store().await;
+    let clock: SharedClock = std::sync::Arc::new(hearth::clock::ManualClock::new(t0()));
+    let messenger = RecordingMessenger::default();
+    let agent = app::agent(&cfg, None, std::path::Path::new("prompts")).unwrap();
+    let bot = BotIdentity {
+        id: 999,
+        username: "hearth_bot".into(),
+        name: "Hearth".into(),
+    };
+    let h = app::core(
+        std::sync::Arc::new(cfg),
+        store,
+        clock,
+        std::sync::Arc::new(messenger.clone()),
+        bot,
+        agent,
+    );
+    let send = |text: &str, id: i64| {
+        hearth::types::InboundEvent::Message(hearth::types::InboundMessage {
+            update_id: None,
+            chat: dm(&alice()),
+            from: alice(),
+            message_id: id,
+            content: hearth::types::Content::Text { text: text.into() },
+            reply_to: None,
+            mentions_bot: false,
+            date: t0(),
+        })
+    };
+    h.accept(send("/help", 1)).await.unwrap();
+    h.accept(send("hello there", 2)).await.unwrap();
+    h.accept(send("/timezone Mars/Olympus", 3)).await.unwrap();
+    h.accept(send("/timezone Europe/London", 4)).await.unwrap();
+    h.accept(send("/nosuchcommand", 5)).await.unwrap();
+    h.idle().await;
+    let texts = messenger.texts_to(alice().id);
+    assert!(texts[0].contains("/members"), "{}", texts[0]);
+    assert!(
+        texts[1].contains("No model is configured") && texts[1].contains("11434"),
+        "{}",
+        texts[1]
+    );
+    assert!(texts[2].contains("not an IANA time zone"), "{}", texts[2]);
+    assert!(texts[3].contains("Europe/London"));
+    assert!(texts[4].contains("I don't know /nosuchcommand"));
+}

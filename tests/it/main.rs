@@ -1,5 +1,10 @@
 //! Integration tests: one binary (fast to link), one module per area.
 mod support;
 
+mod binary;
+mod chores_min;
 mod foundation;
 mod routines;
+mod telegram;
+mod tokens;
+mod workflows;

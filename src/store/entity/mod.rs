@@ -1,5 +1,6 @@
 //! sea-orm entities, one file per table (schema lives in the `migrations` crate).
 pub mod chat;
+pub mod chore;
 pub mod inbound;
 pub mod kv;
 pub mod member;
@@ -9,3 +10,5 @@ pub mod routine_run;
 pub mod routine_trigger;
 pub mod turn;
 pub mod user;
+pub mod workflow;
+pub mod workflow_audit;

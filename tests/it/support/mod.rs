@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod fake_telegram;
+pub mod tg;
 
 use std::sync::Arc;
 
@@ -21,8 +22,7 @@ use hearth::{
     },
 };
 
-#[allow(clippy::inconsistent_digit_grouping)]
-pub const GROUP: i64 = -100_1;
+pub const GROUP: i64 = -1001;
 
 /// 2026-11-21 10:00 UTC.
 pub fn t0() -> DateTime<Utc> {
@@ -71,6 +71,41 @@ pub fn test_config() -> Config {
     c
 }
 
+/// A fresh store: in-memory SQLite, or a new Postgres database when `HEARTH_TEST_DATABASE_URL`
+/// names a Postgres server (`.ci/run` starts one and runs the suite against it too).
+pub async fn test_store() -> Store {
+    match std::env::var("HEARTH_TEST_DATABASE_URL") {
+        Ok(url) if url.starts_with("postgres") => {
+            static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let name = format!(
+                "hearth_t_{}_{}_{}",
+                std::process::id(),
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos()
+                    % 1_000_000_000,
+                N.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            );
+            Store::create_postgres_database(&url, &name)
+                .await
+                .expect("create test database");
+            let base = url
+                .rsplit_once('/')
+                .map(|(b, _)| b.to_string())
+                .unwrap_or(url.clone());
+            Store::connect(
+                &format!("{base}/{name}"),
+                5,
+                std::time::Duration::from_secs(5),
+            )
+            .await
+            .expect("connect test database")
+        }
+        _ => Store::memory().await.expect("store"),
+    }
+}
+
 pub struct TestApp {
     pub hearth: Arc<Hearth>,
     pub messenger: RecordingMessenger,
@@ -87,10 +122,19 @@ impl TestApp {
 
     /// Build with a config tweak and a model script.
     pub async fn with(tweak: impl FnOnce(&mut Config), script: Vec<Script>) -> Self {
+        let store = test_store().await;
+        Self::on_store(store, ManualClock::new(t0()), tweak, script).await
+    }
+
+    /// Build over an existing store and clock (file databases, restarts).
+    pub async fn on_store(
+        store: Store,
+        clock: ManualClock,
+        tweak: impl FnOnce(&mut Config),
+        script: Vec<Script>,
+    ) -> Self {
         let mut cfg = test_config();
         tweak(&mut cfg);
-        let store = Store::memory().await.expect("store");
-        let clock = ManualClock::new(t0());
         let shared: SharedClock = Arc::new(clock.clone());
         let messenger = RecordingMessenger::default();
         let model = ScriptedModel::new(script);
@@ -121,6 +165,13 @@ impl TestApp {
             store,
             next_message_id: 1.into(),
         }
+    }
+
+    /// Continue message ids from `from` (a restarted app over the same database must not reuse
+    /// ids: the inbound table would drop them as duplicates).
+    pub fn continue_ids_from(&self, from: i64) {
+        self.next_message_id
+            .store(from, std::sync::atomic::Ordering::SeqCst);
     }
 
     fn next_id(&self) -> i64 {

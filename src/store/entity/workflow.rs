@@ -1,0 +1,39 @@
+//! Entity `workflows`.
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+#[sea_orm(table_name = "workflows")]
+pub struct Model {
+    #[sea_orm(primary_key)]
+    pub id: i64,
+    /// The group (or, for a personal verification, the requester's private chat).
+    pub chat_id: i64,
+    /// "chore_verification" | "chore_deletion" | "personal_verification" (routines add more).
+    pub kind: String,
+    /// "pending" | "approved" | "rejected" | "expired" | "cancelled"
+    pub status: String,
+    pub requester_id: i64,
+    pub target_id: Option<i64>,
+    /// The target's title when the request was made.
+    pub target_title: String,
+    /// Who may resolve: "others" | "partner" | "admins".
+    pub eligibility: String,
+    /// The named resolver for "partner".
+    pub partner_id: Option<i64>,
+    pub created_at: DateTimeUtc,
+    pub expires_at: DateTimeUtc,
+    pub resolved_at: Option<DateTimeUtc>,
+    pub resolver_id: Option<i64>,
+    #[sea_orm(column_type = "Text", nullable)]
+    pub reason: Option<String>,
+    #[sea_orm(column_type = "Text", nullable)]
+    pub metadata: Option<String>,
+    /// Where the request message with buttons was sent (edited on resolution).
+    pub notice_chat_id: Option<i64>,
+    pub notice_message_id: Option<i64>,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,435 @@
+//! Approval workflows and their audit trail.
+//!
+//! Every transition is one transaction that starts with its write (SQLite `BEGIN IMMEDIATE`,
+//! then the conditional `UPDATE … WHERE id = ? AND status = 'pending'`), so concurrent resolvers
+//! queue on the write lock instead of failing a read→write upgrade, and exactly one of them sees
+//! `rows_affected = 1`. The audit row and the target's change (a [`ChoreChange`]) are written in
+//! the same transaction: choresir flipped a workflow without completing its chore.
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    sea_query::Expr, ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait,
+    DatabaseTransaction, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, Set,
+    SqliteTransactionMode, TransactionOptions, TransactionTrait,
+};
+
+use super::{
+    chores::{apply_change, ChoreChange},
+    entity::{chore, workflow, workflow_audit},
+    Store, StoreResult,
+};
+
+/// Workflow status "pending": the only status that moves.
+pub const WF_PENDING: &str = "pending";
+
+/// A workflow to insert (status "pending").
+#[derive(Debug, Clone)]
+pub struct NewWorkflow<'a> {
+    pub chat_id: i64,
+    pub kind: &'a str,
+    pub requester_id: i64,
+    pub target_id: Option<i64>,
+    pub target_title: &'a str,
+    /// "others" | "partner" | "admins"
+    pub eligibility: &'a str,
+    pub partner_id: Option<i64>,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub metadata: Option<String>,
+}
+
+/// What must hold for a workflow to be created, checked in the creating transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CreateGuard {
+    /// Nothing to check.
+    None,
+    /// Move the chore from one of `from` to `to` (a claim: todo → pending verification); the
+    /// request is refused when the chore is not in `from`.
+    MoveChore {
+        chore_id: i64,
+        from: &'static [&'static str],
+        to: &'static str,
+    },
+    /// The chore must be in one of `statuses` and have no pending workflow of the same kind
+    /// (one pending deletion per chore).
+    SoleRequest {
+        chore_id: i64,
+        statuses: &'static [&'static str],
+    },
+}
+
+/// Why a guarded creation did not happen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CreateRefused {
+    /// The chore is missing or not in an allowed status.
+    TargetNotOpen,
+    /// A pending workflow of the same kind exists for the target.
+    Duplicate { workflow_id: i64 },
+}
+
+/// One transition of a pending workflow.
+#[derive(Debug, Clone)]
+pub struct Transition<'a> {
+    pub workflow_id: i64,
+    /// "approved" | "rejected" | "cancelled" | "expired"
+    pub to: &'a str,
+    pub actor_id: Option<i64>,
+    pub reason: Option<&'a str>,
+    /// "text" | "button" | "command" | "agent" | "scheduler" | "system"
+    pub via: &'a str,
+    pub at: DateTime<Utc>,
+    /// The target's change, applied in the same transaction.
+    pub chore: Option<ChoreChange>,
+    /// Also cancel the other pending workflows on the same target with these kinds (the target
+    /// is gone), with this reason.
+    pub cancel_siblings: Option<(&'static [&'static str], &'a str)>,
+}
+
+/// A transition that happened: the workflow after it, and siblings cancelled with it.
+#[derive(Debug, Clone)]
+pub struct Transitioned {
+    pub workflow: workflow::Model,
+    pub cancelled: Vec<workflow::Model>,
+}
+
+impl Store {
+    /// A transaction that holds the write lock from its first statement (SQLite: `BEGIN
+    /// IMMEDIATE`; other backends: a plain `BEGIN`).
+    async fn write_txn(&self) -> StoreResult<DatabaseTransaction> {
+        Ok(self
+            .conn()
+            .begin_with_options(TransactionOptions {
+                sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+                ..Default::default()
+            })
+            .await?)
+    }
+
+    /// Create a pending workflow after checking `guard`, in one transaction.
+    pub async fn create_workflow(
+        &self,
+        w: NewWorkflow<'_>,
+        guard: CreateGuard,
+    ) -> StoreResult<Result<workflow::Model, CreateRefused>> {
+        let txn = self.write_txn().await?;
+        match &guard {
+            CreateGuard::None => {}
+            CreateGuard::MoveChore { chore_id, from, to } => {
+                let r = chore::Entity::update_many()
+                    .col_expr(chore::Column::Status, Expr::value(*to))
+                    .col_expr(chore::Column::UpdatedAt, Expr::value(w.created_at))
+                    .filter(chore::Column::Id.eq(*chore_id))
+                    .filter(chore::Column::Status.is_in(from.iter().copied()))
+                    .exec(&txn)
+                    .await?;
+                if r.rows_affected == 0 {
+                    txn.rollback().await?;
+                    return Ok(Err(CreateRefused::TargetNotOpen));
+                }
+            }
+            CreateGuard::SoleRequest { chore_id, statuses } => {
+                // a write first: it takes the lock that serializes competing requests
+                let r = chore::Entity::update_many()
+                    .col_expr(chore::Column::UpdatedAt, Expr::value(w.created_at))
+                    .filter(chore::Column::Id.eq(*chore_id))
+                    .filter(chore::Column::Status.is_in(statuses.iter().copied()))
+                    .exec(&txn)
+                    .await?;
+                if r.rows_affected == 0 {
+                    txn.rollback().await?;
+                    return Ok(Err(CreateRefused::TargetNotOpen));
+                }
+                if let Some(existing) = workflow::Entity::find()
+                    .filter(workflow::Column::TargetId.eq(*chore_id))
+                    .filter(workflow::Column::Kind.eq(w.kind))
+                    .filter(workflow::Column::Status.eq(WF_PENDING))
+                    .one(&txn)
+                    .await?
+                {
+                    txn.rollback().await?;
+                    return Ok(Err(CreateRefused::Duplicate {
+                        workflow_id: existing.id,
+                    }));
+                }
+            }
+        }
+        let row = workflow::ActiveModel {
+            chat_id: Set(w.chat_id),
+            kind: Set(w.kind.to_string()),
+            status: Set(WF_PENDING.into()),
+            requester_id: Set(w.requester_id),
+            target_id: Set(w.target_id),
+            target_title: Set(w.target_title.to_string()),
+            eligibility: Set(w.eligibility.to_string()),
+            partner_id: Set(w.partner_id),
+            created_at: Set(w.created_at),
+            expires_at: Set(w.expires_at),
+            resolved_at: Set(None),
+            resolver_id: Set(None),
+            reason: Set(None),
+            metadata: Set(w.metadata),
+            notice_chat_id: Set(None),
+            notice_message_id: Set(None),
+            ..Default::default()
+        }
+        .insert(&txn)
+        .await?;
+        txn.commit().await?;
+        Ok(Ok(row))
+    }
+
+    /// Remember where the request message (with buttons) was sent.
+    pub async fn set_workflow_notice(
+        &self,
+        id: i64,
+        chat_id: i64,
+        message_id: i64,
+    ) -> StoreResult<()> {
+        workflow::Entity::update_many()
+            .col_expr(workflow::Column::NoticeChatId, Expr::value(chat_id))
+            .col_expr(workflow::Column::NoticeMessageId, Expr::value(message_id))
+            .filter(workflow::Column::Id.eq(id))
+            .exec(self.conn())
+            .await?;
+        Ok(())
+    }
+
+    /// One workflow by id.
+    pub async fn workflow(&self, id: i64) -> StoreResult<Option<workflow::Model>> {
+        Ok(workflow::Entity::find_by_id(id).one(self.conn()).await?)
+    }
+
+    /// Pending workflows that `viewer` could possibly resolve: those of the chats `chat_ids`,
+    /// plus those naming `viewer` as partner, excluding the viewer's own; in creation order.
+    /// A personal verification lives in its requester's private chat, so it is only returned
+    /// here to its partner (choresir listed partners' private verifications to everyone).
+    /// The caller still applies the eligibility rule to each row.
+    pub async fn pending_for_viewer(
+        &self,
+        chat_ids: &[i64],
+        viewer: i64,
+    ) -> StoreResult<Vec<workflow::Model>> {
+        Ok(workflow::Entity::find()
+            .filter(workflow::Column::Status.eq(WF_PENDING))
+            .filter(workflow::Column::RequesterId.ne(viewer))
+            .filter(
+                Condition::any()
+                    .add(
+                        Condition::all()
+                            .add(workflow::Column::ChatId.is_in(chat_ids.iter().copied()))
+                            .add(workflow::Column::Eligibility.ne("partner")),
+                    )
+                    .add(workflow::Column::PartnerId.eq(viewer)),
+            )
+            .order_by_asc(workflow::Column::CreatedAt)
+            .order_by_asc(workflow::Column::Id)
+            .all(self.conn())
+            .await?)
+    }
+
+    /// Pending workflows requested by `requester`, in creation order; only those of `chat_id`
+    /// when given.
+    pub async fn pending_by_requester(
+        &self,
+        requester: i64,
+        chat_id: Option<i64>,
+    ) -> StoreResult<Vec<workflow::Model>> {
+        let mut q = workflow::Entity::find()
+            .filter(workflow::Column::Status.eq(WF_PENDING))
+            .filter(workflow::Column::RequesterId.eq(requester));
+        if let Some(c) = chat_id {
+            q = q.filter(workflow::Column::ChatId.eq(c));
+        }
+        Ok(q.order_by_asc(workflow::Column::CreatedAt)
+            .order_by_asc(workflow::Column::Id)
+            .all(self.conn())
+            .await?)
+    }
+
+    /// Pending workflows on a target (any kind), in creation order.
+    pub async fn pending_for_target(&self, target_id: i64) -> StoreResult<Vec<workflow::Model>> {
+        Ok(workflow::Entity::find()
+            .filter(workflow::Column::Status.eq(WF_PENDING))
+            .filter(workflow::Column::TargetId.eq(target_id))
+            .order_by_asc(workflow::Column::Id)
+            .all(self.conn())
+            .await?)
+    }
+
+    /// Move a pending workflow, with its audit row and side effects, in one transaction.
+    /// Returns `None` when it was no longer pending (someone else moved it first): nothing
+    /// was changed.
+    pub async fn transition_workflow(
+        &self,
+        t: Transition<'_>,
+    ) -> StoreResult<Option<Transitioned>> {
+        let txn = self.write_txn().await?;
+        if !move_pending(&txn, &t).await? {
+            txn.rollback().await?;
+            return Ok(None);
+        }
+        let workflow = workflow::Entity::find_by_id(t.workflow_id)
+            .one(&txn)
+            .await?
+            .ok_or_else(|| sea_orm::DbErr::RecordNotFound(format!("workflow {}", t.workflow_id)))?;
+        let mut cancelled = Vec::new();
+        if let (Some((kinds, reason)), Some(target)) = (t.cancel_siblings, workflow.target_id) {
+            let siblings = workflow::Entity::find()
+                .filter(workflow::Column::TargetId.eq(target))
+                .filter(workflow::Column::Kind.is_in(kinds.iter().copied()))
+                .filter(workflow::Column::Status.eq(WF_PENDING))
+                .filter(workflow::Column::Id.ne(workflow.id))
+                .all(&txn)
+                .await?;
+            for s in siblings {
+                let st = Transition {
+                    workflow_id: s.id,
+                    to: "cancelled",
+                    actor_id: None,
+                    reason: Some(reason),
+                    via: "system",
+                    at: t.at,
+                    chore: None,
+                    cancel_siblings: None,
+                };
+                if move_pending(&txn, &st).await? {
+                    if let Some(row) = workflow::Entity::find_by_id(s.id).one(&txn).await? {
+                        cancelled.push(row);
+                    }
+                }
+            }
+        }
+        // the target's change last: a sibling's own restore never overrides it
+        if let Some(change) = &t.chore {
+            let applied = apply_change(&txn, change, t.at).await?;
+            if !applied {
+                tracing::info!(
+                    workflow_id = t.workflow_id,
+                    chore_id = change.chore_id,
+                    "target already moved on; no change applied"
+                );
+            }
+        }
+        txn.commit().await?;
+        Ok(Some(Transitioned {
+            workflow,
+            cancelled,
+        }))
+    }
+
+    /// Ids of pending workflows whose `expires_at` is at or before `now`, oldest first.
+    pub async fn due_workflows(&self, now: DateTime<Utc>) -> StoreResult<Vec<workflow::Model>> {
+        Ok(workflow::Entity::find()
+            .filter(workflow::Column::Status.eq(WF_PENDING))
+            .filter(workflow::Column::ExpiresAt.lte(now))
+            .order_by_asc(workflow::Column::Id)
+            .all(self.conn())
+            .await?)
+    }
+
+    /// Expire the given due workflows in one transaction: each moves only if still pending
+    /// (and still due), writes its audit row (via "scheduler") and its restore `change`.
+    /// Returns the workflows this call expired (a second sweep returns none).
+    pub async fn expire_workflows(
+        &self,
+        due: &[(i64, Option<ChoreChange>)],
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<workflow::Model>> {
+        if due.is_empty() {
+            return Ok(vec![]);
+        }
+        let txn = self.write_txn().await?;
+        let mut out = Vec::new();
+        for (id, change) in due {
+            let t = Transition {
+                workflow_id: *id,
+                to: "expired",
+                actor_id: None,
+                reason: None,
+                via: "scheduler",
+                at: now,
+                chore: None,
+                cancel_siblings: None,
+            };
+            let moved = workflow::Entity::update_many()
+                .col_expr(workflow::Column::Status, Expr::value(t.to))
+                .col_expr(workflow::Column::ResolvedAt, Expr::value(now))
+                .filter(workflow::Column::Id.eq(*id))
+                .filter(workflow::Column::Status.eq(WF_PENDING))
+                .filter(workflow::Column::ExpiresAt.lte(now))
+                .exec(&txn)
+                .await?
+                .rows_affected
+                > 0;
+            if !moved {
+                continue;
+            }
+            insert_audit(&txn, &t, WF_PENDING).await?;
+            if let Some(c) = change {
+                apply_change(&txn, c, now).await?;
+            }
+            if let Some(row) = workflow::Entity::find_by_id(*id).one(&txn).await? {
+                out.push(row);
+            }
+        }
+        txn.commit().await?;
+        Ok(out)
+    }
+
+    /// The audit rows of a workflow, oldest first.
+    pub async fn workflow_audit(&self, id: i64) -> StoreResult<Vec<workflow_audit::Model>> {
+        Ok(workflow_audit::Entity::find()
+            .filter(workflow_audit::Column::WorkflowId.eq(id))
+            .order_by_asc(workflow_audit::Column::Id)
+            .all(self.conn())
+            .await?)
+    }
+
+    /// Number of workflows in `status` (tests, reports).
+    pub async fn count_workflows(&self, status: &str) -> StoreResult<u64> {
+        Ok(workflow::Entity::find()
+            .filter(workflow::Column::Status.eq(status))
+            .count(self.conn())
+            .await?)
+    }
+}
+
+/// The conditional update (only "pending" moves) and its audit row. True when it moved.
+async fn move_pending(db: &impl ConnectionTrait, t: &Transition<'_>) -> StoreResult<bool> {
+    let r = workflow::Entity::update_many()
+        .col_expr(workflow::Column::Status, Expr::value(t.to))
+        .col_expr(workflow::Column::ResolvedAt, Expr::value(t.at))
+        .col_expr(workflow::Column::ResolverId, Expr::value(t.actor_id))
+        .col_expr(
+            workflow::Column::Reason,
+            Expr::value(t.reason.map(str::to_string)),
+        )
+        .filter(workflow::Column::Id.eq(t.workflow_id))
+        .filter(workflow::Column::Status.eq(WF_PENDING))
+        .exec(db)
+        .await?;
+    if r.rows_affected == 0 {
+        return Ok(false);
+    }
+    insert_audit(db, t, WF_PENDING).await?;
+    Ok(true)
+}
+
+async fn insert_audit(
+    db: &impl ConnectionTrait,
+    t: &Transition<'_>,
+    from: &str,
+) -> StoreResult<()> {
+    workflow_audit::ActiveModel {
+        workflow_id: Set(t.workflow_id),
+        actor_id: Set(t.actor_id),
+        at: Set(t.at),
+        from_status: Set(from.to_string()),
+        to_status: Set(t.to.to_string()),
+        reason: Set(t.reason.map(str::to_string)),
+        via: Set(t.via.to_string()),
+        ..Default::default()
+    }
+    .insert(db)
+    .await?;
+    Ok(())
+}

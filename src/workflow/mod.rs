@@ -1,0 +1,767 @@
+//! Approval workflows: one state machine for every approval.
+//!
+//! Owns: the workflow kinds, statuses and eligibility rules; opening requests (with their
+//! notification and buttons); the one validated path every decision goes through
+//! ([`decide`], [`cancel`]) whether it comes from a text reply, a button, a command or an agent
+//! tool; the side effects of each transition on its target (applied in the transition's
+//! transaction); the actionable list (numbered 1..n in creation order, the same numbers for the
+//! member, the bot and the model); and the expiry sweep.
+//!
+//! Peers' failures this answers: choresir flipped a workflow through the agent's tools without
+//! completing the chore (side effects here run in the transition's transaction); its expired
+//! verifications left chores stuck (expiry restores the target); it listed partners' private
+//! verifications to everyone (eligibility is filtered in queries and checked again here);
+//! OpenClaw and zeroclaw honoured button taps from anyone (every tap is authorized here).
+//!
+//! Uses: store, services, events, chores (the chore state changes), format, parse (pure).
+
+pub mod buttons;
+pub mod commands;
+pub mod parse;
+pub mod render;
+pub mod tools;
+
+use std::collections::HashMap;
+
+use chrono::Duration;
+
+use crate::{
+    chores,
+    events::HearthEvent,
+    services::Services,
+    store::{
+        ChoreChange, CreateGuard, CreateRefused, MemberRow, NewWorkflow, StoreResult, Transition,
+        Transitioned, WorkflowRow, CHORE_PENDING, WF_PENDING,
+    },
+    types::Outbound,
+};
+pub use parse::{ActionableItem, Decision, ParseOutcome, ParsedAction, Refusal};
+
+/// What a workflow is about. Stored as its snake_case name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A member says they did a group chore; another member verifies.
+    ChoreVerification,
+    /// A member asks to delete a group chore; another member approves.
+    ChoreDeletion,
+    /// The owner of a personal chore says they did it; only their named partner verifies.
+    PersonalVerification,
+}
+
+impl Kind {
+    /// Stored name, e.g. "chore_verification".
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::ChoreVerification => "chore_verification",
+            Kind::ChoreDeletion => "chore_deletion",
+            Kind::PersonalVerification => "personal_verification",
+        }
+    }
+
+    /// The kind stored as `s` (`None` for kinds this build does not know).
+    pub fn parse(s: &str) -> Option<Kind> {
+        Some(match s {
+            "chore_verification" => Kind::ChoreVerification,
+            "chore_deletion" => Kind::ChoreDeletion,
+            "personal_verification" => Kind::PersonalVerification,
+            _ => return None,
+        })
+    }
+
+    /// Who may resolve requests of this kind.
+    pub fn eligibility(self) -> Eligibility {
+        match self {
+            Kind::ChoreVerification | Kind::ChoreDeletion => Eligibility::Others,
+            Kind::PersonalVerification => Eligibility::Partner,
+        }
+    }
+}
+
+/// Workflow status. Only `Pending` ever moves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Pending,
+    Approved,
+    Rejected,
+    Expired,
+    Cancelled,
+}
+
+impl Status {
+    /// Stored name, e.g. "approved".
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => WF_PENDING,
+            Status::Approved => "approved",
+            Status::Rejected => "rejected",
+            Status::Expired => "expired",
+            Status::Cancelled => "cancelled",
+        }
+    }
+
+    /// The status stored as `s` (unknown → `None`).
+    pub fn parse(s: &str) -> Option<Status> {
+        Some(match s {
+            WF_PENDING => Status::Pending,
+            "approved" => Status::Approved,
+            "rejected" => Status::Rejected,
+            "expired" => Status::Expired,
+            "cancelled" => Status::Cancelled,
+            _ => return None,
+        })
+    }
+
+    fn of(d: Decision) -> Status {
+        match d {
+            Decision::Approve => Status::Approved,
+            Decision::Reject => Status::Rejected,
+        }
+    }
+}
+
+/// Who may resolve a workflow (besides: never its requester).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Eligibility {
+    /// Any other active member of the workflow's group.
+    Others,
+    /// Only the named partner (`partner_id`).
+    Partner,
+    /// Only admins of the group.
+    Admins,
+}
+
+impl Eligibility {
+    /// Stored name: "others" | "partner" | "admins".
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Eligibility::Others => "others",
+            Eligibility::Partner => "partner",
+            Eligibility::Admins => "admins",
+        }
+    }
+
+    /// Parse a stored name; unknown names are the strictest rule (admins).
+    pub fn parse(s: &str) -> Eligibility {
+        match s {
+            "others" => Eligibility::Others,
+            "partner" => Eligibility::Partner,
+            _ => Eligibility::Admins,
+        }
+    }
+}
+
+/// Where a decision came from (recorded in the audit row).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    Text,
+    Button,
+    Command,
+    Agent,
+}
+
+impl Via {
+    /// Stored name: "text" | "button" | "command" | "agent".
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Via::Text => "text",
+            Via::Button => "button",
+            Via::Command => "command",
+            Via::Agent => "agent",
+        }
+    }
+}
+
+/// Why a member may not act on a workflow. Display: a short user-facing sentence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Denial {
+    #[error("You can't decide your own request (you can /cancel it).")]
+    OwnRequest,
+    #[error("This request isn't yours to decide.")]
+    NotEligible,
+    #[error("Only admins can decide this request.")]
+    NotAdmin,
+    #[error("Only the person who asked can cancel a request.")]
+    NotRequester,
+}
+
+/// The eligibility rule, in one place: may `user_id` resolve `wf`? `member` is the user's
+/// member row in the workflow's group (`None` when not a member or not looked up).
+/// A requester never resolves their own request; a personal verification only its partner.
+pub fn may_resolve(
+    wf: &WorkflowRow,
+    user_id: i64,
+    member: Option<&MemberRow>,
+) -> Result<(), Denial> {
+    if wf.requester_id == user_id {
+        return Err(Denial::OwnRequest);
+    }
+    let active = member.filter(|m| m.active && m.chat_id == wf.chat_id);
+    match Eligibility::parse(&wf.eligibility) {
+        Eligibility::Partner if wf.partner_id == Some(user_id) => Ok(()),
+        Eligibility::Partner => Err(Denial::NotEligible),
+        Eligibility::Others if active.is_some() => Ok(()),
+        Eligibility::Others => Err(Denial::NotEligible),
+        Eligibility::Admins if active.is_some_and(|m| m.is_admin()) => Ok(()),
+        Eligibility::Admins if active.is_some() => Err(Denial::NotAdmin),
+        Eligibility::Admins => Err(Denial::NotEligible),
+    }
+}
+
+/// The member row that [`may_resolve`] needs for `wf` (none for partner-only workflows).
+async fn membership(
+    svc: &Services,
+    wf: &WorkflowRow,
+    user_id: i64,
+) -> StoreResult<Option<MemberRow>> {
+    if Eligibility::parse(&wf.eligibility) == Eligibility::Partner {
+        return Ok(None);
+    }
+    svc.store.member(wf.chat_id, user_id).await
+}
+
+/// How long a request of `kind` stays pending (`workflows.expiry`; one value for every kind
+/// today, the per-kind hook for routines' steps). At least one minute.
+pub fn expiry_for(svc: &Services, kind: Kind) -> Duration {
+    let _ = kind;
+    Duration::from_std(svc.config.workflows.expiry)
+        .unwrap_or(Duration::hours(48))
+        .max(Duration::minutes(1))
+}
+
+/// Who is looking: a user in a chat. In a group they see that group's requests; in a private
+/// chat, every request of their groups plus personal verifications naming them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Viewer {
+    pub user_id: i64,
+    pub chat_id: i64,
+    pub private: bool,
+}
+
+/// The viewer's actionable list: pending workflows they may resolve, in creation order
+/// (item `i` is number `i + 1`). Eligibility is filtered in the query (chat scope, partner)
+/// and then checked with [`may_resolve`] for each row.
+pub async fn actionable(svc: &Services, v: Viewer) -> StoreResult<Vec<WorkflowRow>> {
+    let chats: Vec<i64> = if v.private {
+        svc.store
+            .groups_of_user(v.user_id)
+            .await?
+            .into_iter()
+            .map(|g| g.id)
+            .collect()
+    } else {
+        vec![v.chat_id]
+    };
+    let rows = svc.store.pending_for_viewer(&chats, v.user_id).await?;
+    let mut members: HashMap<i64, Option<MemberRow>> = HashMap::new();
+    let mut out = Vec::with_capacity(rows.len());
+    for wf in rows {
+        if !v.private && wf.chat_id != v.chat_id {
+            continue; // a personal verification never shows in a group
+        }
+        let m = if Eligibility::parse(&wf.eligibility) == Eligibility::Partner {
+            None
+        } else {
+            match members.get(&wf.chat_id) {
+                Some(m) => m.clone(),
+                None => {
+                    let m = svc.store.member(wf.chat_id, v.user_id).await?;
+                    members.insert(wf.chat_id, m.clone());
+                    m
+                }
+            }
+        };
+        if may_resolve(&wf, v.user_id, m.as_ref()).is_ok() {
+            out.push(wf);
+        }
+    }
+    Ok(out)
+}
+
+/// The viewer's own pending requests, in creation order (in a group: that group's only; in a
+/// private chat: all of them, personal ones included).
+pub async fn my_pending(svc: &Services, v: Viewer) -> StoreResult<Vec<WorkflowRow>> {
+    svc.store
+        .pending_by_requester(v.user_id, (!v.private).then_some(v.chat_id))
+        .await
+}
+
+/// The parser's view of an actionable list: numbers 1..n and target titles.
+pub fn items(list: &[WorkflowRow]) -> Vec<ActionableItem<'_>> {
+    list.iter()
+        .enumerate()
+        .map(|(i, w)| ActionableItem {
+            number: i + 1,
+            title: &w.target_title,
+        })
+        .collect()
+}
+
+/// A request to open.
+#[derive(Debug, Clone)]
+pub struct NewRequest<'a> {
+    /// The group, or for a personal verification the requester's private chat.
+    pub chat_id: i64,
+    pub kind: Kind,
+    pub requester_id: i64,
+    pub target_id: i64,
+    pub target_title: &'a str,
+    /// The only resolver of a personal verification.
+    pub partner_id: Option<i64>,
+}
+
+/// An opened request.
+#[derive(Debug, Clone)]
+pub struct Opened {
+    pub workflow: WorkflowRow,
+    /// False when the request message could not be delivered.
+    pub delivered: bool,
+}
+
+/// Open a request: check `guard` and insert in one transaction, then send the request message
+/// with Approve / Reject buttons (to the group; to the partner's private chat for a personal
+/// verification), remember the message for later edits, and publish `WorkflowCreated`.
+///
+/// Errors: storage. A failed guard comes back as `Ok(Err(_))` and changes nothing.
+pub async fn open(
+    svc: &Services,
+    req: NewRequest<'_>,
+    guard: CreateGuard,
+) -> StoreResult<Result<Opened, CreateRefused>> {
+    let now = svc.clock.now();
+    let eligibility = req.kind.eligibility();
+    let row = svc
+        .store
+        .create_workflow(
+            NewWorkflow {
+                chat_id: req.chat_id,
+                kind: req.kind.as_str(),
+                requester_id: req.requester_id,
+                target_id: Some(req.target_id),
+                target_title: req.target_title,
+                eligibility: eligibility.as_str(),
+                partner_id: req.partner_id,
+                created_at: now,
+                expires_at: now + expiry_for(svc, req.kind),
+                metadata: None,
+            },
+            guard,
+        )
+        .await?;
+    let wf = match row {
+        Ok(wf) => wf,
+        Err(r) => return Ok(Err(r)),
+    };
+    tracing::info!(workflow_id = wf.id, chat_id = wf.chat_id, kind = %wf.kind, "request opened");
+    svc.events.publish(HearthEvent::WorkflowCreated {
+        chat_id: wf.chat_id,
+        workflow_id: wf.id,
+        workflow_type: wf.kind.clone(),
+        title: wf.target_title.clone(),
+        requester_id: wf.requester_id,
+    });
+    let names = render::names(svc, &[wf.requester_id]).await?;
+    let to = notice_chat(&wf);
+    let html = render::request_notice(&wf, &names, now);
+    let delivered = match svc
+        .outbox
+        .send(Outbound {
+            chat_id: to,
+            html,
+            buttons: buttons::for_request(wf.id),
+            reply_to: None,
+        })
+        .await
+    {
+        Ok(sent) => match sent.last() {
+            Some(s) => {
+                svc.store
+                    .set_workflow_notice(wf.id, to, s.message_id)
+                    .await?;
+                true
+            }
+            None => false,
+        },
+        Err(e) => {
+            tracing::warn!(workflow_id = wf.id, chat_id = to, error = %e, "request message not delivered");
+            false
+        }
+    };
+    let workflow = svc.store.workflow(wf.id).await?.unwrap_or(wf);
+    Ok(Ok(Opened {
+        workflow,
+        delivered,
+    }))
+}
+
+/// Where a request's message goes: the partner's private chat for a personal verification,
+/// else the workflow's group.
+fn notice_chat(wf: &WorkflowRow) -> i64 {
+    match (Eligibility::parse(&wf.eligibility), wf.partner_id) {
+        (Eligibility::Partner, Some(p)) => p,
+        _ => wf.chat_id,
+    }
+}
+
+/// The change a transition makes to its target, in one place:
+/// verification approved → the chore completes (a recurring one is rescheduled);
+/// verification rejected / expired / cancelled → the chore goes back to to-do;
+/// deletion approved → the chore is archived; other deletion outcomes leave it alone.
+async fn target_change(
+    svc: &Services,
+    wf: &WorkflowRow,
+    to: Status,
+) -> StoreResult<Option<ChoreChange>> {
+    let (Some(kind), Some(target)) = (Kind::parse(&wf.kind), wf.target_id) else {
+        return Ok(None);
+    };
+    Ok(match (kind, to) {
+        (Kind::ChoreVerification | Kind::PersonalVerification, Status::Approved) => {
+            let now = svc.clock.now();
+            svc.store
+                .chore(target)
+                .await?
+                .map(|c| chores::completion_change(&c, wf.requester_id, now, &[CHORE_PENDING]))
+        }
+        (Kind::ChoreVerification | Kind::PersonalVerification, _) => {
+            Some(chores::reopen_change(target))
+        }
+        (Kind::ChoreDeletion, Status::Approved) => Some(chores::archive_change(target)),
+        (Kind::ChoreDeletion, _) => None,
+    })
+}
+
+/// Kinds cancelled along with an approved deletion (their target is gone).
+const CHORE_KINDS: &[&str] = &[
+    "chore_verification",
+    "chore_deletion",
+    "personal_verification",
+];
+
+/// What happened to one decision.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// This decision moved the workflow (its new status is in the row).
+    Done(WorkflowRow),
+    /// It was no longer pending; `by` is the resolver's name when there was one.
+    Already {
+        workflow: WorkflowRow,
+        by: Option<String>,
+    },
+    /// The actor may not act on it.
+    Denied(WorkflowRow, Denial),
+    /// No such workflow.
+    NotFound(i64),
+}
+
+/// One decision on one workflow.
+#[derive(Debug, Clone)]
+pub struct Decide<'a> {
+    pub workflow_id: i64,
+    pub actor_id: i64,
+    pub decision: Decision,
+    pub reason: Option<&'a str>,
+    pub via: Via,
+    /// The chat the decision was made in (a reply there already tells the group).
+    pub origin_chat: i64,
+}
+
+/// The one validated path for approving or rejecting: authorize ([`may_resolve`]), then the
+/// conditional transition with its audit row and target change in one transaction, then the
+/// notifications (request message edited to show the outcome and who decided, buttons
+/// removed; requester told; `WorkflowResolved` published). Fifty concurrent calls give one
+/// `Done` and forty-nine `Already` naming the winner.
+///
+/// Errors: storage only; every refusal is an [`Outcome`].
+pub async fn decide(svc: &Services, d: Decide<'_>) -> StoreResult<Outcome> {
+    let Some(wf) = svc.store.workflow(d.workflow_id).await? else {
+        return Ok(Outcome::NotFound(d.workflow_id));
+    };
+    let member = membership(svc, &wf, d.actor_id).await?;
+    if let Err(denial) = may_resolve(&wf, d.actor_id, member.as_ref()) {
+        return Ok(Outcome::Denied(wf, denial));
+    }
+    if wf.status != WF_PENDING {
+        return already(svc, wf).await;
+    }
+    let to = Status::of(d.decision);
+    let reason = d.reason.map(|r| crate::context::clip(r.trim(), 300));
+    let chore = target_change(svc, &wf, to).await?;
+    let cancel_siblings = (to == Status::Approved && wf.kind == Kind::ChoreDeletion.as_str())
+        .then_some((CHORE_KINDS, "the chore was deleted"));
+    let t = svc
+        .store
+        .transition_workflow(Transition {
+            workflow_id: wf.id,
+            to: to.as_str(),
+            actor_id: Some(d.actor_id),
+            reason: reason.as_deref().filter(|r| !r.is_empty()),
+            via: d.via.as_str(),
+            at: svc.clock.now(),
+            chore,
+            cancel_siblings,
+        })
+        .await?;
+    match t {
+        Some(t) => {
+            let tell = tell_requester(&t.workflow, d.via, d.origin_chat);
+            after_transition(svc, &t, Some(d.actor_id), tell).await?;
+            Ok(Outcome::Done(t.workflow))
+        }
+        None => {
+            let wf = svc.store.workflow(wf.id).await?.unwrap_or(wf);
+            already(svc, wf).await
+        }
+    }
+}
+
+async fn already(svc: &Services, wf: WorkflowRow) -> StoreResult<Outcome> {
+    let by = match wf.resolver_id {
+        Some(id) => render::names(svc, &[id]).await?.remove(&id),
+        None => None,
+    };
+    Ok(Outcome::Already { workflow: wf, by })
+}
+
+/// Cancel `workflow_id` on behalf of its requester (restoring its target).
+///
+/// Errors: storage; a non-requester gets `Outcome::Denied(NotRequester)`.
+pub async fn cancel(
+    svc: &Services,
+    workflow_id: i64,
+    actor_id: i64,
+    via: Via,
+    origin_chat: i64,
+) -> StoreResult<Outcome> {
+    let Some(wf) = svc.store.workflow(workflow_id).await? else {
+        return Ok(Outcome::NotFound(workflow_id));
+    };
+    if wf.requester_id != actor_id {
+        return Ok(Outcome::Denied(wf, Denial::NotRequester));
+    }
+    if wf.status != WF_PENDING {
+        return already(svc, wf).await;
+    }
+    let chore = target_change(svc, &wf, Status::Cancelled).await?;
+    match svc
+        .store
+        .transition_workflow(Transition {
+            workflow_id: wf.id,
+            to: Status::Cancelled.as_str(),
+            actor_id: Some(actor_id),
+            reason: None,
+            via: via.as_str(),
+            at: svc.clock.now(),
+            chore,
+            cancel_siblings: None,
+        })
+        .await?
+    {
+        Some(t) => {
+            let tell = tell_requester(&t.workflow, via, origin_chat);
+            after_transition(svc, &t, Some(actor_id), tell).await?;
+            Ok(Outcome::Done(t.workflow))
+        }
+        None => {
+            let wf = svc.store.workflow(wf.id).await?.unwrap_or(wf);
+            already(svc, wf).await
+        }
+    }
+}
+
+/// Cancel a pending workflow because its target went away (no actor; audit via "system").
+pub async fn cancel_by_system(svc: &Services, wf: &WorkflowRow, reason: &str) -> StoreResult<bool> {
+    let chore = target_change(svc, wf, Status::Cancelled).await?;
+    match svc
+        .store
+        .transition_workflow(Transition {
+            workflow_id: wf.id,
+            to: Status::Cancelled.as_str(),
+            actor_id: None,
+            reason: Some(reason),
+            via: "system",
+            at: svc.clock.now(),
+            chore,
+            cancel_siblings: None,
+        })
+        .await?
+    {
+        Some(t) => {
+            after_transition(svc, &t, None, false).await?;
+            Ok(true)
+        }
+        None => Ok(false),
+    }
+}
+
+/// Notifications after a committed transition: events, the request message edited (outcome,
+/// who decided, buttons removed), and the requester told when `tell_requester` (see
+/// [`tell_requester`]) and they did not act themselves.
+async fn after_transition(
+    svc: &Services,
+    t: &Transitioned,
+    actor_id: Option<i64>,
+    tell_requester: bool,
+) -> StoreResult<()> {
+    let wf = &t.workflow;
+    let mut ids = vec![wf.requester_id];
+    ids.extend(actor_id);
+    ids.extend(t.cancelled.iter().map(|c| c.requester_id));
+    let names = render::names(svc, &ids).await?;
+    tracing::info!(workflow_id = wf.id, status = %wf.status, "request resolved");
+    for w in std::iter::once(wf).chain(t.cancelled.iter()) {
+        svc.events.publish(HearthEvent::WorkflowResolved {
+            chat_id: w.chat_id,
+            workflow_id: w.id,
+            workflow_type: w.kind.clone(),
+            title: w.target_title.clone(),
+            status: w.status.clone(),
+            resolver_id: w.resolver_id,
+        });
+        edit_notice(svc, w, &names).await;
+    }
+    if tell_requester && actor_id != Some(wf.requester_id) {
+        let html = render::requester_notice(wf, &names);
+        if let Err(e) = svc.outbox.send(Outbound::html(wf.chat_id, html)).await {
+            tracing::warn!(workflow_id = wf.id, error = %e, "requester not told");
+        }
+    }
+    Ok(())
+}
+
+/// Whether the requester needs a separate message: not when the decision was typed in the
+/// workflow's own chat (the reply there already says it to everyone, requester included).
+fn tell_requester(wf: &WorkflowRow, via: Via, origin_chat: i64) -> bool {
+    !(origin_chat == wf.chat_id && matches!(via, Via::Text | Via::Command | Via::Agent))
+}
+
+/// Edit the request message to show the outcome, without buttons (best effort: logged).
+async fn edit_notice(svc: &Services, wf: &WorkflowRow, names: &HashMap<i64, String>) {
+    let (Some(chat), Some(msg)) = (wf.notice_chat_id, wf.notice_message_id) else {
+        return;
+    };
+    let html = render::resolved_notice(wf, names);
+    if let Err(e) = svc.outbox.edit(chat, msg, &html, &[]).await {
+        tracing::warn!(workflow_id = wf.id, error = %e, "request message not edited");
+    }
+}
+
+/// Expire every pending workflow past its `expires_at`, restoring targets, in one transaction;
+/// then edit each request message and tell its chat once (the group, or for a personal
+/// verification the requester's private chat). Idempotent: a second run finds nothing.
+/// Run every minute by the scheduler and once at start-up (requests that expired while hearth
+/// was down). Returns how many expired.
+pub async fn sweep_expired(svc: &Services) -> StoreResult<usize> {
+    let now = svc.clock.now();
+    let due = svc.store.due_workflows(now).await?;
+    if due.is_empty() {
+        return Ok(0);
+    }
+    let mut plan = Vec::with_capacity(due.len());
+    for wf in &due {
+        plan.push((wf.id, target_change(svc, wf, Status::Expired).await?));
+    }
+    let expired = svc.store.expire_workflows(&plan, now).await?;
+    let ids: Vec<i64> = expired.iter().map(|w| w.requester_id).collect();
+    let names = render::names(svc, &ids).await?;
+    for wf in &expired {
+        tracing::info!(workflow_id = wf.id, chat_id = wf.chat_id, "request expired");
+        svc.events.publish(HearthEvent::WorkflowExpired {
+            chat_id: wf.chat_id,
+            workflow_id: wf.id,
+            workflow_type: wf.kind.clone(),
+            title: wf.target_title.clone(),
+        });
+        edit_notice(svc, wf, &names).await;
+        let html = render::expired_notice(wf, &names);
+        if let Err(e) = svc.outbox.send(Outbound::html(wf.chat_id, html)).await {
+            tracing::warn!(workflow_id = wf.id, error = %e, "expiry notice not delivered");
+        }
+    }
+    Ok(expired.len())
+}
+
+/// Apply parsed actions to the viewer's actionable list `list` (numbers are 1-based positions
+/// in it), one decision at a time through [`decide`]. Returns each item's (number, outcome).
+pub async fn apply_actions(
+    svc: &Services,
+    v: Viewer,
+    list: &[WorkflowRow],
+    actions: &[ParsedAction],
+    via: Via,
+) -> StoreResult<Vec<(usize, Outcome)>> {
+    let mut out = Vec::new();
+    for a in actions {
+        for &n in &a.targets {
+            let Some(wf) = n.checked_sub(1).and_then(|i| list.get(i)) else {
+                continue; // the parser validated numbers against the same list
+            };
+            let o = decide(
+                svc,
+                Decide {
+                    workflow_id: wf.id,
+                    actor_id: v.user_id,
+                    decision: a.decision,
+                    reason: a.reason.as_deref(),
+                    via,
+                    origin_chat: v.chat_id,
+                },
+            )
+            .await?;
+            out.push((n, o));
+        }
+    }
+    Ok(out)
+}
+
+/// Core routing step 3: when `text` is an approval reply the parser fully understands,
+/// resolve it (or explain why not) and reply in the chat; no model call is made. Returns
+/// false when the message is not an approval reply (the core goes on to the agent).
+///
+/// `addressed`: a private chat, or a group message mentioning or replying to the bot.
+pub async fn handle_reply(
+    svc: &Services,
+    v: Viewer,
+    text: &str,
+    addressed: bool,
+    reply_to: Option<i64>,
+) -> StoreResult<bool> {
+    let list = actionable(svc, v).await?;
+    let outcome = parse::parse_reply(text, &items(&list), addressed);
+    respond(svc, v, &list, outcome, Via::Text, reply_to).await
+}
+
+/// Reply to a parse outcome: refusals as text, resolutions one by one with one line per item.
+/// Returns false for `NotApproval` (nothing sent).
+pub async fn respond(
+    svc: &Services,
+    v: Viewer,
+    list: &[WorkflowRow],
+    outcome: ParseOutcome,
+    via: Via,
+    reply_to: Option<i64>,
+) -> StoreResult<bool> {
+    let html = match outcome {
+        ParseOutcome::NotApproval => return Ok(false),
+        ParseOutcome::Refuse(r) => crate::format::escape_html(&r.to_string()),
+        ParseOutcome::Resolve(actions) => {
+            let results = apply_actions(svc, v, list, &actions, via).await?;
+            let mut ids: Vec<i64> = list.iter().map(|w| w.requester_id).collect();
+            ids.push(v.user_id);
+            let names = render::names(svc, &ids).await?;
+            render::outcome_lines(&results, &names)
+        }
+    };
+    if let Err(e) = svc
+        .outbox
+        .send(Outbound {
+            chat_id: v.chat_id,
+            html,
+            buttons: vec![],
+            reply_to,
+        })
+        .await
+    {
+        tracing::warn!(chat_id = v.chat_id, error = %e, "approval reply not delivered");
+    }
+    Ok(true)
+}

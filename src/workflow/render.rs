@@ -1,0 +1,353 @@
+//! Text for workflows: request messages, outcome edits, notifications, the `/approvals` list
+//! (Telegram HTML; user text always escaped) and the agent's context section (plain, compact:
+//! every prompt token is paid by the user). The numbering is the actionable list's, so "1"
+//! means the same to the member, the bot and the model. Uses: store, services, agent (the
+//! section trait), format.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::{actionable, my_pending, Denial, Kind, Outcome, Status, Viewer};
+use crate::{
+    agent::{prompt::Section, ContextSection, Scope},
+    format::escape_html as e,
+    services::Services,
+    store::{StoreResult, WorkflowRow},
+    types::ChatKind,
+};
+
+/// First names of the users `ids` (unknown users are left out; callers fall back to
+/// "someone").
+pub async fn names(svc: &Services, ids: &[i64]) -> StoreResult<HashMap<i64, String>> {
+    let mut ids = ids.to_vec();
+    ids.sort_unstable();
+    ids.dedup();
+    Ok(svc
+        .store
+        .users(&ids)
+        .await?
+        .into_iter()
+        .map(|u| {
+            let n = if u.first_name.trim().is_empty() {
+                u.username.unwrap_or_else(|| "someone".into())
+            } else {
+                u.first_name
+            };
+            (u.id, n)
+        })
+        .collect())
+}
+
+fn name(names: &HashMap<i64, String>, id: i64) -> &str {
+    names.get(&id).map(String::as_str).unwrap_or("someone")
+}
+
+/// What is asked, plain: `delete "Water plants"`, `verify "Dishes"`.
+pub fn what(wf: &WorkflowRow) -> String {
+    let t = crate::context::clip(&wf.target_title, 80);
+    match Kind::parse(&wf.kind) {
+        Some(Kind::ChoreDeletion) => format!("delete “{t}”"),
+        Some(Kind::ChoreVerification) => format!("verify “{t}”"),
+        Some(Kind::PersonalVerification) => format!("verify personal chore “{t}”"),
+        None => format!("“{t}”"),
+    }
+}
+
+/// The request in one HTML sentence: "<b>Jack</b> wants to delete “Water plants”".
+pub fn describe(wf: &WorkflowRow, names: &HashMap<i64, String>) -> String {
+    let who = e(name(names, wf.requester_id));
+    let t = e(&crate::context::clip(&wf.target_title, 80));
+    match Kind::parse(&wf.kind) {
+        Some(Kind::ChoreDeletion) => format!("<b>{who}</b> wants to delete “{t}”"),
+        Some(Kind::ChoreVerification) => format!("<b>{who}</b> says “{t}” is done"),
+        Some(Kind::PersonalVerification) => {
+            format!("<b>{who}</b> says their personal chore “{t}” is done")
+        }
+        None => format!("<b>{who}</b> asks about “{t}”"),
+    }
+}
+
+/// "2 days", "5 h", "12 min" from `now` until `at` ("now" when past).
+pub fn until(now: DateTime<Utc>, at: DateTime<Utc>) -> String {
+    let m = (at - now).num_minutes();
+    if m <= 0 {
+        "now".into()
+    } else if m >= 48 * 60 {
+        format!("{} days", m / (24 * 60))
+    } else if m >= 120 {
+        format!("{} h", m / 60)
+    } else {
+        format!("{m} min")
+    }
+}
+
+/// The request message (sent with Approve / Reject buttons).
+pub fn request_notice(
+    wf: &WorkflowRow,
+    names: &HashMap<i64, String>,
+    now: DateTime<Utc>,
+) -> String {
+    let ask = match Kind::parse(&wf.kind) {
+        Some(Kind::ChoreDeletion) => "Approve?",
+        _ => "Verify?",
+    };
+    format!(
+        "🙋 {} — {ask}\n<i>Tap a button or reply “approve” / “reject, reason”. Expires in {}.</i>",
+        describe(wf, names),
+        until(now, wf.expires_at)
+    )
+}
+
+/// The outcome as a short line: "✅ Approved by Lottie", "❌ Rejected by Lottie: too dusty".
+pub fn status_line(wf: &WorkflowRow, names: &HashMap<i64, String>) -> String {
+    let by = wf
+        .resolver_id
+        .map(|id| format!(" by {}", e(name(names, id))))
+        .unwrap_or_default();
+    let reason = wf
+        .reason
+        .as_deref()
+        .map(|r| format!(": {}", e(r)))
+        .unwrap_or_default();
+    match Status::parse(&wf.status) {
+        Some(Status::Approved) => format!("✅ Approved{by}{reason}"),
+        Some(Status::Rejected) => format!("❌ Rejected{by}{reason}"),
+        Some(Status::Expired) => "⌛ Expired: nobody decided in time".into(),
+        Some(Status::Cancelled) => format!("🚫 Cancelled{by}{reason}"),
+        Some(Status::Pending) | None => "⏳ Pending".into(),
+    }
+}
+
+/// The request message after resolution (sent as an edit, without buttons).
+pub fn resolved_notice(wf: &WorkflowRow, names: &HashMap<i64, String>) -> String {
+    format!("{}\n{}", describe(wf, names), status_line(wf, names))
+}
+
+/// What the requester is told when someone else resolved their request elsewhere (a button,
+/// a private chat).
+pub fn requester_notice(wf: &WorkflowRow, names: &HashMap<i64, String>) -> String {
+    let verb = match Status::parse(&wf.status) {
+        Some(Status::Approved) => "approved",
+        Some(Status::Rejected) => "rejected",
+        Some(Status::Cancelled) => "cancelled",
+        _ => "closed",
+    };
+    let by = wf
+        .resolver_id
+        .map(|id| e(name(names, id)).to_string())
+        .unwrap_or_else(|| "Someone".into());
+    let reason = wf
+        .reason
+        .as_deref()
+        .map(|r| format!(" ({})", e(r)))
+        .unwrap_or_default();
+    format!(
+        "{}: {by} {verb} your request to {}{reason}.",
+        e(name(names, wf.requester_id)),
+        e(&what(wf))
+    )
+}
+
+/// The one message sent when a request expires.
+pub fn expired_notice(wf: &WorkflowRow, names: &HashMap<i64, String>) -> String {
+    let after = match Kind::parse(&wf.kind) {
+        Some(Kind::ChoreVerification | Kind::PersonalVerification) => {
+            " The chore is back on the to-do list."
+        }
+        Some(Kind::ChoreDeletion) => " The chore stays.",
+        None => "",
+    };
+    format!(
+        "⌛ Nobody decided on {}'s request to {} in time, so it expired.{after}",
+        e(name(names, wf.requester_id)),
+        e(&what(wf))
+    )
+}
+
+/// One line per decided item of a batch: "1. ✅ Approved: Jack — delete “Bins”".
+pub fn outcome_lines(results: &[(usize, Outcome)], names: &HashMap<i64, String>) -> String {
+    if results.is_empty() {
+        return "Nothing changed.".into();
+    }
+    results
+        .iter()
+        .map(|(n, o)| format!("{n}. {}", outcome_text(o, names)))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// One outcome as HTML (without a number).
+pub fn outcome_text(o: &Outcome, names: &HashMap<i64, String>) -> String {
+    match o {
+        Outcome::Done(wf) => {
+            let head = match Status::parse(&wf.status) {
+                Some(Status::Approved) => "✅ Approved",
+                Some(Status::Rejected) => "❌ Rejected",
+                Some(Status::Cancelled) => "🚫 Cancelled",
+                _ => "Done",
+            };
+            let reason = wf
+                .reason
+                .as_deref()
+                .map(|r| format!(" ({})", e(r)))
+                .unwrap_or_default();
+            format!(
+                "{head}: {} — {}{reason}",
+                e(name(names, wf.requester_id)),
+                e(&what(wf))
+            )
+        }
+        Outcome::Already { workflow, by } => {
+            let by = by
+                .as_deref()
+                .map(|b| format!(" by {}", e(b)))
+                .unwrap_or_default();
+            format!(
+                "“{}” was already {}{by}.",
+                e(&crate::context::clip(&workflow.target_title, 80)),
+                workflow.status
+            )
+        }
+        Outcome::Denied(wf, d) => format!(
+            "“{}”: {}",
+            e(&crate::context::clip(&wf.target_title, 80)),
+            e(&d.to_string())
+        ),
+        Outcome::NotFound(id) => format!("Request {id} doesn't exist."),
+    }
+}
+
+/// A short plain result for a toast or a tool: "Approved.", "Already approved by Lottie.".
+pub fn outcome_plain(o: &Outcome) -> String {
+    match o {
+        Outcome::Done(wf) => match Status::parse(&wf.status) {
+            Some(Status::Approved) => "Approved.".into(),
+            Some(Status::Rejected) => "Rejected.".into(),
+            Some(Status::Cancelled) => "Cancelled.".into(),
+            _ => "Done.".into(),
+        },
+        Outcome::Already { workflow, by } => match by {
+            Some(b) => format!("Already {} by {b}.", workflow.status),
+            None => format!("Already {}.", workflow.status),
+        },
+        Outcome::Denied(_, Denial::OwnRequest) => "You can't decide your own request.".into(),
+        Outcome::Denied(_, d) => d.to_string(),
+        Outcome::NotFound(_) => "This request no longer exists.".into(),
+    }
+}
+
+/// The `/approvals` message: the numbered actionable list and the viewer's own requests.
+pub fn approvals(
+    list: &[WorkflowRow],
+    mine: &[WorkflowRow],
+    names: &HashMap<i64, String>,
+    now: DateTime<Utc>,
+) -> String {
+    let mut s = String::from("<b>Requests you can action</b>\n");
+    if list.is_empty() {
+        s.push_str("Nothing for you right now.\n");
+    } else {
+        for (i, wf) in list.iter().enumerate() {
+            s.push_str(&format!(
+                "{}. {} · expires in {}\n",
+                i + 1,
+                describe(wf, names),
+                until(now, wf.expires_at)
+            ));
+        }
+        s.push_str("<i>Reply e.g. “approve 1”, “reject 2, not yet clean”, “approve all”.</i>\n");
+    }
+    s.push_str("\n<b>Your pending requests</b>\n");
+    if mine.is_empty() {
+        s.push_str("None.");
+    } else {
+        for wf in mine {
+            s.push_str(&format!(
+                "• {} · expires in {} · /cancel {}\n",
+                e(&what(wf)),
+                until(now, wf.expires_at),
+                wf.id
+            ));
+        }
+    }
+    s.trim_end().to_string()
+}
+
+/// The agent's sections for `v`: `REQUESTS YOU CAN ACTION` (numbered like the member sees
+/// them, with ids) and `YOUR PENDING REQUESTS`. One short line per request. Empty lists are
+/// left out.
+pub async fn sections(svc: &Services, v: Viewer) -> StoreResult<Vec<Section>> {
+    let list = actionable(svc, v).await?;
+    let mine = my_pending(svc, v).await?;
+    let mut ids: Vec<i64> = list.iter().map(|w| w.requester_id).collect();
+    ids.extend(mine.iter().map(|w| w.requester_id));
+    let names = names(svc, &ids).await?;
+    let mut out = Vec::new();
+    if !list.is_empty() {
+        let body = list
+            .iter()
+            .enumerate()
+            .map(|(i, w)| {
+                format!(
+                    "{}. {}: {} [id {}]",
+                    i + 1,
+                    name(&names, w.requester_id),
+                    what(w),
+                    w.id
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        out.push(Section {
+            title: "REQUESTS YOU CAN ACTION".into(),
+            body,
+        });
+    }
+    if !mine.is_empty() {
+        let body = mine
+            .iter()
+            .map(|w| format!("- {} [id {}]", what(w), w.id))
+            .collect::<Vec<_>>()
+            .join("\n");
+        out.push(Section {
+            title: "YOUR PENDING REQUESTS".into(),
+            body,
+        });
+    }
+    Ok(out)
+}
+
+/// The approvals context section (registered in `app::agent`).
+pub struct ApprovalsSection;
+
+#[async_trait]
+impl ContextSection for ApprovalsSection {
+    async fn render(&self, svc: &Services, scope: &Scope) -> Option<Section> {
+        let user_id = scope.actor_id?;
+        let v = Viewer {
+            user_id,
+            chat_id: scope.chat.id,
+            private: scope.chat_kind == ChatKind::Private,
+        };
+        let secs = match sections(svc, v).await {
+            Ok(s) => s,
+            Err(err) => {
+                tracing::warn!(chat_id = v.chat_id, error = %err, "approvals section unavailable");
+                return None;
+            }
+        };
+        // one Section per provider: join the two titled blocks
+        let mut it = secs.into_iter();
+        let first = it.next()?;
+        let mut body = first.body;
+        for s in it {
+            body.push_str(&format!("\n{}:\n{}", s.title, s.body));
+        }
+        Some(Section {
+            title: first.title,
+            body,
+        })
+    }
+}
