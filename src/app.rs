@@ -21,6 +21,7 @@ use crate::{
     http::{self, Readiness},
     messenger::Messenger,
     outbox::Outbox,
+    routines::RoutineEngine,
     scheduler::Scheduler,
     services::{BotIdentity, ChatLocks, Services},
     store::Store,
@@ -62,6 +63,7 @@ pub fn agent(
     tools.add(crate::chores::tools::ChoreList);
     tools.add(crate::chores::tools::ChoreClaim);
     tools.add(crate::chores::tools::ChoreRequestDeletion);
+    crate::routines::tools::register(&mut tools);
     Ok(Agent::new(model, tools, prompt).with_section(crate::workflow::render::ApprovalsSection))
 }
 
@@ -87,9 +89,40 @@ pub fn core(
     Hearth::new(svc, agent)
 }
 
-/// Register the system jobs on a new scheduler and start it.
-pub async fn start_scheduler(hearth: &Arc<Hearth>) -> anyhow::Result<Scheduler> {
+/// The routine engine over the core's services (same chat locks) and agent: records runs a
+/// previous process left unfinished, and listens to hearth events until `stop`.
+pub async fn routine_engine(
+    hearth: &Arc<Hearth>,
+    stop: &CancellationToken,
+) -> anyhow::Result<Arc<RoutineEngine>> {
+    let engine = RoutineEngine::new(hearth.svc.clone(), hearth.agent.clone());
+    engine.start_up().await?;
+    engine.listen(stop.clone());
+    Ok(engine)
+}
+
+/// Register the system jobs (and the routine sweep, every second) on a new scheduler and start it.
+pub async fn start_scheduler(
+    hearth: &Arc<Hearth>,
+    routines: &Arc<RoutineEngine>,
+) -> anyhow::Result<Scheduler> {
     let sched = Scheduler::new().await?;
+    let engine = routines.clone();
+    sched
+        .add(
+            "routine-sweep",
+            "* * * * * *",
+            Arc::new(move || {
+                let engine = engine.clone();
+                Box::pin(async move {
+                    let now = engine.services().clock.now();
+                    if let Err(e) = engine.sweep(now).await {
+                        tracing::warn!(error = %e, "routine sweep failed; retrying next tick");
+                    }
+                })
+            }),
+        )
+        .await?;
     let h = hearth.clone();
     sched
         .add(
@@ -173,12 +206,14 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     }
     hearth.recover().await?;
     sweep_expired(&hearth).await;
-    let sched = start_scheduler(&hearth).await?;
+    let routines = routine_engine(&hearth, &stop).await?;
+    let sched = start_scheduler(&hearth, &routines).await?;
 
     let ready = Readiness::default();
     let mut http_task = None;
     if cfg.http_enabled() {
-        let mut app = http::router(store.clone(), ready.clone());
+        let mut app = http::router(store.clone(), ready.clone())
+            .merge(crate::routines::api::router(routines.clone()));
         if cfg.telegram.mode == TelegramMode::Webhook {
             let secret = cfg
                 .telegram
@@ -214,8 +249,9 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     }
 
     tracing::info!("stopping: finishing in-flight turns");
-    hearth.shutdown(SHUTDOWN_GRACE).await;
     sched.shutdown().await;
+    hearth.shutdown(SHUTDOWN_GRACE).await;
+    routines.shutdown(SHUTDOWN_GRACE).await;
     if let Some(t) = http_task {
         let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
     }
@@ -241,11 +277,15 @@ pub async fn console(cfg: Config) -> anyhow::Result<()> {
     let hearth = core(cfg, store, clock, Arc::new(messenger.clone()), me, agent);
     hearth.recover().await?;
     sweep_expired(&hearth).await;
-    let sched = start_scheduler(&hearth).await?;
+    let stop = CancellationToken::new();
+    let routines = routine_engine(&hearth, &stop).await?;
+    let sched = start_scheduler(&hearth, &routines).await?;
     let stdin = tokio::io::BufReader::new(tokio::io::stdin());
     Console::new(hearth.clone(), messenger).run(stdin).await;
-    hearth.shutdown(SHUTDOWN_GRACE).await;
     sched.shutdown().await;
+    stop.cancel();
+    hearth.shutdown(SHUTDOWN_GRACE).await;
+    routines.shutdown(SHUTDOWN_GRACE).await;
     Ok(())
 }
 

@@ -17,6 +17,8 @@ pub mod format;
 pub mod http;
 pub mod messenger;
 pub mod outbox;
+pub mod routines;
+pub mod schedule;
 pub mod scheduler;
 pub mod services;
 pub mod store;

@@ -40,6 +40,32 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ),
     ("reject", "Reject requests, e.g. /reject 2 not clean yet"),
     ("cancel", "Cancel one of your pending requests"),
+    // routines (issue 5)
+    (
+        "every",
+        "Repeat a prompt, e.g. /every 30m check the washing",
+    ),
+    (
+        "cron",
+        "Cron schedule, e.g. /cron 0 8 * * 1-5 post today's chores",
+    ),
+    (
+        "at",
+        "Once, e.g. /at tomorrow 09:00 renew the car insurance",
+    ),
+    ("routines", "List this chat's routines"),
+    ("routine_pause", "Pause a routine: /routine_pause <name>"),
+    ("routine_resume", "Resume a routine: /routine_resume <name>"),
+    ("routine_delete", "Delete a routine: /routine_delete <name>"),
+    ("routine_run", "Run a routine now: /routine_run <name>"),
+    (
+        "routine_history",
+        "A routine's recent runs: /routine_history <name>",
+    ),
+    (
+        "routine_install",
+        "Install a built-in routine, e.g. /routine_install morning-briefing",
+    ),
 ];
 
 /// Where a command was given and by whom.
@@ -86,7 +112,9 @@ pub async fn dispatch(svc: &Services, ctx: &CommandCtx<'_>, cmd: &Command) -> an
     }
 
     // routines (issue 5)
-
+    if let Some(r) = crate::routines::commands::handle(svc, ctx, cmd).await {
+        return r;
+    }
     svc.outbox
         .send(ctx.reply(format!(
             "I don't know /{}. Try /help.",

@@ -12,6 +12,7 @@ mod chores;
 mod inbound;
 mod kv;
 mod log;
+mod routines;
 mod turns;
 mod workflows;
 
@@ -26,10 +27,12 @@ pub use chores::{
 };
 pub use entity::{
     chat::Model as ChatRow, chore::Model as ChoreRow, inbound::Model as InboundRow,
-    message::Model as MessageRow, turn::Model as TurnRow, user::Model as UserRow,
+    message::Model as MessageRow, routine::Model as RoutineRow, routine_run::Model as RunRow,
+    routine_trigger::Model as TriggerRow, turn::Model as TurnRow, user::Model as UserRow,
     workflow::Model as WorkflowRow, workflow_audit::Model as AuditRow,
 };
 pub use log::NewMessage;
+pub use routines::{NewRoutine, NewRun, NewTrigger, RoutineCounters, RunEnd};
 pub use turns::NewTurn;
 pub use workflows::{
     CreateGuard, CreateRefused, NewWorkflow, Transition, Transitioned, WF_PENDING,

@@ -4,6 +4,7 @@ mod support;
 mod binary;
 mod chores_min;
 mod foundation;
+mod routines;
 mod telegram;
 mod tokens;
 mod workflows;

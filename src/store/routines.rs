@@ -1,0 +1,470 @@
+//! Routines, their triggers and run history. The trigger claim ([`Store::claim_trigger`]) is the
+//! conditional update that makes a slot fire once even with two hearth processes on one
+//! database; [`Store::claim_queued_run`] does the same for queued manual and api runs.
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    sea_query::Expr, ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect, Set, TransactionTrait,
+};
+
+use super::{
+    entity::{routine, routine_run, routine_trigger},
+    Store, StoreResult,
+};
+
+/// A routine to insert (validated by the routine service).
+#[derive(Debug, Clone)]
+pub struct NewRoutine {
+    pub chat_id: i64,
+    pub name: String,
+    pub owner_id: i64,
+    pub prompt: String,
+    pub zone: String,
+    pub quiet: bool,
+    pub api_args: bool,
+    pub api_token_hash: Option<String>,
+    pub max_ticks: Option<i32>,
+    pub max_runs_per_day: Option<i32>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A trigger to insert with its routine.
+#[derive(Debug, Clone)]
+pub struct NewTrigger {
+    pub kind: String,
+    pub spec: String,
+    pub zone: String,
+    /// First fire (UTC); `None` for event and api triggers.
+    pub next_fire_at: Option<DateTime<Utc>>,
+}
+
+/// A run record to insert.
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    pub routine_id: i64,
+    pub trigger_id: Option<i64>,
+    pub source: String,
+    pub catch_up: bool,
+    /// "queued" | "running" | "skipped".
+    pub status: String,
+    pub reason: Option<String>,
+    pub input: Option<String>,
+    pub scheduled_for: Option<DateTime<Utc>>,
+    pub started_at: DateTime<Utc>,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone)]
+pub struct RunEnd {
+    /// "success" | "error" | "skipped" | "silent".
+    pub status: String,
+    pub reason: Option<String>,
+    pub started_at: DateTime<Utc>,
+    pub duration_ms: i64,
+    pub prompt_tokens: i32,
+    pub completion_tokens: i32,
+    pub cost_usd: f64,
+    pub output: Option<String>,
+}
+
+/// The routine counters written after a run.
+#[derive(Debug, Clone, Copy)]
+pub struct RoutineCounters<'a> {
+    pub tick_count: i32,
+    pub runs_today: i32,
+    pub runs_day: &'a str,
+}
+
+/// Routine names must be unique per chat; this maps the unique-index violation.
+fn is_unique_violation(e: &sea_orm::DbErr) -> bool {
+    let s = e.to_string().to_ascii_lowercase();
+    s.contains("unique") || s.contains("duplicate key")
+}
+
+impl Store {
+    /// Insert a routine with its triggers in one transaction. Returns `Ok(None)` when the name
+    /// is already used in the chat (nothing is written).
+    pub async fn insert_routine(
+        &self,
+        r: NewRoutine,
+        triggers: Vec<NewTrigger>,
+    ) -> StoreResult<Option<i64>> {
+        let txn = self.conn().begin().await?;
+        let ins = routine::Entity::insert(routine::ActiveModel {
+            chat_id: Set(r.chat_id),
+            name: Set(r.name),
+            owner_id: Set(r.owner_id),
+            prompt: Set(r.prompt),
+            zone: Set(r.zone),
+            quiet: Set(r.quiet),
+            paused: Set(false),
+            api_args: Set(r.api_args),
+            api_token_hash: Set(r.api_token_hash),
+            max_ticks: Set(r.max_ticks),
+            max_runs_per_day: Set(r.max_runs_per_day),
+            state: Set("{}".into()),
+            tick_count: Set(0),
+            runs_today: Set(0),
+            runs_day: Set(String::new()),
+            status: Set("active".into()),
+            created_at: Set(r.created_at),
+            ..Default::default()
+        })
+        .exec(&txn)
+        .await;
+        let id = match ins {
+            Ok(x) => x.last_insert_id,
+            Err(e) if is_unique_violation(&e) => {
+                txn.rollback().await?;
+                return Ok(None);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        for (i, t) in triggers.into_iter().enumerate() {
+            routine_trigger::Entity::insert(routine_trigger::ActiveModel {
+                routine_id: Set(id),
+                position: Set(i as i32 + 1),
+                kind: Set(t.kind),
+                spec: Set(t.spec),
+                zone: Set(t.zone),
+                next_fire_at: Set(t.next_fire_at),
+                last_fire_at: Set(None),
+                ..Default::default()
+            })
+            .exec(&txn)
+            .await?;
+        }
+        txn.commit().await?;
+        Ok(Some(id))
+    }
+
+    /// The routine with id `id`.
+    pub async fn routine(&self, id: i64) -> StoreResult<Option<routine::Model>> {
+        Ok(routine::Entity::find_by_id(id).one(self.conn()).await?)
+    }
+
+    /// The routine called `name` in `chat_id`.
+    pub async fn routine_by_name(
+        &self,
+        chat_id: i64,
+        name: &str,
+    ) -> StoreResult<Option<routine::Model>> {
+        Ok(routine::Entity::find()
+            .filter(routine::Column::ChatId.eq(chat_id))
+            .filter(routine::Column::Name.eq(name))
+            .one(self.conn())
+            .await?)
+    }
+
+    /// Routines of a chat, oldest first.
+    pub async fn routines_of_chat(&self, chat_id: i64) -> StoreResult<Vec<routine::Model>> {
+        Ok(routine::Entity::find()
+            .filter(routine::Column::ChatId.eq(chat_id))
+            .order_by_asc(routine::Column::Id)
+            .all(self.conn())
+            .await?)
+    }
+
+    /// Routines with these ids.
+    pub async fn routines_by_ids(&self, ids: &[i64]) -> StoreResult<Vec<routine::Model>> {
+        if ids.is_empty() {
+            return Ok(vec![]);
+        }
+        Ok(routine::Entity::find()
+            .filter(routine::Column::Id.is_in(ids.iter().copied()))
+            .all(self.conn())
+            .await?)
+    }
+
+    /// Number of routines in a chat that have not ended (paused ones count).
+    pub async fn count_active_routines(&self, chat_id: i64) -> StoreResult<u64> {
+        Ok(routine::Entity::find()
+            .filter(routine::Column::ChatId.eq(chat_id))
+            .filter(routine::Column::Status.eq("active"))
+            .count(self.conn())
+            .await?)
+    }
+
+    /// Triggers of a routine in position order.
+    pub async fn routine_triggers(
+        &self,
+        routine_id: i64,
+    ) -> StoreResult<Vec<routine_trigger::Model>> {
+        Ok(routine_trigger::Entity::find()
+            .filter(routine_trigger::Column::RoutineId.eq(routine_id))
+            .order_by_asc(routine_trigger::Column::Position)
+            .all(self.conn())
+            .await?)
+    }
+
+    /// Triggers whose `next_fire_at` is at or before `now` (UTC), earliest first, at most `limit`.
+    pub async fn due_triggers(
+        &self,
+        now: DateTime<Utc>,
+        limit: u64,
+    ) -> StoreResult<Vec<routine_trigger::Model>> {
+        Ok(routine_trigger::Entity::find()
+            .filter(routine_trigger::Column::NextFireAt.lte(now))
+            .order_by_asc(routine_trigger::Column::NextFireAt)
+            .limit(limit)
+            .all(self.conn())
+            .await?)
+    }
+
+    /// Event triggers of `kind` on active routines of `chat_id`.
+    pub async fn event_triggers(
+        &self,
+        chat_id: i64,
+        kind: &str,
+    ) -> StoreResult<Vec<(routine_trigger::Model, routine::Model)>> {
+        let routines = routine::Entity::find()
+            .filter(routine::Column::ChatId.eq(chat_id))
+            .filter(routine::Column::Status.eq("active"))
+            .all(self.conn())
+            .await?;
+        if routines.is_empty() {
+            return Ok(vec![]);
+        }
+        let triggers = routine_trigger::Entity::find()
+            .filter(routine_trigger::Column::RoutineId.is_in(routines.iter().map(|r| r.id)))
+            .filter(routine_trigger::Column::Kind.eq("event"))
+            .order_by_asc(routine_trigger::Column::Id)
+            .all(self.conn())
+            .await?;
+        Ok(triggers
+            .into_iter()
+            .filter(|t| t.spec.split_whitespace().next() == Some(kind))
+            .filter_map(|t| {
+                let r = routines.iter().find(|r| r.id == t.routine_id)?.clone();
+                Some((t, r))
+            })
+            .collect())
+    }
+
+    /// Claim a due slot: set `next_fire_at` to `next` (and `last_fire_at` to `old`) only if it is
+    /// still `old`. Returns true when this caller owns the fire (exactly one claimant wins).
+    pub async fn claim_trigger(
+        &self,
+        trigger_id: i64,
+        old: DateTime<Utc>,
+        next: Option<DateTime<Utc>>,
+    ) -> StoreResult<bool> {
+        let r = routine_trigger::Entity::update_many()
+            .col_expr(routine_trigger::Column::NextFireAt, Expr::value(next))
+            .col_expr(routine_trigger::Column::LastFireAt, Expr::value(old))
+            .filter(routine_trigger::Column::Id.eq(trigger_id))
+            .filter(routine_trigger::Column::NextFireAt.eq(old))
+            .exec(self.conn())
+            .await?;
+        Ok(r.rows_affected == 1)
+    }
+
+    /// Pause or resume.
+    pub async fn set_routine_paused(&self, id: i64, paused: bool) -> StoreResult<()> {
+        routine::Entity::update_many()
+            .col_expr(routine::Column::Paused, Expr::value(paused))
+            .filter(routine::Column::Id.eq(id))
+            .exec(self.conn())
+            .await?;
+        Ok(())
+    }
+
+    /// Replace the routine's state JSON (validated by the caller).
+    pub async fn set_routine_state(&self, id: i64, state: &str) -> StoreResult<()> {
+        routine::Entity::update_many()
+            .col_expr(routine::Column::State, Expr::value(state))
+            .filter(routine::Column::Id.eq(id))
+            .exec(self.conn())
+            .await?;
+        Ok(())
+    }
+
+    /// Store a new api token hash (SHA-256 hex).
+    pub async fn set_routine_token_hash(&self, id: i64, hash: &str) -> StoreResult<()> {
+        routine::Entity::update_many()
+            .col_expr(routine::Column::ApiTokenHash, Expr::value(hash))
+            .filter(routine::Column::Id.eq(id))
+            .exec(self.conn())
+            .await?;
+        Ok(())
+    }
+
+    /// Write the counters after a run.
+    pub async fn set_routine_counters(&self, id: i64, c: RoutineCounters<'_>) -> StoreResult<()> {
+        routine::Entity::update_many()
+            .col_expr(routine::Column::TickCount, Expr::value(c.tick_count))
+            .col_expr(routine::Column::RunsToday, Expr::value(c.runs_today))
+            .col_expr(routine::Column::RunsDay, Expr::value(c.runs_day))
+            .filter(routine::Column::Id.eq(id))
+            .exec(self.conn())
+            .await?;
+        Ok(())
+    }
+
+    /// End a routine: status "ended", no trigger fires again.
+    pub async fn end_routine(&self, id: i64) -> StoreResult<()> {
+        let txn = self.conn().begin().await?;
+        routine::Entity::update_many()
+            .col_expr(routine::Column::Status, Expr::value("ended"))
+            .filter(routine::Column::Id.eq(id))
+            .exec(&txn)
+            .await?;
+        routine_trigger::Entity::update_many()
+            .col_expr(
+                routine_trigger::Column::NextFireAt,
+                Expr::value(Option::<DateTime<Utc>>::None),
+            )
+            .filter(routine_trigger::Column::RoutineId.eq(id))
+            .exec(&txn)
+            .await?;
+        txn.commit().await?;
+        Ok(())
+    }
+
+    /// Delete a routine with its triggers and runs. Returns false when it did not exist.
+    pub async fn delete_routine(&self, id: i64) -> StoreResult<bool> {
+        let txn = self.conn().begin().await?;
+        routine_run::Entity::delete_many()
+            .filter(routine_run::Column::RoutineId.eq(id))
+            .exec(&txn)
+            .await?;
+        routine_trigger::Entity::delete_many()
+            .filter(routine_trigger::Column::RoutineId.eq(id))
+            .exec(&txn)
+            .await?;
+        let r = routine::Entity::delete_by_id(id).exec(&txn).await?;
+        txn.commit().await?;
+        Ok(r.rows_affected == 1)
+    }
+
+    /// Insert a run record; returns its id.
+    pub async fn insert_run(&self, r: NewRun) -> StoreResult<i64> {
+        let x = routine_run::Entity::insert(routine_run::ActiveModel {
+            routine_id: Set(r.routine_id),
+            trigger_id: Set(r.trigger_id),
+            source: Set(r.source),
+            catch_up: Set(r.catch_up),
+            status: Set(r.status),
+            reason: Set(r.reason),
+            input: Set(r.input),
+            scheduled_for: Set(r.scheduled_for),
+            started_at: Set(r.started_at),
+            duration_ms: Set(0),
+            prompt_tokens: Set(0),
+            completion_tokens: Set(0),
+            cost_usd: Set(0.0),
+            output: Set(None),
+            ..Default::default()
+        })
+        .exec(self.conn())
+        .await?;
+        Ok(x.last_insert_id)
+    }
+
+    /// One run.
+    pub async fn run(&self, id: i64) -> StoreResult<Option<routine_run::Model>> {
+        Ok(routine_run::Entity::find_by_id(id).one(self.conn()).await?)
+    }
+
+    /// Queued runs, oldest first, at most `limit`.
+    pub async fn queued_runs(&self, limit: u64) -> StoreResult<Vec<routine_run::Model>> {
+        Ok(routine_run::Entity::find()
+            .filter(routine_run::Column::Status.eq("queued"))
+            .order_by_asc(routine_run::Column::Id)
+            .limit(limit)
+            .all(self.conn())
+            .await?)
+    }
+
+    /// Move a queued run to "running" at `now` if it is still queued. True when this caller owns it.
+    pub async fn claim_queued_run(&self, id: i64, now: DateTime<Utc>) -> StoreResult<bool> {
+        let r = routine_run::Entity::update_many()
+            .col_expr(routine_run::Column::Status, Expr::value("running"))
+            .col_expr(routine_run::Column::StartedAt, Expr::value(now))
+            .filter(routine_run::Column::Id.eq(id))
+            .filter(routine_run::Column::Status.eq("queued"))
+            .exec(self.conn())
+            .await?;
+        Ok(r.rows_affected == 1)
+    }
+
+    /// Record how a run ended.
+    pub async fn finish_run(&self, id: i64, e: RunEnd) -> StoreResult<()> {
+        let Some(row) = routine_run::Entity::find_by_id(id).one(self.conn()).await? else {
+            return Ok(());
+        };
+        let mut am: routine_run::ActiveModel = row.into();
+        am.status = Set(e.status);
+        am.reason = Set(e.reason);
+        am.started_at = Set(e.started_at);
+        am.duration_ms = Set(e.duration_ms);
+        am.prompt_tokens = Set(e.prompt_tokens);
+        am.completion_tokens = Set(e.completion_tokens);
+        am.cost_usd = Set(e.cost_usd);
+        am.output = Set(e.output);
+        am.update(self.conn()).await?;
+        Ok(())
+    }
+
+    /// Delete all but the newest `keep` finished runs of a routine (queued and running runs stay).
+    pub async fn prune_runs(&self, routine_id: i64, keep: u64) -> StoreResult<u64> {
+        let cutoff = routine_run::Entity::find()
+            .filter(routine_run::Column::RoutineId.eq(routine_id))
+            .order_by_desc(routine_run::Column::Id)
+            .offset(keep)
+            .limit(1)
+            .one(self.conn())
+            .await?;
+        let Some(cut) = cutoff else { return Ok(0) };
+        let r = routine_run::Entity::delete_many()
+            .filter(routine_run::Column::RoutineId.eq(routine_id))
+            .filter(routine_run::Column::Id.lte(cut.id))
+            .filter(routine_run::Column::Status.is_not_in(["queued", "running"]))
+            .exec(self.conn())
+            .await?;
+        Ok(r.rows_affected)
+    }
+
+    /// Runs of a routine, newest first, at most `limit`.
+    pub async fn routine_runs(
+        &self,
+        routine_id: i64,
+        limit: u64,
+    ) -> StoreResult<Vec<routine_run::Model>> {
+        Ok(routine_run::Entity::find()
+            .filter(routine_run::Column::RoutineId.eq(routine_id))
+            .order_by_desc(routine_run::Column::Id)
+            .limit(limit)
+            .all(self.conn())
+            .await?)
+    }
+
+    /// Mark runs left "running" since before `before` as errors (a crash or restart cut them).
+    pub async fn interrupt_stale_runs(&self, before: DateTime<Utc>) -> StoreResult<u64> {
+        let r = routine_run::Entity::update_many()
+            .col_expr(routine_run::Column::Status, Expr::value("error"))
+            .col_expr(
+                routine_run::Column::Reason,
+                Expr::value("interrupted by a restart"),
+            )
+            .filter(routine_run::Column::Status.eq("running"))
+            .filter(routine_run::Column::StartedAt.lt(before))
+            .exec(self.conn())
+            .await?;
+        Ok(r.rows_affected)
+    }
+
+    /// Test and benchmark helper: set a trigger's `next_fire_at` directly.
+    pub async fn set_trigger_next_fire(
+        &self,
+        trigger_id: i64,
+        next: Option<DateTime<Utc>>,
+    ) -> StoreResult<()> {
+        routine_trigger::Entity::update_many()
+            .col_expr(routine_trigger::Column::NextFireAt, Expr::value(next))
+            .filter(routine_trigger::Column::Id.eq(trigger_id))
+            .exec(self.conn())
+            .await?;
+        Ok(())
+    }
+}
