@@ -22,46 +22,42 @@ pub struct NewMessage<'a> {
     pub created_at: DateTime<Utc>,
 }
 
+impl NewMessage<'_> {
+    fn active(&self) -> message::ActiveModel {
+        message::ActiveModel {
+            chat_id: Set(self.chat_id),
+            sender_user_id: Set(self.sender_user_id),
+            sender_name: Set(self.sender_name.to_string()),
+            from_bot: Set(self.from_bot),
+            text: Set(self.text.to_string()),
+            tg_message_id: Set(self.tg_message_id),
+            reply_to: Set(self.reply_to),
+            created_at: Set(self.created_at),
+            ..Default::default()
+        }
+    }
+}
+
 impl Store {
     /// Append to the log. Idempotent on (chat, Telegram message id): a redelivered or recovered
     /// message is stored once. Returns false when it was already there.
     pub async fn append_message(&self, m: NewMessage<'_>) -> StoreResult<bool> {
         inserted(
-            message::Entity::insert(message::ActiveModel {
-                chat_id: Set(m.chat_id),
-                sender_user_id: Set(m.sender_user_id),
-                sender_name: Set(m.sender_name.to_string()),
-                from_bot: Set(m.from_bot),
-                text: Set(m.text.to_string()),
-                tg_message_id: Set(m.tg_message_id),
-                reply_to: Set(m.reply_to),
-                created_at: Set(m.created_at),
-                ..Default::default()
-            })
-            .on_conflict(
-                OnConflict::columns([message::Column::ChatId, message::Column::TgMessageId])
-                    .do_nothing()
-                    .to_owned(),
-            )
-            .exec(self.conn())
-            .await,
+            message::Entity::insert(m.active())
+                .on_conflict(
+                    OnConflict::columns([message::Column::ChatId, message::Column::TgMessageId])
+                        .do_nothing()
+                        .to_owned(),
+                )
+                .exec(self.conn())
+                .await,
         )
     }
 
     /// Append many rows in chunked multi-row inserts (imports, benchmarks, tests).
     pub async fn append_messages_bulk(&self, rows: &[NewMessage<'_>]) -> StoreResult<()> {
         for chunk in rows.chunks(500) {
-            let models = chunk.iter().map(|m| message::ActiveModel {
-                chat_id: Set(m.chat_id),
-                sender_user_id: Set(m.sender_user_id),
-                sender_name: Set(m.sender_name.to_string()),
-                from_bot: Set(m.from_bot),
-                text: Set(m.text.to_string()),
-                tg_message_id: Set(m.tg_message_id),
-                reply_to: Set(m.reply_to),
-                created_at: Set(m.created_at),
-                ..Default::default()
-            });
+            let models = chunk.iter().map(NewMessage::active);
             message::Entity::insert_many(models)
                 .exec_without_returning(self.conn())
                 .await?;
