@@ -925,6 +925,22 @@ async fn api_trigger_answers_202_401_404_413_423_429() {
         Some(token.as_str()),
         "only the hash is stored"
     );
+    // the token reaches the owner's DM only, never the group
+    assert!(app.texts(alice().id).last().unwrap().contains(&token));
+    assert!(app.texts(GROUP).iter().all(|t| !t.contains(&token)));
+    app.say(&group(), &bob(), "/routine_install bin-night api")
+        .await;
+    assert!(
+        app.last_text(GROUP)
+            .contains("the token was sent to you privately"),
+        "{}",
+        app.last_text(GROUP)
+    );
+    assert!(app
+        .texts(bob().id)
+        .last()
+        .unwrap()
+        .starts_with("Api token for routine bin-night (shown once):"));
     let plain = routines::create(&app.hearth.svc, req("no api here", &["every 1h"], "UTC"))
         .await
         .unwrap();
