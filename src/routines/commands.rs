@@ -172,8 +172,16 @@ fn created_text(c: &Created) -> String {
     let next = next_fire(&c.triggers)
         .map(|t| format!(" · next {}", local(t, zone)))
         .unwrap_or_default();
+    let api = if c.api_token.is_some() {
+        format!(
+            "\nApi: POST /routines/{}/trigger; the token was sent to you privately.",
+            c.routine.id
+        )
+    } else {
+        String::new()
+    };
     format!(
-        "Routine <b>{}</b> created: {}{}.\nPause it with /routine_pause {}, run it now with /routine_run {}.",
+        "Routine <b>{}</b> created: {}{}.\nPause it with /routine_pause {}, run it now with /routine_run {}.{api}",
         e(&c.routine.name),
         e(&triggers.join(", ")),
         e(&next),

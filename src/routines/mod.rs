@@ -193,6 +193,9 @@ pub async fn create(svc: &Services, req: CreateRequest) -> Result<Created, Routi
                 .await?
                 .ok_or_else(|| RoutineError::NotFound(name.clone()))?;
             let triggers = svc.store.routine_triggers(id).await?;
+            if let Some(token) = &api_token {
+                deliver_token(svc, &routine, token).await?;
+            }
             tracing::info!(chat_id = req.chat_id, routine = %name, id, "routine created");
             return Ok(Created {
                 routine,
@@ -208,6 +211,30 @@ pub async fn create(svc: &Services, req: CreateRequest) -> Result<Created, Routi
         "name",
         format!("'{base}' and its numbered variants are taken; give a name"),
     ))
+}
+
+/// Send an api token to the owner's DM (never through the model or the group). When the owner
+/// cannot be messaged the routine is deleted again, so no routine exists with a lost token.
+async fn deliver_token(svc: &Services, r: &RoutineRow, token: &str) -> Result<(), RoutineError> {
+    let html = format!(
+        "Api token for routine <b>{}</b> (shown once):\n<code>{token}</code>\nPOST /routines/{}/trigger with the header <code>Authorization: Bearer &lt;token&gt;</code>.",
+        crate::format::escape_html(&r.name),
+        r.id
+    );
+    let dm = crate::types::Outbound {
+        chat_id: r.owner_id,
+        html,
+        buttons: vec![],
+        reply_to: None,
+    };
+    if svc.outbox.send(dm).await.is_err() {
+        svc.store.delete_routine(r.id).await?;
+        return Err(RoutineError::invalid(
+            "triggers",
+            "an api trigger's token is sent by direct message and I cannot message the owner; open a private chat with me first (nothing was created)",
+        ));
+    }
+    Ok(())
 }
 
 fn name_taken(name: &str) -> RoutineError {

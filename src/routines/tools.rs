@@ -17,9 +17,8 @@ use crate::{
         llm::ToolSpec,
         tools::{args, Scope, Tool, ToolError, ToolRegistry},
     },
-    format::escape_html,
     services::{zone_of as chat_zone, Services},
-    types::{ChatKind, Outbound},
+    types::ChatKind,
 };
 
 /// Add the routine tools to `r`.
@@ -127,26 +126,7 @@ impl Tool for Create {
             "triggers": c.triggers.iter().map(|t| describe_trigger(t, zone)).collect::<Vec<_>>(),
             "next": next_fire(&c.triggers).map(|t| t.with_timezone(&zone).format("%a %d %b %H:%M").to_string()),
         });
-        if let Some(token) = c.api_token {
-            // the token goes to the owner's DM, never through the model or the group
-            let html = format!(
-                "Api token for routine <b>{}</b> (shown once):\n<code>{}</code>\nPOST /routines/{}/trigger with header <code>Authorization: Bearer &lt;token&gt;</code>.",
-                escape_html(&c.routine.name),
-                token,
-                c.routine.id
-            );
-            let dm = Outbound {
-                chat_id: who.user_id,
-                html,
-                buttons: vec![],
-                reply_to: None,
-            };
-            if svc.outbox.send(dm).await.is_err() {
-                svc.store.delete_routine(c.routine.id).await?;
-                return Err(ToolError::Failed(
-                    "an api routine's token is sent by direct message, and I cannot message the owner: they must open a private chat with me first; nothing was created".into(),
-                ));
-            }
+        if c.api_token.is_some() {
             out["api"] = json!(format!(
                 "POST /routines/{}/trigger; token sent to the owner's DM",
                 c.routine.id

@@ -14,7 +14,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use hearth::{
     agent::llm::{ChatMessage, ChatModel, ModelError, ModelReply, ToolSpec},
     app,
-    clock::{Clock, ManualClock, SharedClock},
+    clock::{Clock, ManualClock, SharedClock, SystemClock},
     events::HearthEvent,
     routines::{self, CreateRequest, RoutineEngine},
     services::BotIdentity,
@@ -925,6 +925,22 @@ async fn api_trigger_answers_202_401_404_413_423_429() {
         Some(token.as_str()),
         "only the hash is stored"
     );
+    // the token reaches the owner's DM only, never the group
+    assert!(app.texts(alice().id).last().unwrap().contains(&token));
+    assert!(app.texts(GROUP).iter().all(|t| !t.contains(&token)));
+    app.say(&group(), &bob(), "/routine_install bin-night api")
+        .await;
+    assert!(
+        app.last_text(GROUP)
+            .contains("the token was sent to you privately"),
+        "{}",
+        app.last_text(GROUP)
+    );
+    assert!(app
+        .texts(bob().id)
+        .last()
+        .unwrap()
+        .starts_with("Api token for routine bin-night (shown once):"));
     let plain = routines::create(&app.hearth.svc, req("no api here", &["every 1h"], "UTC"))
         .await
         .unwrap();
@@ -1180,4 +1196,118 @@ fn routine_tools_cost_few_prompt_tokens() {
     let n = bpe.encode_with_special_tokens(&text).len();
     println!("routine tools: {n} tokens");
     assert!(n <= 390, "routine tools cost {n} tokens");
+}
+
+/// The real binary: a pre-seeded `every 30s` routine that is due fires through the sweep
+/// (tokio-cron-scheduler tick → claim → agent turn against an OpenAI-compatible fake) and its
+/// reply reaches the group through the fake Bot API.
+#[tokio::test]
+async fn real_binary_fires_a_due_every_30s_routine_into_the_group() {
+    use crate::support::{
+        fake_telegram::FakeBotApi,
+        tg::{completion, mount_default},
+    };
+    let fake = FakeBotApi::start().await;
+    let llm = wiremock::MockServer::start().await;
+    mount_default(&llm, completion("not the routine")).await;
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .and(wiremock::matchers::path("/v1/chat/completions"))
+        .and(wiremock::matchers::body_string_contains(
+            "[Routine 'laundry-check' (every 30s)",
+        ))
+        .respond_with(completion("Time to move the laundry to the dryer."))
+        .with_priority(1)
+        .mount(&llm)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("hearth.db").display()
+    );
+    // seed: the group, and a routine due now
+    let routine_id = {
+        let store = Store::connect(&url, 2, Duration::from_secs(5))
+            .await
+            .unwrap();
+        let cfg = test_config();
+        let agent = app::agent(&cfg, None, std::path::Path::new("prompts")).unwrap();
+        let hearth = app::core(
+            Arc::new(cfg),
+            store.clone(),
+            Arc::new(SystemClock) as SharedClock,
+            Arc::new(RecordingMessenger::default()),
+            BotIdentity {
+                id: 1,
+                username: "hearth_bot".into(),
+                name: "hearth".into(),
+            },
+            agent,
+        );
+        store
+            .upsert_chat(-500, "group", "Flat", "UTC", Utc::now())
+            .await
+            .unwrap();
+        let c = routines::create(
+            &hearth.svc,
+            CreateRequest {
+                chat_id: -500,
+                name: Some("laundry-check".into()),
+                ..req("Check the laundry", &["every 30s"], "UTC")
+            },
+        )
+        .await
+        .unwrap();
+        store
+            .set_trigger_next_fire(c.triggers[0].id, Some(Utc::now()))
+            .await
+            .unwrap();
+        c.routine.id
+    };
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .arg("run")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("TELEGRAM_BOT_TOKEN", "123:TEST")
+        .env("OPENAI_API_KEY", "sk-test")
+        .env("HEARTH_TELEGRAM__API_URL", fake.url())
+        .env("HEARTH_TELEGRAM__POLL_TIMEOUT", "1s")
+        .env("HEARTH_LLM__BASE_URL", format!("{}/v1", llm.uri()))
+        .env("HEARTH_DATABASE__URL", &url)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let sent = fake
+        .wait_for("sendMessage", 1, Duration::from_secs(30))
+        .await;
+    assert_eq!(sent[0]["chat_id"].as_i64(), Some(-500));
+    assert_eq!(sent[0]["text"], "Time to move the laundry to the dryer.");
+
+    let pid = child.id().unwrap().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .expect("exits after SIGTERM")
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let store = Store::connect(&url, 2, Duration::from_secs(5))
+        .await
+        .unwrap();
+    let runs = store.routine_runs(routine_id, 10).await.unwrap();
+    let last = runs.last().expect("a run record");
+    assert_eq!(
+        (last.status.as_str(), last.source.as_str()),
+        ("success", "every")
+    );
+    assert_eq!((last.prompt_tokens, last.completion_tokens), (42, 7));
 }
