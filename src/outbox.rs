@@ -53,6 +53,20 @@ impl Outbox {
 
     /// Deliver and record. Returns the delivered parts (empty for a silent or empty message).
     pub async fn send(&self, msg: Outbound) -> Result<Vec<Sent>, SendError> {
+        self.deliver(msg, None).await
+    }
+
+    /// Deliver a message that carries a one-time secret (an api token): the chat sees it, the
+    /// context log keeps only a placeholder, so no later prompt ever hands it to the model.
+    pub async fn send_secret(&self, msg: Outbound) -> Result<Vec<Sent>, SendError> {
+        self.deliver(
+            msg,
+            Some("[a one-time secret was shown here; it is not kept]"),
+        )
+        .await
+    }
+
+    async fn deliver(&self, msg: Outbound, log_as: Option<&str>) -> Result<Vec<Sent>, SendError> {
         if Self::is_silent(&html_to_plain(&msg.html)) || msg.html.trim().is_empty() {
             return Ok(vec![]);
         }
@@ -66,7 +80,7 @@ impl Outbox {
                     sender_user_id: None,
                     sender_name: &self.bot_name,
                     from_bot: true,
-                    text: &s.text,
+                    text: log_as.unwrap_or(&s.text),
                     tg_message_id: Some(s.message_id),
                     reply_to: msg.reply_to,
                     created_at: now,

@@ -227,7 +227,7 @@ async fn deliver_token(svc: &Services, r: &RoutineRow, token: &str) -> Result<()
         buttons: vec![],
         reply_to: None,
     };
-    if svc.outbox.send(dm).await.is_err() {
+    if svc.outbox.send_secret(dm).await.is_err() {
         svc.store.delete_routine(r.id).await?;
         return Err(RoutineError::invalid(
             "triggers",

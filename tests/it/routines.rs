@@ -928,6 +928,13 @@ async fn api_trigger_answers_202_401_404_413_423_429() {
     // the token reaches the owner's DM only, never the group
     assert!(app.texts(alice().id).last().unwrap().contains(&token));
     assert!(app.texts(GROUP).iter().all(|t| !t.contains(&token)));
+    // ... and is never kept in the DM's context log, so no prompt can carry it to the model
+    let log = app.store.recall(alice().id, None, None, 50).await.unwrap();
+    assert!(
+        log.iter().all(|m| !m.text.contains(&token)),
+        "token kept in the context log"
+    );
+    assert!(log.iter().any(|m| m.text.contains("one-time secret")));
     app.say(&group(), &bob(), "/routine_install bin-night api")
         .await;
     assert!(
