@@ -90,6 +90,14 @@ fn setup(dir: &std::path::Path) -> Bench {
             bot,
             agent,
         );
+        // production checkpoints the WAL every 30 s from the scheduler; do the same here
+        let ck = store.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                let _ = ck.checkpoint().await;
+            }
+        });
         (hearth, store, clock)
     });
     Bench {

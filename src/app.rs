@@ -146,6 +146,21 @@ pub async fn start_scheduler(
             }),
         )
         .await?;
+    let store = hearth.svc.store.clone();
+    sched
+        .add(
+            "sqlite-checkpoint",
+            "*/30 * * * * *",
+            Arc::new(move || {
+                let store = store.clone();
+                Box::pin(async move {
+                    if let Err(e) = store.checkpoint().await {
+                        tracing::warn!(error = %e, "WAL checkpoint failed");
+                    }
+                })
+            }),
+        )
+        .await?;
     let h = hearth.clone();
     sched
         .add(

@@ -140,35 +140,47 @@ impl Agent {
         &self.tools
     }
 
-    /// Build the system prompt for `req` around an already-built `window`.
+    /// Gather what the system prompt needs — the window, the members, the context sections —
+    /// concurrently (independent reads; the pool serves them in parallel), then render it.
+    /// Returns the prompt and the window's oldest log id (where `recall_conversation` starts).
     pub async fn system_prompt(
         &self,
         svc: &Services,
         req: &TurnRequest,
-        window: context::Window,
-    ) -> Result<String, TurnFailure> {
+    ) -> Result<(String, Option<i64>), TurnFailure> {
         let scope = &req.scope;
-        let members = if scope.chat_kind == ChatKind::Group {
-            svc.store
-                .members(scope.chat.id)
-                .await
-                .map_err(|e| TurnFailure::Internal(e.to_string()))?
-                .into_iter()
-                .map(|m| PromptMember {
-                    admin: m.is_admin(),
-                    name: m.first_name,
-                    username: m.username,
-                })
-                .collect()
-        } else {
-            vec![]
-        };
-        let mut sections = Vec::new();
-        for s in &self.sections {
-            if let Some(sec) = s.render(svc, scope).await {
-                sections.push(sec);
+        let internal = |e: crate::store::StoreError| TurnFailure::Internal(e.to_string());
+        let members = async {
+            if scope.chat_kind == ChatKind::Group {
+                svc.store.members(scope.chat.id).await
+            } else {
+                Ok(vec![])
             }
-        }
+        };
+        let sections = async {
+            let mut out = Vec::new();
+            for s in &self.sections {
+                if let Some(sec) = s.render(svc, scope).await {
+                    out.push(sec);
+                }
+            }
+            out
+        };
+        let (window, members, sections) = tokio::join!(
+            context::window(svc, &scope.chat, scope.chat_kind, req.current_tg_id),
+            members,
+            sections
+        );
+        let window = window.map_err(internal)?;
+        let members = members
+            .map_err(internal)?
+            .into_iter()
+            .map(|m| PromptMember {
+                admin: m.is_admin(),
+                name: m.first_name,
+                username: m.username,
+            })
+            .collect();
         let zone = zone_of(&scope.chat);
         let now = svc.clock.now().with_timezone(&zone);
         let vars = PromptVars {
@@ -182,9 +194,11 @@ impl Agent {
             conversation: window.lines,
             silent_ok: req.silent_ok,
         };
-        self.prompt
+        let prompt = self
+            .prompt
             .render(&vars)
-            .map_err(|e| TurnFailure::Internal(e.to_string()))
+            .map_err(|e| TurnFailure::Internal(e.to_string()))?;
+        Ok((prompt, window.start_id))
     }
 
     /// Run one turn and record it. Never panics; failures come back in `result`.
@@ -250,11 +264,8 @@ impl Agent {
         req: &mut TurnRequest,
         out: &mut TurnOutcome,
     ) -> Result<String, TurnFailure> {
-        let window = context::window(svc, &req.scope.chat, req.scope.chat_kind, req.current_tg_id)
-            .await
-            .map_err(|e| TurnFailure::Internal(e.to_string()))?;
-        req.scope.window_start_id = window.start_id;
-        let system = self.system_prompt(svc, req, window).await?;
+        let (system, start_id) = self.system_prompt(svc, req).await?;
+        req.scope.window_start_id = start_id;
         let mut messages = vec![
             ChatMessage::System(system),
             ChatMessage::User(req.current.clone()),

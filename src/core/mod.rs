@@ -276,15 +276,17 @@ impl Hearth {
     ) -> Result<(ChatRow, Option<MemberRow>), StoreError> {
         let now = self.svc.clock.now();
         let zone = self.svc.config.group.timezone.name();
-        let row = self
-            .svc
-            .store
-            .upsert_chat(chat.id, chat.kind.as_str(), &chat.title, zone, now)
-            .await?;
-        self.svc
-            .store
-            .upsert_user(user.id, user.label(), user.username.as_deref(), now)
-            .await?;
+        // independent: run them concurrently
+        let (row, user_done) = tokio::join!(
+            self.svc
+                .store
+                .upsert_chat(chat.id, chat.kind.as_str(), &chat.title, zone, now),
+            self.svc
+                .store
+                .upsert_user(user.id, user.label(), user.username.as_deref(), now)
+        );
+        let row = row?;
+        user_done?;
         let member = if chat.kind == ChatKind::Group {
             let admin = self.svc.config.access.admin_ids.contains(&user.id);
             let (m, fresh) = self

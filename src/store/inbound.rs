@@ -6,7 +6,7 @@ use sea_orm::{
     ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set,
 };
 
-use super::{entity::inbound, inserted, Store, StoreResult};
+use super::{entity::inbound, Store, StoreResult};
 
 impl Store {
     /// Persist an inbound message. Returns `Some(id)` for a new one, `None` for a duplicate
@@ -19,35 +19,29 @@ impl Store {
         payload: &str,
         now: DateTime<Utc>,
     ) -> StoreResult<Option<i64>> {
-        let fresh = inserted(
-            inbound::Entity::insert(inbound::ActiveModel {
-                chat_id: Set(chat_id),
-                message_id: Set(message_id),
-                update_id: Set(update_id),
-                payload: Set(payload.to_string()),
-                status: Set("pending".into()),
-                attempts: Set(1),
-                received_at: Set(now),
-                done_at: Set(None),
-                ..Default::default()
-            })
-            .on_conflict(
-                OnConflict::columns([inbound::Column::ChatId, inbound::Column::MessageId])
-                    .do_nothing()
-                    .to_owned(),
-            )
-            .exec(self.conn())
-            .await,
-        )?;
-        if !fresh {
-            return Ok(None);
+        let r = inbound::Entity::insert(inbound::ActiveModel {
+            chat_id: Set(chat_id),
+            message_id: Set(message_id),
+            update_id: Set(update_id),
+            payload: Set(payload.to_string()),
+            status: Set("pending".into()),
+            attempts: Set(1),
+            received_at: Set(now),
+            done_at: Set(None),
+            ..Default::default()
+        })
+        .on_conflict(
+            OnConflict::columns([inbound::Column::ChatId, inbound::Column::MessageId])
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec(self.conn())
+        .await;
+        match r {
+            Ok(r) => Ok(Some(r.last_insert_id)),
+            Err(sea_orm::DbErr::RecordNotInserted) => Ok(None),
+            Err(e) => Err(e.into()),
         }
-        Ok(inbound::Entity::find()
-            .filter(inbound::Column::ChatId.eq(chat_id))
-            .filter(inbound::Column::MessageId.eq(message_id))
-            .one(self.conn())
-            .await?
-            .map(|r| r.id))
     }
 
     /// Record the end of processing: status "done" or "failed".

@@ -260,3 +260,37 @@ async fn commands_work_without_a_model_and_free_text_explains_setup() {
     assert!(texts[3].contains("Europe/London"));
     assert!(texts[4].contains("I don't know /nosuchcommand"));
 }
+
+#[tokio::test]
+async fn wal_checkpoint_runs_off_the_hot_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("h.db");
+    let url = format!("sqlite://{}?mode=rwc", db.display());
+    let store = hearth::store::Store::connect(&url, 2, std::time::Duration::from_secs(5))
+        .await
+        .unwrap();
+    for i in 0..200 {
+        store
+            .append_message(hearth::store::NewMessage {
+                chat_id: 1,
+                sender_user_id: Some(1),
+                sender_name: "Alice",
+                from_bot: false,
+                text: &"x".repeat(500),
+                tg_message_id: Some(i),
+                reply_to: None,
+                created_at: t0(),
+            })
+            .await
+            .unwrap();
+    }
+    let wal = dir.path().join("h.db-wal");
+    let before = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+    assert!(before > 0, "writes go to the WAL");
+    store.checkpoint().await.unwrap();
+    assert_eq!(store.message_count(1).await.unwrap(), 200);
+    assert!(
+        std::fs::metadata(&db).unwrap().len() > 100_000,
+        "checkpoint copied the WAL into the database file"
+    );
+}
