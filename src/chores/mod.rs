@@ -186,7 +186,8 @@ pub fn rotation_members(c: &ChoreRow) -> Vec<i64> {
         .unwrap_or_default()
 }
 
-/// The change that completes `chore` (done by `by` at `now`), from one of `from`, with its
+/// The change that completes `chore` (done by `by` at `now`: for a verified claim, when it was
+/// claimed), from one of `from`, with its
 /// completion record: a one-off chore becomes "completed"; a recurring one goes back to "todo"
 /// with its next due date ([`next_due`]) and its next assignee ([`rotation::next_assignee`];
 /// a swap leaves the assignee alone, see [`MAX_SWAPS_PER_WEEK`]).
@@ -882,7 +883,11 @@ pub async fn text_claim(
     user_id: i64,
     text: &str,
 ) -> StoreResult<Option<i64>> {
-    let t = text.trim().trim_end_matches(['!', '.']);
+    let t = text.trim();
+    if t.ends_with('?') {
+        return Ok(None); // "did the dishes?" is a question
+    }
+    let t = t.trim_end_matches(['!', '.']);
     let lower = t.to_lowercase();
     let Some(rest) = ["done ", "did ", "finished "]
         .iter()

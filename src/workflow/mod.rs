@@ -417,10 +417,11 @@ async fn target_change(
     };
     Ok(match (kind, to) {
         (Kind::ChoreVerification | Kind::PersonalVerification, Status::Approved) => {
-            let now = svc.clock.now();
+            // done when claimed: on time and the next due date count from the claim
+            let done_at = wf.created_at;
             match svc.store.chore(target).await? {
                 Some(c) => Some(
-                    chores::completion_change(svc, &c, wf.requester_id, now, &[CHORE_PENDING])
+                    chores::completion_change(svc, &c, wf.requester_id, done_at, &[CHORE_PENDING])
                         .await?,
                 ),
                 None => None,

@@ -315,10 +315,23 @@ async fn dm_reminders_go_to_the_assignee() {
     app.say(&group(), &alice(), "/reminders dm").await;
     app.say(&group(), &alice(), "/addchore Bins daily at 11:00 @bob")
         .await;
+    // a personal chore reminds its owner in private, never the group
+    app.say(
+        &dm(&carol()),
+        &carol(),
+        "/addpersonal Stretch daily at 11:30",
+    )
+    .await;
+    let group_before = app.texts(GROUP).len();
     reminders::run(&app.hearth.svc, t0()).await.unwrap();
     assert!(app
         .last_text(bob().id)
         .contains("⏰ “Bins” is due at 11:00"));
+    assert_eq!(app.last_text(carol().id), "⏰ “Stretch” is due at 11:30.");
+    let group_texts = app.texts(GROUP);
+    assert!(group_texts[group_before..]
+        .iter()
+        .all(|t| !t.contains("Stretch")));
 }
 
 #[tokio::test]
@@ -369,9 +382,13 @@ async fn done_dishes_is_routed_without_the_model_only_when_clear() {
     app.say(&group(), &bob(), "done watr plants").await;
     assert_eq!(chore(&app, 3).await.status, "pending_verification");
     assert_eq!(app.model.calls(), calls, "no model call");
+    // a question is not a claim
+    app.say(&group(), &bob(), "did wash dishes?").await;
+    assert_eq!(app.model.calls(), calls + 1);
+    assert_eq!(chore(&app, 1).await.status, "todo");
     // ambiguous: the agent gets it, nothing is claimed
     app.say(&group(), &bob(), "done dishes").await;
-    assert_eq!(app.model.calls(), calls + 1);
+    assert_eq!(app.model.calls(), calls + 2);
     assert_eq!(chore(&app, 1).await.status, "todo");
 }
 
