@@ -1203,6 +1203,26 @@ pub async fn skip(
     apply_edit(svc, &chore, &e).await
 }
 
+/// The chat's zone changed from `old` to `new` (`/timezone`): every open chore keeps its local
+/// due wall time ("Mon 19:00" stays Mon 19:00 in the new zone). Returns how many moved.
+pub async fn rezone(svc: &Services, chat_id: i64, old: Tz, new: Tz) -> StoreResult<usize> {
+    let mut n = 0;
+    for c in svc.store.open_chores(chat_id).await? {
+        let Some(due) = c.next_due else { continue };
+        let moved = resolve_local(due.with_timezone(&old).naive_local(), new);
+        if moved != due {
+            let e = ChoreEdit {
+                next_due: Some(Some(moved)),
+                ..Default::default()
+            };
+            if svc.store.edit_chore(c.id, &e, svc.clock.now()).await? {
+                n += 1;
+            }
+        }
+    }
+    Ok(n)
+}
+
 /// What [`on_member_left`] did, for the group notice.
 #[derive(Debug, Default)]
 pub struct LeftReport {

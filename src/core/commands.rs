@@ -209,6 +209,10 @@ async fn timezone(svc: &Services, ctx: &CommandCtx<'_>, args: &str) -> anyhow::R
     Ok(match args.trim().parse::<chrono_tz::Tz>() {
         Ok(tz) => {
             svc.store.set_chat_timezone(chat.id, tz.name()).await?;
+            // chores keep their local due times in the new zone (issue 4)
+            let old =
+                crate::schedule::parse_zone(&chat.timezone).unwrap_or(svc.config.group.timezone);
+            crate::chores::rezone(svc, chat.id, old, tz).await?;
             format!("Time zone set to <b>{}</b>.", e(tz.name()))
         }
         Err(_) => format!(

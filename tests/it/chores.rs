@@ -504,3 +504,25 @@ async fn natural_language_creates_the_same_chore_as_the_command() {
         Some(t0() + Duration::days(2) + Duration::hours(9))
     );
 }
+
+#[tokio::test]
+async fn changing_the_time_zone_keeps_local_due_times() {
+    let app = TestApp::new().await;
+    household(&app).await;
+    app.say(&group(), &alice(), "/addchore Bins every monday at 19:00")
+        .await;
+    // UTC by default: Mon 23 Nov 19:00 UTC
+    assert_eq!(
+        chore(&app, 1).await.next_due,
+        Some(t0() + Duration::days(2) + Duration::hours(9))
+    );
+    app.say(&group(), &alice(), "/timezone America/New_York")
+        .await;
+    // 19:00 in New York (EST, UTC-5)
+    assert_eq!(
+        chore(&app, 1).await.next_due,
+        Some(t0() + Duration::days(2) + Duration::hours(14))
+    );
+    app.say(&group(), &alice(), "/chores").await;
+    assert!(app.last_text(GROUP).contains("due Mon 23 Nov 19:00"));
+}
