@@ -63,6 +63,7 @@ pub fn agent(
     tools.add(crate::chores::tools::ChoreList);
     tools.add(crate::chores::tools::ChoreClaim);
     tools.add(crate::chores::tools::ChoreRequestDeletion);
+    tools.add(crate::chores::tools::ChoreUpdate);
     crate::routines::tools::register(&mut tools);
     Ok(Agent::new(model, tools, prompt).with_section(crate::workflow::render::ApprovalsSection))
 }
@@ -170,6 +171,22 @@ pub async fn start_scheduler(
                 let h = h.clone();
                 Box::pin(async move {
                     sweep_expired(&h).await;
+                })
+            }),
+        )
+        .await?;
+    let h = hearth.clone();
+    sched
+        .add(
+            "chore-reminders",
+            "30 * * * * *",
+            Arc::new(move || {
+                let h = h.clone();
+                Box::pin(async move {
+                    let now = h.svc.clock.now();
+                    if let Err(e) = crate::chores::reminders::run(&h.svc, now).await {
+                        tracing::warn!(error = %e, "chore reminders failed; retrying next minute");
+                    }
                 })
             }),
         )

@@ -93,6 +93,36 @@ impl Outbox {
         Ok(sent)
     }
 
+    /// Send a PNG with an HTML caption and record the caption as the bot's message.
+    pub async fn send_photo(
+        &self,
+        chat_id: i64,
+        png: Vec<u8>,
+        caption_html: &str,
+    ) -> Result<(), SendError> {
+        let sent = self
+            .messenger
+            .send_photo(chat_id, png, caption_html)
+            .await?;
+        if let Err(e) = self
+            .store
+            .append_message(NewMessage {
+                chat_id,
+                sender_user_id: None,
+                sender_name: &self.bot_name,
+                from_bot: true,
+                text: &sent.text,
+                tg_message_id: Some(sent.message_id),
+                reply_to: None,
+                created_at: self.clock.now(),
+            })
+            .await
+        {
+            tracing::warn!(error = %e, chat_id, "could not record the bot's photo caption");
+        }
+        Ok(())
+    }
+
     /// Edit a message sent earlier (text and buttons).
     pub async fn edit(
         &self,

@@ -8,6 +8,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261121_000001_foundation;
 mod m20261121_000002_workflows;
 mod m20261121_000004_routines;
+mod m20261121_000005_chores;
 
 /// The ordered list of migrations.
 pub struct Migrator;
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261121_000001_foundation::Migration),
             Box::new(m20261121_000002_workflows::Migration),
             Box::new(m20261121_000004_routines::Migration),
+            Box::new(m20261121_000005_chores::Migration),
         ]
     }
 }

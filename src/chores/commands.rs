@@ -1,35 +1,58 @@
-//! Chore commands: `/addchore <title>`, `/chores`, `/done <chore>`, `/deletechore <chore>`
-//! (group chores, in a group) and `/addpersonal <title> [partner @username]` (personal chores,
-//! in a private chat; `/chores`, `/done` and `/deletechore` there act on personal chores).
-//! Uses: core::commands (context and shape), the chores service.
+//! Chore commands. In a group: `/addchore`, `/chores [mine|overdue|@name]`, `/mychores`,
+//! `/done`, `/assign`, `/editchore`, `/skip`, `/deletechore`, `/stats`, `/leaderboard`,
+//! `/reminders dm|group`. In a private chat `/addpersonal`, and `/chores`, `/done`,
+//! `/editchore`, `/skip`, `/deletechore` act on the member's personal chores. Also the
+//! deterministic "done dishes" reply ([`handle_text_claim`]).
+//! Uses: core::commands (context and shape), the chores service, stats, format.
 
 use super::{
-    add, add_personal, claim, list, recurrence_of, request_deletion, ChoreError, Claimed, Deletion,
+    add, add_personal, assign, claim, edit, list_open, recurrence_of, request_deletion,
+    resolve_member,
+    rotation::Rotation,
+    skip,
+    stats::{self, Period},
+    zone_of, ChoreError, Claimed, Deletion, ListFilter, MAX_SWAPS_PER_WEEK,
 };
 use crate::{
     core::commands::{Command, CommandCtx},
     format::escape_html as e,
     services::Services,
-    store::{ChoreRow, CHORE_COMPLETED, CHORE_PENDING},
-    types::ChatKind,
+    store::{ChoreRow, StoreResult, CHORE_PENDING},
+    types::{ChatKind, Outbound},
 };
 
 /// (command, description) for /help and Telegram's menu.
 pub const COMMANDS: &[(&str, &str)] = &[
     (
         "addchore",
-        "Add a group chore, e.g. /addchore Water plants every 3 days",
+        "Add a group chore, e.g. /addchore Water plants every 3 days @bob",
     ),
-    ("chores", "List the chores"),
+    ("chores", "Open chores; /chores mine, overdue or @name"),
+    ("mychores", "Your open chores"),
     (
         "done",
         "Say you did a chore, e.g. /done dishes (someone verifies)",
     ),
+    (
+        "assign",
+        "Who does it: /assign dishes @bob, or @a @b to take turns",
+    ),
+    (
+        "editchore",
+        "Edit: /editchore dishes points 2 (title, repeat, due, anchor…)",
+    ),
+    ("skip", "Skip this occurrence of a repeating chore"),
     ("deletechore", "Ask to delete a chore (someone approves)"),
     (
         "addpersonal",
         "In private: /addpersonal Run 5k partner @bob",
     ),
+    ("stats", "Chore stats: /stats week, month or all"),
+    (
+        "leaderboard",
+        "Points leaderboard: /leaderboard week, month or all",
+    ),
+    ("reminders", "Where reminders go: /reminders dm or group"),
 ];
 
 /// Handle a chore command; `None` when the name is not one of them.
@@ -39,51 +62,47 @@ pub async fn handle(
     cmd: &Command,
 ) -> Option<anyhow::Result<()>> {
     let private = ctx.chat_kind == ChatKind::Private;
+    let group_only = matches!(
+        cmd.name.as_str(),
+        "addchore" | "assign" | "stats" | "leaderboard" | "reminders" | "mychores"
+    );
     let r: Result<Option<String>, ChoreError> = match cmd.name.as_str() {
-        "addchore" if private => Err(ChoreError::GroupOnly),
-        "addchore" => add(svc, ctx.chat.id, ctx.from.id, &cmd.args)
-            .await
-            .map(|c| Some(added(&c))),
+        n if group_only && private && n != "mychores" => Err(ChoreError::GroupOnly),
+        "mychores" if private => listing(svc, ctx.chat.id, true, ListFilter::Open, "").await,
+        "addchore" => match add(svc, ctx.chat.id, ctx.from.id, &cmd.args).await {
+            Ok(c) => describe(svc, &c).await.map(|d| Some(format!("Added chore {d}."))),
+            Err(err) => Err(err),
+        },
         "addpersonal" if !private => Err(ChoreError::PrivateOnly),
-        "addpersonal" => add_personal(svc, ctx.chat.id, ctx.from.id, &cmd.args)
-            .await
-            .map(|(c, p)| {
+        "addpersonal" => match add_personal(svc, ctx.chat.id, ctx.from.id, &cmd.args).await {
+            Ok((c, p)) => describe(svc, &c).await.map(|d| {
                 Some(match p {
                     Some(p) => format!(
-                        "{} {} will verify it when you say /done.",
-                        added(&c),
+                        "Added chore {d}. {} will verify it when you say /done.",
                         e(&p.first_name)
                     ),
                     None => format!(
-                        "{} No partner: /done completes it. Add one with /addpersonal &lt;title&gt; partner @username.",
-                        added(&c)
+                        "Added chore {d}. No partner: /done completes it. Add one with /addpersonal &lt;title&gt; partner @username."
                     ),
                 })
             }),
-        "chores" => list(svc, ctx.chat.id)
-            .await
-            .map_err(ChoreError::from)
-            .map(|cs| Some(chores_list(&cs, private))),
-        "done" => match claim(svc, ctx.chat.id, ctx.from.id, &cmd.args).await {
-            // the request message (with buttons) is the answer in a group
-            Ok(Claimed::Requested {
-                delivered: true, ..
-            }) if !private => Ok(None),
-            Ok(Claimed::Requested {
-                workflow,
-                delivered,
-            }) => Ok(Some(if delivered {
-                format!(
-                    "Sent “{}” to your partner to verify.",
-                    e(&workflow.target_title)
-                )
-            } else {
-                format!(
-                    "I couldn't message your partner about “{}”: they need to open a private chat with me first. The request waits in their /approvals.",
-                    e(&workflow.target_title)
-                )
-            })),
-            Ok(Claimed::Completed(c)) => Ok(Some(format!("✅ “{}” done.", e(&c.title)))),
+            Err(err) => Err(err),
+        },
+        "chores" => chores_command(svc, ctx, &cmd.args).await,
+        "mychores" => {
+            listing(svc, ctx.chat.id, false, ListFilter::AssignedTo(ctx.from.id), "yours").await
+        }
+        "done" => claim_reply(svc, ctx.chat.id, private, ctx.from.id, &cmd.args).await,
+        "assign" => match assign(svc, ctx.chat.id, &cmd.args).await {
+            Ok(c) => describe(svc, &c).await.map(|d| Some(format!("Updated {d}."))),
+            Err(err) => Err(err),
+        },
+        "editchore" => match edit(svc, ctx.chat.id, ctx.from.id, &cmd.args).await {
+            Ok(c) => describe(svc, &c).await.map(|d| Some(format!("Updated {d}."))),
+            Err(err) => Err(err),
+        },
+        "skip" => match skip(svc, ctx.chat.id, ctx.from.id, &cmd.args).await {
+            Ok(c) => describe(svc, &c).await.map(|d| Some(format!("Skipped this one: {d}."))),
             Err(err) => Err(err),
         },
         "deletechore" => match request_deletion(svc, ctx.chat.id, ctx.from.id, &cmd.args).await {
@@ -97,6 +116,19 @@ pub async fn handle(
             Ok(Deletion::Archived(c)) => Ok(Some(format!("🗑 Deleted “{}”.", e(&c.title)))),
             Err(err) => Err(err),
         },
+        "stats" | "leaderboard" => match Period::parse(&cmd.args) {
+            None => Err(ChoreError::BadEdit(format!(
+                "'{}' isn't a period: say week, month or all.",
+                crate::context::clip(&cmd.args, 30)
+            ))),
+            Some(p) if cmd.name == "stats" => {
+                stats::stats_html(svc, ctx.chat.id, p).await.map(Some).map_err(Into::into)
+            }
+            Some(p) => {
+                return Some(stats::send_leaderboard(svc, ctx.chat.id, p).await);
+            }
+        },
+        "reminders" => reminders_command(svc, ctx, &cmd.args).await,
         _ => return None,
     };
     Some(match r {
@@ -117,39 +149,236 @@ pub async fn handle(
     })
 }
 
-fn added(c: &ChoreRow) -> String {
-    let rep = recurrence_of(c)
-        .map(|r| format!(" ({})", r.describe()))
-        .unwrap_or_default();
-    format!("Added chore #{} “{}”{rep}.", c.id, e(&c.title))
+/// `/chores [mine|overdue|@name]`.
+async fn chores_command(
+    svc: &Services,
+    ctx: &CommandCtx<'_>,
+    args: &str,
+) -> Result<Option<String>, ChoreError> {
+    let private = ctx.chat_kind == ChatKind::Private;
+    let a = args.trim().to_lowercase();
+    let (filter, label) = match a.as_str() {
+        "" | "all" => (ListFilter::Open, String::new()),
+        "mine" | "my" | "me" => (ListFilter::AssignedTo(ctx.from.id), "yours".into()),
+        "overdue" | "late" => (ListFilter::Overdue, "overdue".into()),
+        _ if private => return Err(ChoreError::BadEdit(
+            "In private, /chores lists your personal chores; /chores overdue shows the late ones."
+                .into(),
+        )),
+        _ => {
+            let m = resolve_member(svc, ctx.chat.id, args).await?;
+            (ListFilter::AssignedTo(m.user_id), m.first_name)
+        }
+    };
+    listing(svc, ctx.chat.id, private, filter, &label).await
 }
 
-/// The `/chores` list: id, title, state.
-pub fn chores_list(cs: &[ChoreRow], private: bool) -> String {
-    if cs.is_empty() {
-        return if private {
-            "No personal chores yet. Add one with /addpersonal &lt;title&gt; [partner @username]."
-                .into()
-        } else {
-            "No chores yet. Add one with /addchore &lt;title&gt;.".into()
-        };
+async fn listing(
+    svc: &Services,
+    chat_id: i64,
+    private: bool,
+    filter: ListFilter,
+    label: &str,
+) -> Result<Option<String>, ChoreError> {
+    let cs = list_open(svc, chat_id, filter).await?;
+    Ok(Some(chores_list(svc, &cs, private, label).await?))
+}
+
+/// `/reminders [dm|group]`: show or set where this group's chore reminders go (admins set).
+async fn reminders_command(
+    svc: &Services,
+    ctx: &CommandCtx<'_>,
+    args: &str,
+) -> Result<Option<String>, ChoreError> {
+    use super::reminders::{TO_DM, TO_GROUP};
+    let a = args.trim().to_lowercase();
+    if a.is_empty() {
+        return Ok(Some(format!(
+            "Chore reminders go to <b>{}</b>. Change with /reminders dm or /reminders group.",
+            if ctx.chat.reminders == TO_DM {
+                "each assignee in private"
+            } else {
+                "this group"
+            }
+        )));
     }
-    let mut s = String::from(if private {
-        "<b>Your personal chores</b>\n"
+    if !ctx.member.is_some_and(|m| m.is_admin()) {
+        return Err(ChoreError::BadEdit(
+            "Only a group admin can change where reminders go.".into(),
+        ));
+    }
+    let to = match a.as_str() {
+        "dm" | "private" => TO_DM,
+        "group" | "here" => TO_GROUP,
+        _ => {
+            return Err(ChoreError::BadEdit(
+                "Say /reminders dm or /reminders group.".into(),
+            ))
+        }
+    };
+    svc.store.set_chat_reminders(ctx.chat.id, to).await?;
+    Ok(Some(if to == TO_DM {
+        "Reminders will go to each assignee in private (unassigned chores: here).".into()
     } else {
-        "<b>Chores</b>\n"
-    });
-    for c in cs {
-        let state = match c.status.as_str() {
-            CHORE_PENDING => " · ⏳ waiting for verification",
-            CHORE_COMPLETED => " · ✅ done",
-            _ => "",
-        };
-        let rep = recurrence_of(c)
-            .map(|r| format!(" · {}", r.describe()))
-            .unwrap_or_default();
-        s.push_str(&format!("#{} {}{rep}{state}\n", c.id, e(&c.title)));
+        "Reminders will go to this group.".into()
+    }))
+}
+
+/// The reply to a claim of `query` (`/done`, "done dishes"): `None` when the request message
+/// itself (with buttons) is the answer in a group.
+pub async fn claim_reply(
+    svc: &Services,
+    chat_id: i64,
+    private: bool,
+    user_id: i64,
+    query: &str,
+) -> Result<Option<String>, ChoreError> {
+    match claim(svc, chat_id, user_id, query).await? {
+        Claimed::Requested {
+            delivered: true, ..
+        } if !private => Ok(None),
+        Claimed::Requested {
+            workflow,
+            delivered,
+        } => Ok(Some(if delivered {
+            format!(
+                "Sent “{}” to your partner to verify.",
+                e(&workflow.target_title)
+            )
+        } else {
+            format!(
+                "I couldn't message your partner about “{}”: they need to open a private chat with me first. The request waits in their /approvals.",
+                e(&workflow.target_title)
+            )
+        })),
+        Claimed::Completed(c) => Ok(Some(format!("✅ “{}” done.", e(&c.title)))),
     }
-    s.push_str("<i>/done &lt;chore&gt; when you did one.</i>");
-    s
+}
+
+/// Core routing: answer "done dishes" without a model call when it is clearly a claim (see
+/// [`super::text_claim`]). Returns false when it is not (the core goes on).
+pub async fn handle_text_claim(
+    svc: &Services,
+    chat_id: i64,
+    private: bool,
+    user_id: i64,
+    text: &str,
+    reply_to: Option<i64>,
+) -> StoreResult<bool> {
+    let Some(id) = super::text_claim(svc, chat_id, user_id, text).await? else {
+        return Ok(false);
+    };
+    let html = match claim_reply(svc, chat_id, private, user_id, &format!("#{id}")).await {
+        Ok(None) => return Ok(true),
+        Ok(Some(h)) => h,
+        Err(ChoreError::Store(err)) => return Err(err),
+        Err(user) => e(&user.to_string()),
+    };
+    if let Err(err) = svc
+        .outbox
+        .send(Outbound {
+            chat_id,
+            html,
+            buttons: vec![],
+            reply_to,
+        })
+        .await
+    {
+        tracing::warn!(chat_id, error = %err, "claim reply not delivered");
+    }
+    Ok(true)
+}
+
+/// "#3 “Bins” (Mon at 19:00, next Mon 23 Nov 19:00, Bob)".
+async fn describe(svc: &Services, c: &ChoreRow) -> Result<String, ChoreError> {
+    let zone = zone_of(svc, c.chat_id).await?;
+    let names = match c.assignee_id.filter(|_| !c.personal) {
+        Some(a) => crate::workflow::render::names(svc, &[a]).await?,
+        None => Default::default(),
+    };
+    let parts = details(c, zone, &names);
+    let extra = if parts.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", parts.join(", "))
+    };
+    Ok(format!("#{} “{}”{extra}", c.id, e(&c.title)))
+}
+
+/// A chore's details: recurrence, next due (local), assignee and rotation, points (HTML).
+fn details(
+    c: &ChoreRow,
+    zone: chrono_tz::Tz,
+    names: &std::collections::HashMap<i64, String>,
+) -> Vec<String> {
+    let mut parts = Vec::new();
+    if let Some(r) = recurrence_of(c).filter(super::repeats) {
+        parts.push(e(&r.describe()));
+    }
+    if let Some(d) = c.next_due {
+        parts.push(format!(
+            "due {}",
+            d.with_timezone(&zone).format("%a %-d %b %H:%M")
+        ));
+    }
+    if let Some(n) = c.assignee_id.and_then(|a| names.get(&a)) {
+        let rot = Rotation::parse(&c.rotation).describe();
+        parts.push(if rot.is_empty() {
+            e(n)
+        } else {
+            format!("{} ({rot})", e(n))
+        });
+    }
+    if c.points != 1 {
+        parts.push(format!("{} pts", c.points));
+    }
+    parts
+}
+
+/// The chores list: id, title, details, state.
+pub async fn chores_list(
+    svc: &Services,
+    cs: &[ChoreRow],
+    private: bool,
+    label: &str,
+) -> StoreResult<String> {
+    if cs.is_empty() {
+        return Ok(match (private, label.is_empty()) {
+            (_, false) => format!("No open chores ({}).", e(label)),
+            (true, true) => "No personal chores yet. Add one with /addpersonal &lt;title&gt; [partner @username].".into(),
+            (false, true) => "No chores yet. Add one with /addchore &lt;title&gt;.".into(),
+        });
+    }
+    let zone = zone_of(svc, cs[0].chat_id).await?;
+    let ids: Vec<i64> = cs.iter().filter_map(|c| c.assignee_id).collect();
+    let names = crate::workflow::render::names(svc, &ids).await?;
+    let mut s = match (private, label.is_empty()) {
+        (true, _) => "<b>Your personal chores</b>\n".to_string(),
+        (false, true) => "<b>Chores</b>\n".to_string(),
+        (false, false) => format!("<b>Chores ({})</b>\n", e(label)),
+    };
+    let now = svc.clock.now();
+    for c in cs {
+        let state = if c.status == CHORE_PENDING {
+            " · ⏳ waiting for verification"
+        } else if super::is_overdue(c, now) {
+            " · ⚠️ overdue"
+        } else {
+            ""
+        };
+        let names = if c.personal {
+            Default::default()
+        } else {
+            names.clone()
+        };
+        let d: String = details(c, zone, &names)
+            .into_iter()
+            .map(|p| format!(" · {p}"))
+            .collect();
+        s.push_str(&format!("#{} {}{d}{state}\n", c.id, e(&c.title)));
+    }
+    s.push_str(&format!(
+        "<i>/done &lt;chore&gt; when you did one (someone else's counts as a swap: you get the points, they keep their turn; at most {MAX_SWAPS_PER_WEEK} a week).</i>"
+    ));
+    Ok(s)
 }

@@ -1,6 +1,7 @@
 //! Agent tools for chores: `chore_create`, `chore_list`, `chore_claim`,
-//! `chore_request_deletion`. In a group they act on the group's chores; in a private chat on
-//! the member's personal chores. Same service functions as the commands.
+//! `chore_request_deletion`, `chore_update` (assign / edit / skip). In a group they act on the
+//! group's chores; in a private chat on the member's personal chores. Same service functions
+//! as the commands; authorization lives there. Schemas are kept short (token budget).
 //! Uses: agent (Tool trait), the chores service.
 
 use async_trait::async_trait;
@@ -8,7 +9,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{
-    add, add_personal, claim, list, recurrence_of, request_deletion, ChoreError, Claimed, Deletion,
+    add, add_personal, assign, claim, edit, list_open, recurrence_of, request_deletion,
+    resolve_member, skip, ChoreError, Claimed, Deletion, ListFilter,
 };
 use crate::{
     agent::{
@@ -53,7 +55,7 @@ impl Tool for ChoreCreate {
     fn spec(&self) -> ToolSpec {
         ToolSpec {
             name: "chore_create",
-            description: "Add a chore; title may end 'every 3 days'.",
+            description: "Add a chore; title may end with a schedule and @assignees, e.g. 'Bins every monday at 7pm @alice'.",
             parameters: json!({"type": "object", "properties": {"title": {"type": "string"}}, "required": ["title"]}),
         }
     }
@@ -73,21 +75,46 @@ impl Tool for ChoreCreate {
     }
 }
 
-/// `chore_list`: the chat's chores.
+/// `chore_list`: the chat's open chores, optionally only the actor's, overdue ones, or one
+/// member's.
 pub struct ChoreList;
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ListArgs {
+    #[serde(default)]
+    of: Option<String>,
+}
 
 #[async_trait]
 impl Tool for ChoreList {
     fn spec(&self) -> ToolSpec {
         ToolSpec {
             name: "chore_list",
-            description: "List chores with id and status.",
-            parameters: json!({"type": "object", "properties": {}}),
+            description: "List open chores.",
+            parameters: json!({"type": "object", "properties": {"of": {"type": "string", "description": "mine, overdue or a name"}}}),
         }
     }
 
-    async fn call(&self, svc: &Services, scope: &Scope, _a: Value) -> Result<Value, ToolError> {
-        let cs = list(svc, scope.chat.id).await?;
+    async fn call(&self, svc: &Services, scope: &Scope, a: Value) -> Result<Value, ToolError> {
+        let a: ListArgs = if a.is_null() {
+            ListArgs::default()
+        } else {
+            args(a)?
+        };
+        let filter = match a.of.as_deref().map(str::trim).unwrap_or("") {
+            "" | "all" => ListFilter::Open,
+            "mine" | "me" => ListFilter::AssignedTo(actor(scope)?),
+            "overdue" => ListFilter::Overdue,
+            name if scope.chat_kind != ChatKind::Private => ListFilter::AssignedTo(
+                resolve_member(svc, scope.chat.id, name)
+                    .await
+                    .map_err(err)?
+                    .user_id,
+            ),
+            _ => ListFilter::Open,
+        };
+        let cs = list_open(svc, scope.chat.id, filter).await?;
         let out: Vec<Value> = cs
             .iter()
             .map(|c| {
@@ -96,6 +123,8 @@ impl Tool for ChoreList {
                     "title": c.title,
                     "status": c.status,
                     "repeats": recurrence_of(c).map(|r| r.describe()),
+                    "due": c.next_due,
+                    "assignee_id": c.assignee_id,
                 })
             })
             .collect();
@@ -111,7 +140,8 @@ impl Tool for ChoreClaim {
     fn spec(&self) -> ToolSpec {
         ToolSpec {
             name: "chore_claim",
-            description: "Mark a chore done by the user (title or #id); asks for verification.",
+            description:
+                "User did a chore (title or #id; someone else's = swap); asks for verification.",
             parameters: json!({"type": "object", "properties": {"chore": {"type": "string"}}, "required": ["chore"]}),
         }
     }
@@ -166,5 +196,52 @@ impl Tool for ChoreRequestDeletion {
             })),
             Deletion::Archived(c) => Ok(json!({"id": c.id, "status": c.status})),
         }
+    }
+}
+
+/// `chore_update`: assign (value "@a @b [least]" or "nobody"), edit (value "<field> <value>",
+/// e.g. "points 2", "repeat every 2 days") or skip the current occurrence.
+pub struct ChoreUpdate;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateArgs {
+    chore: String,
+    action: String,
+    #[serde(default)]
+    value: String,
+}
+
+#[async_trait]
+impl Tool for ChoreUpdate {
+    fn spec(&self) -> ToolSpec {
+        ToolSpec {
+            name: "chore_update",
+            description: "Change a chore. assign: value '@a @b' (2+ rotate); edit: value 'points 2' / 'title X' / 'repeat daily' / 'due friday 18:00'; skip: next occurrence.",
+            parameters: json!({"type": "object", "properties": {"chore": {"type": "string"}, "action": {"enum": ["assign", "edit", "skip"]}, "value": {"type": "string"}}, "required": ["chore", "action"]}),
+        }
+    }
+
+    async fn call(&self, svc: &Services, scope: &Scope, a: Value) -> Result<Value, ToolError> {
+        let a: UpdateArgs = args(a)?;
+        let uid = actor(scope)?;
+        let chat = scope.chat.id;
+        let input = format!("{} {}", a.chore.trim(), a.value.trim());
+        let c = match a.action.as_str() {
+            "assign" if scope.chat_kind == ChatKind::Private => {
+                return Err(err(ChoreError::GroupOnly))
+            }
+            "assign" => assign(svc, chat, &input).await,
+            "edit" => edit(svc, chat, uid, &input).await,
+            "skip" => skip(svc, chat, uid, &a.chore).await,
+            other => {
+                return Err(ToolError::Denied(format!(
+                    "unknown action '{}': use assign, edit or skip",
+                    crate::context::clip(other, 20)
+                )))
+            }
+        }
+        .map_err(err)?;
+        Ok(json!({"id": c.id, "title": c.title, "assignee_id": c.assignee_id, "due": c.next_due}))
     }
 }

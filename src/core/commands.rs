@@ -17,21 +17,37 @@ pub const COMMANDS: &[(&str, &str)] = &[
         "timezone",
         "Show or set the time zone, e.g. /timezone Europe/London",
     ),
-    // chores (issue 3; kept equal to chores::commands::COMMANDS by a unit test)
+    // chores (issue 4; kept equal to chores::commands::COMMANDS by a unit test)
     (
         "addchore",
-        "Add a group chore, e.g. /addchore Water plants every 3 days",
+        "Add a group chore, e.g. /addchore Water plants every 3 days @bob",
     ),
-    ("chores", "List the chores"),
+    ("chores", "Open chores; /chores mine, overdue or @name"),
+    ("mychores", "Your open chores"),
     (
         "done",
         "Say you did a chore, e.g. /done dishes (someone verifies)",
     ),
+    (
+        "assign",
+        "Who does it: /assign dishes @bob, or @a @b to take turns",
+    ),
+    (
+        "editchore",
+        "Edit: /editchore dishes points 2 (title, repeat, due, anchor…)",
+    ),
+    ("skip", "Skip this occurrence of a repeating chore"),
     ("deletechore", "Ask to delete a chore (someone approves)"),
     (
         "addpersonal",
         "In private: /addpersonal Run 5k partner @bob",
     ),
+    ("stats", "Chore stats: /stats week, month or all"),
+    (
+        "leaderboard",
+        "Points leaderboard: /leaderboard week, month or all",
+    ),
+    ("reminders", "Where reminders go: /reminders dm or group"),
     // approvals (issue 3; kept equal to workflow::commands::COMMANDS by a unit test)
     ("approvals", "Requests you can approve, and your own"),
     (
@@ -193,6 +209,10 @@ async fn timezone(svc: &Services, ctx: &CommandCtx<'_>, args: &str) -> anyhow::R
     Ok(match args.trim().parse::<chrono_tz::Tz>() {
         Ok(tz) => {
             svc.store.set_chat_timezone(chat.id, tz.name()).await?;
+            // chores keep their local due times in the new zone (issue 4)
+            let old =
+                crate::schedule::parse_zone(&chat.timezone).unwrap_or(svc.config.group.timezone);
+            crate::chores::rezone(svc, chat.id, old, tz).await?;
             format!("Time zone set to <b>{}</b>.", e(tz.name()))
         }
         Err(_) => format!(
@@ -211,6 +231,10 @@ pub fn help_text(bot: &str, has_model: bool) -> String {
     for (c, d) in COMMANDS {
         s.push_str(&format!("/{c} — {}\n", e(d)));
     }
+    s.push_str(&format!(
+        "\nDoing someone else's chore is a swap: you get the points, they keep their turn (at most {} a week).\n",
+        crate::chores::MAX_SWAPS_PER_WEEK
+    ));
     if has_model {
         s.push_str("\nMention me or reply to me to ask anything.");
     } else {

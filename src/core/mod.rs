@@ -371,6 +371,15 @@ impl Hearth {
             return Ok(()); // a command for another bot is context only
         }
 
+        // 2b. "done dishes": a claim that matches exactly one open chore (chores): no model call
+        if crate::chores::commands::handle_text_claim(
+            &self.svc, chat.id, private, m.from.id, text, reply_to,
+        )
+        .await?
+        {
+            return Ok(());
+        }
+
         // 3. approval replies the parser fully understands (workflows): no model call
         let viewer = crate::workflow::Viewer {
             user_id: m.from.id,
@@ -500,6 +509,7 @@ impl Hearth {
         if self.svc.store.deactivate_member(chat.id, user.id).await? {
             tracing::info!(chat_id = chat.id, user_id = user.id, "member left");
             // chores reassigned, pending requests cancelled (issue 4)
+            crate::chores::on_member_left(&self.svc, chat.id, user.id).await?;
         }
         Ok(())
     }

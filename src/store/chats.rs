@@ -53,6 +53,7 @@ impl Store {
             kind: Set(kind.to_string()),
             title: Set(title.to_string()),
             timezone: Set(default_zone.to_string()),
+            reminders: sea_orm::ActiveValue::NotSet,
             created_at: Set(now),
         };
         let _ = inserted(

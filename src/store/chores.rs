@@ -9,7 +9,10 @@ use sea_orm::{
     QueryOrder, Set,
 };
 
-use super::{entity::chore, Store, StoreResult};
+use super::{
+    entity::{chat, chore, chore_completion, chore_reminder},
+    Store, StoreResult,
+};
 
 /// Chore status "todo": open, anyone may claim it.
 pub const CHORE_TODO: &str = "todo";
@@ -37,6 +40,29 @@ pub struct NewChore<'a> {
     pub points: i32,
     pub created_by: i64,
     pub created_at: DateTime<Utc>,
+    /// "due" | "completion" (what the next due date counts from).
+    pub anchor: &'a str,
+    /// "fixed" | "round_robin" | "least_completed".
+    pub rotation: &'a str,
+    /// JSON array of user ids taking turns.
+    pub rotation_members: Option<String>,
+}
+
+/// A completion to record (in the same transaction as the chore change that completes it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewCompletion {
+    pub chore_id: i64,
+    pub chat_id: i64,
+    /// Who did it (gets the points).
+    pub user_id: i64,
+    /// Who was assigned when it was done.
+    pub assignee_id: Option<i64>,
+    pub points: i32,
+    /// The occurrence's due instant (UTC).
+    pub due_at: Option<DateTime<Utc>>,
+    pub completed_at: DateTime<Utc>,
+    pub on_time: bool,
+    pub swap: bool,
 }
 
 /// A conditional change of one chore, applied inside a workflow transaction (or alone through
@@ -55,6 +81,25 @@ pub struct ChoreChange {
     pub completed_by: Option<i64>,
     /// Set `archived_at` to the change's time.
     pub archive: bool,
+    /// `Some(x)`: set `assignee_id` to `x` (the next assignee by rotation).
+    pub assignee: Option<Option<i64>>,
+    /// A completion row inserted when (and only when) the change applies.
+    pub record: Option<NewCompletion>,
+}
+
+/// Fields an edit may change; `None` leaves a field alone.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChoreEdit {
+    pub title: Option<String>,
+    pub description: Option<Option<String>>,
+    pub recurrence: Option<Option<String>>,
+    pub next_due: Option<Option<DateTime<Utc>>>,
+    pub assignee: Option<Option<i64>>,
+    pub points: Option<i32>,
+    pub anchor: Option<String>,
+    pub rotation: Option<String>,
+    pub rotation_members: Option<Option<String>>,
+    pub partner: Option<Option<i64>>,
 }
 
 impl Store {
@@ -78,6 +123,9 @@ impl Store {
             completed_at: Set(None),
             completed_by: Set(None),
             archived_at: Set(None),
+            anchor: Set(c.anchor.to_string()),
+            rotation: Set(c.rotation.to_string()),
+            rotation_members: Set(c.rotation_members),
             ..Default::default()
         };
         Ok(am.insert(self.conn()).await?)
@@ -97,6 +145,142 @@ impl Store {
             .order_by_asc(chore::Column::Id)
             .all(self.conn())
             .await?)
+    }
+
+    /// Apply an edit to a chore that is not archived. Returns true when it applied.
+    pub async fn edit_chore(&self, id: i64, e: &ChoreEdit, at: DateTime<Utc>) -> StoreResult<bool> {
+        let mut q =
+            chore::Entity::update_many().col_expr(chore::Column::UpdatedAt, Expr::value(at));
+        if let Some(v) = &e.title {
+            q = q.col_expr(chore::Column::Title, Expr::value(v.clone()));
+        }
+        if let Some(v) = &e.description {
+            q = q.col_expr(chore::Column::Description, Expr::value(v.clone()));
+        }
+        if let Some(v) = &e.recurrence {
+            q = q.col_expr(chore::Column::Recurrence, Expr::value(v.clone()));
+        }
+        if let Some(v) = e.next_due {
+            q = q.col_expr(chore::Column::NextDue, Expr::value(v));
+        }
+        if let Some(v) = e.assignee {
+            q = q.col_expr(chore::Column::AssigneeId, Expr::value(v));
+        }
+        if let Some(v) = e.points {
+            q = q.col_expr(chore::Column::Points, Expr::value(v));
+        }
+        if let Some(v) = &e.anchor {
+            q = q.col_expr(chore::Column::Anchor, Expr::value(v.clone()));
+        }
+        if let Some(v) = &e.rotation {
+            q = q.col_expr(chore::Column::Rotation, Expr::value(v.clone()));
+        }
+        if let Some(v) = &e.rotation_members {
+            q = q.col_expr(chore::Column::RotationMembers, Expr::value(v.clone()));
+        }
+        if let Some(v) = e.partner {
+            q = q.col_expr(chore::Column::PartnerId, Expr::value(v));
+        }
+        let r = q
+            .filter(chore::Column::Id.eq(id))
+            .filter(chore::Column::Status.ne(CHORE_ARCHIVED))
+            .exec(self.conn())
+            .await?;
+        Ok(r.rows_affected > 0)
+    }
+
+    /// Every chore that is not archived, in every chat (reminder sweep), oldest first.
+    pub async fn all_open_chores(&self) -> StoreResult<Vec<chore::Model>> {
+        Ok(chore::Entity::find()
+            .filter(chore::Column::Status.ne(CHORE_ARCHIVED))
+            .order_by_asc(chore::Column::Id)
+            .all(self.conn())
+            .await?)
+    }
+
+    /// Open personal chores (any owner) whose accountability partner is `partner_id`.
+    pub async fn personal_chores_with_partner(
+        &self,
+        partner_id: i64,
+    ) -> StoreResult<Vec<chore::Model>> {
+        Ok(chore::Entity::find()
+            .filter(chore::Column::Personal.eq(true))
+            .filter(chore::Column::PartnerId.eq(partner_id))
+            .filter(chore::Column::Status.ne(CHORE_ARCHIVED))
+            .order_by_asc(chore::Column::Id)
+            .all(self.conn())
+            .await?)
+    }
+
+    /// Completions recorded in `chat_id` at or after `since` (all when `None`), oldest first.
+    pub async fn completions(
+        &self,
+        chat_id: i64,
+        since: Option<DateTime<Utc>>,
+    ) -> StoreResult<Vec<chore_completion::Model>> {
+        let mut q =
+            chore_completion::Entity::find().filter(chore_completion::Column::ChatId.eq(chat_id));
+        if let Some(s) = since {
+            q = q.filter(chore_completion::Column::CompletedAt.gte(s));
+        }
+        Ok(q.order_by_asc(chore_completion::Column::Id)
+            .all(self.conn())
+            .await?)
+    }
+
+    /// Completions of one chore, oldest first.
+    pub async fn chore_completions(
+        &self,
+        chore_id: i64,
+    ) -> StoreResult<Vec<chore_completion::Model>> {
+        Ok(chore_completion::Entity::find()
+            .filter(chore_completion::Column::ChoreId.eq(chore_id))
+            .order_by_asc(chore_completion::Column::Id)
+            .all(self.conn())
+            .await?)
+    }
+
+    /// Record that the reminder `key` is being sent: true when this call inserted it (send
+    /// it), false when it was already recorded (skip). Insert-or-skip on the unique key, so two
+    /// processes or a restart never send the same reminder twice.
+    pub async fn claim_reminder(
+        &self,
+        key: &str,
+        chat_id: i64,
+        kind: &str,
+        at: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let am = chore_reminder::ActiveModel {
+            key: Set(key.to_string()),
+            chat_id: Set(chat_id),
+            kind: Set(kind.to_string()),
+            sent_at: Set(at),
+            ..Default::default()
+        };
+        let r = chore_reminder::Entity::insert(am)
+            .on_conflict_do_nothing_on([chore_reminder::Column::Key])
+            .exec(self.conn())
+            .await?;
+        Ok(matches!(r, sea_orm::TryInsertResult::Inserted(_)))
+    }
+
+    /// Group chats (kind "group"), for the reminder sweep.
+    pub async fn group_chats(&self) -> StoreResult<Vec<chat::Model>> {
+        Ok(chat::Entity::find()
+            .filter(chat::Column::Kind.eq("group"))
+            .order_by_asc(chat::Column::Id)
+            .all(self.conn())
+            .await?)
+    }
+
+    /// Set where a chat's chore reminders go ("group" | "dm"; validated by the caller).
+    pub async fn set_chat_reminders(&self, id: i64, to: &str) -> StoreResult<()> {
+        chat::Entity::update_many()
+            .col_expr(chat::Column::Reminders, Expr::value(to))
+            .filter(chat::Column::Id.eq(id))
+            .exec(self.conn())
+            .await?;
+        Ok(())
     }
 
     /// Apply a conditional chore change on its own. Returns true when it applied.
@@ -129,10 +313,30 @@ pub(crate) async fn apply_change(
     if change.archive {
         q = q.col_expr(chore::Column::ArchivedAt, Expr::value(at));
     }
+    if let Some(a) = change.assignee {
+        q = q.col_expr(chore::Column::AssigneeId, Expr::value(a));
+    }
     let r = q
         .filter(chore::Column::Id.eq(change.chore_id))
         .filter(chore::Column::Status.is_in(change.expect.iter().copied()))
         .exec(db)
         .await?;
-    Ok(r.rows_affected > 0)
+    let applied = r.rows_affected > 0;
+    if let (true, Some(c)) = (applied, &change.record) {
+        chore_completion::ActiveModel {
+            chore_id: Set(c.chore_id),
+            chat_id: Set(c.chat_id),
+            user_id: Set(c.user_id),
+            assignee_id: Set(c.assignee_id),
+            points: Set(c.points),
+            due_at: Set(c.due_at),
+            completed_at: Set(c.completed_at),
+            on_time: Set(c.on_time),
+            swap: Set(c.swap),
+            ..Default::default()
+        }
+        .insert(db)
+        .await?;
+    }
+    Ok(applied)
 }

@@ -23,13 +23,14 @@ use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbB
 
 pub use chats::MemberRow;
 pub use chores::{
-    ChoreChange, NewChore, CHORE_ARCHIVED, CHORE_COMPLETED, CHORE_PENDING, CHORE_TODO,
+    ChoreChange, ChoreEdit, NewChore, NewCompletion, CHORE_ARCHIVED, CHORE_COMPLETED,
+    CHORE_PENDING, CHORE_TODO,
 };
 pub use entity::{
-    chat::Model as ChatRow, chore::Model as ChoreRow, inbound::Model as InboundRow,
-    message::Model as MessageRow, routine::Model as RoutineRow, routine_run::Model as RunRow,
-    routine_trigger::Model as TriggerRow, turn::Model as TurnRow, user::Model as UserRow,
-    workflow::Model as WorkflowRow, workflow_audit::Model as AuditRow,
+    chat::Model as ChatRow, chore::Model as ChoreRow, chore_completion::Model as CompletionRow,
+    inbound::Model as InboundRow, message::Model as MessageRow, routine::Model as RoutineRow,
+    routine_run::Model as RunRow, routine_trigger::Model as TriggerRow, turn::Model as TurnRow,
+    user::Model as UserRow, workflow::Model as WorkflowRow, workflow_audit::Model as AuditRow,
 };
 pub use log::NewMessage;
 pub use routines::{NewRoutine, NewRun, NewTrigger, RoutineCounters, RunEnd};

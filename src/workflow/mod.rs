@@ -403,7 +403,8 @@ fn notice_chat(wf: &WorkflowRow) -> i64 {
 }
 
 /// The change a transition makes to its target, in one place:
-/// verification approved → the chore completes (a recurring one is rescheduled);
+/// verification approved → the chore completes and the completion is recorded (a recurring
+/// one is rescheduled in its group's zone and handed to the next assignee by rotation);
 /// verification rejected / expired / cancelled → the chore goes back to to-do;
 /// deletion approved → the chore is archived; other deletion outcomes leave it alone.
 async fn target_change(
@@ -416,11 +417,15 @@ async fn target_change(
     };
     Ok(match (kind, to) {
         (Kind::ChoreVerification | Kind::PersonalVerification, Status::Approved) => {
-            let now = svc.clock.now();
-            svc.store
-                .chore(target)
-                .await?
-                .map(|c| chores::completion_change(&c, wf.requester_id, now, &[CHORE_PENDING]))
+            // done when claimed: on time and the next due date count from the claim
+            let done_at = wf.created_at;
+            match svc.store.chore(target).await? {
+                Some(c) => Some(
+                    chores::completion_change(svc, &c, wf.requester_id, done_at, &[CHORE_PENDING])
+                        .await?,
+                ),
+                None => None,
+            }
         }
         (Kind::ChoreVerification | Kind::PersonalVerification, _) => {
             Some(chores::reopen_change(target))

@@ -24,11 +24,14 @@ async fn add_list_and_claim_with_fuzzy_titles() {
     assert_eq!(app.last_text(GROUP), "Added chore #1 “Wash dishes”.");
     app.say(&group(), &jack(), "/addchore Dry dishes").await;
     app.say(&group(), &jack(), "/addchore Bins weekly").await;
-    assert_eq!(app.last_text(GROUP), "Added chore #3 “Bins” (every week).");
+    assert_eq!(
+        app.last_text(GROUP),
+        "Added chore #3 “Bins” (weekly, due Sat 28 Nov 20:00)."
+    );
     app.say(&group(), &lottie(), "/chores").await;
     let list = app.last_text(GROUP);
     assert!(
-        list.contains("#1 Wash dishes") && list.contains("#3 Bins · every week"),
+        list.contains("#1 Wash dishes") && list.contains("#3 Bins · weekly · due Sat 28 Nov 20:00"),
         "{list}"
     );
 

@@ -2,6 +2,7 @@
 mod support;
 
 mod binary;
+mod chores;
 mod chores_min;
 mod foundation;
 mod routines;

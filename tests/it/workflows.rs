@@ -571,7 +571,11 @@ async fn rules_duplicates_claims_cancel_and_recurrence() {
     app.say(&group(), &jack(), "/addchore Water plants every 3 days")
         .await;
     let plants = app.store.open_chores(GROUP).await.unwrap()[2].clone();
-    assert_eq!(plants.next_due, Some(t0() + Duration::days(3)));
+    // due at the default time of day (20:00) in the group's zone (UTC by default)
+    assert_eq!(
+        plants.next_due,
+        Some(t0() + Duration::days(3) + Duration::hours(10))
+    );
 
     // a second pending deletion of the same chore is refused
     app.say(&group(), &jack(), "/deletechore bins").await;
@@ -621,7 +625,10 @@ async fn rules_duplicates_claims_cancel_and_recurrence() {
     app.say(&group(), &lottie(), "/approve plants").await;
     let after = app.store.chore(plants.id).await.unwrap().unwrap();
     assert_eq!(after.status, "todo");
-    assert_eq!(after.next_due, Some(t0() + Duration::days(6)));
+    assert_eq!(
+        after.next_due,
+        Some(t0() + Duration::days(6) + Duration::hours(10))
+    );
     assert_eq!(after.completed_by, Some(bob().id));
 
     // approving a deletion cancels the chore's other pending request and archives it

@@ -9,6 +9,8 @@ pub struct Model {
     pub kind: String,
     pub title: String,
     pub timezone: String,
+    /// Where chore reminders go: "group" (default) or "dm" (the assignee's private chat).
+    pub reminders: String,
     pub created_at: DateTimeUtc,
 }
 

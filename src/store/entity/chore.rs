@@ -17,7 +17,7 @@ pub struct Model {
     pub assignee_id: Option<i64>,
     /// "todo" | "pending_verification" | "completed" | "archived"
     pub status: String,
-    /// JSON (`chores::Recurrence`), `None` for a one-off chore.
+    /// JSON (`schedule::Recurrence`; legacy `{"every_days":n}` is still read), `None` for a one-off chore.
     #[sea_orm(column_type = "Text", nullable)]
     pub recurrence: Option<String>,
     pub next_due: Option<DateTimeUtc>,
@@ -28,6 +28,13 @@ pub struct Model {
     pub completed_at: Option<DateTimeUtc>,
     pub completed_by: Option<i64>,
     pub archived_at: Option<DateTimeUtc>,
+    /// What the next due date counts from: "due" (the previous due date) or "completion".
+    pub anchor: String,
+    /// "fixed" | "round_robin" | "least_completed".
+    pub rotation: String,
+    /// JSON array of user ids taking turns (rotation order), `None` when not rotating.
+    #[sea_orm(column_type = "Text", nullable)]
+    pub rotation_members: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

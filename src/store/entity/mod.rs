@@ -1,6 +1,8 @@
 //! sea-orm entities, one file per table (schema lives in the `migrations` crate).
 pub mod chat;
 pub mod chore;
+pub mod chore_completion;
+pub mod chore_reminder;
 pub mod inbound;
 pub mod kv;
 pub mod member;
