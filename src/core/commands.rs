@@ -1,5 +1,5 @@
 //! Slash commands: parsing (`/name@bot args`) and the foundation commands. Domain commands call
-//! their services from here; the list in [`COMMANDS`] is what `setMyCommands` publishes.
+//! their services from here; [`menu`] is what `setMyCommands` publishes and /help lists.
 
 use crate::{
     format::escape_html as e,
@@ -10,79 +10,27 @@ use crate::{
 
 /// (command, description) as shown in Telegram's command menu and in /help, foundation first,
 /// then each domain's list.
-pub const COMMANDS: &[(&str, &str)] = &[
+/// The foundation's commands; [`menu`] adds each domain's list after them.
+pub const FOUNDATION: &[(&str, &str)] = &[
     ("help", "What I can do"),
     ("members", "Who is in this group"),
     (
         "timezone",
         "Show or set the time zone, e.g. /timezone Europe/London",
     ),
-    // chores (issue 4; kept equal to chores::commands::COMMANDS by a unit test)
-    (
-        "addchore",
-        "Add a group chore, e.g. /addchore Water plants every 3 days @bob",
-    ),
-    ("chores", "Open chores; /chores mine, overdue or @name"),
-    ("mychores", "Your open chores"),
-    (
-        "done",
-        "Say you did a chore, e.g. /done dishes (someone verifies)",
-    ),
-    (
-        "assign",
-        "Who does it: /assign dishes @bob, or @a @b to take turns",
-    ),
-    (
-        "editchore",
-        "Edit: /editchore dishes points 2 (title, repeat, due, anchor…)",
-    ),
-    ("skip", "Skip this occurrence of a repeating chore"),
-    ("deletechore", "Ask to delete a chore (someone approves)"),
-    (
-        "addpersonal",
-        "In private: /addpersonal Run 5k partner @bob",
-    ),
-    ("stats", "Chore stats: /stats week, month or all"),
-    (
-        "leaderboard",
-        "Points leaderboard: /leaderboard week, month or all",
-    ),
-    ("reminders", "Where reminders go: /reminders dm or group"),
-    // approvals (issue 3; kept equal to workflow::commands::COMMANDS by a unit test)
-    ("approvals", "Requests you can approve, and your own"),
-    (
-        "approve",
-        "Approve requests, e.g. /approve 1 3 or /approve all",
-    ),
-    ("reject", "Reject requests, e.g. /reject 2 not clean yet"),
-    ("cancel", "Cancel one of your pending requests"),
-    // routines (issue 5)
-    (
-        "every",
-        "Repeat a prompt, e.g. /every 30m check the washing",
-    ),
-    (
-        "cron",
-        "Cron schedule, e.g. /cron 0 8 * * 1-5 post today's chores",
-    ),
-    (
-        "at",
-        "Once, e.g. /at tomorrow 09:00 renew the car insurance",
-    ),
-    ("routines", "List this chat's routines"),
-    ("routine_pause", "Pause a routine: /routine_pause <name>"),
-    ("routine_resume", "Resume a routine: /routine_resume <name>"),
-    ("routine_delete", "Delete a routine: /routine_delete <name>"),
-    ("routine_run", "Run a routine now: /routine_run <name>"),
-    (
-        "routine_history",
-        "A routine's recent runs: /routine_history <name>",
-    ),
-    (
-        "routine_install",
-        "Install a built-in routine, e.g. /routine_install morning-briefing",
-    ),
 ];
+
+/// (command, description) as shown in Telegram's command menu (`setMyCommands`) and in /help:
+/// the foundation's, then each domain's own list (one list per domain, no copies).
+pub fn menu() -> Vec<(&'static str, &'static str)> {
+    FOUNDATION
+        .iter()
+        .chain(crate::chores::commands::COMMANDS)
+        .chain(crate::workflow::commands::COMMANDS)
+        .chain(crate::routines::commands::COMMANDS)
+        .copied()
+        .collect()
+}
 
 /// Where a command was given and by whom.
 #[derive(Debug, Clone, Copy)]
@@ -228,7 +176,7 @@ pub fn help_text(bot: &str, has_model: bool) -> String {
         "<b>{}</b> keeps this chat's chores, approvals and routines.\n\n",
         e(bot)
     );
-    for (c, d) in COMMANDS {
+    for (c, d) in menu() {
         s.push_str(&format!("/{c} — {}\n", e(d)));
     }
     s.push_str(&format!(
@@ -296,12 +244,40 @@ mod tests {
     }
 
     #[test]
-    fn domain_commands_are_in_the_menu() {
-        for (c, d) in crate::chores::commands::COMMANDS
-            .iter()
-            .chain(crate::workflow::commands::COMMANDS)
-        {
-            assert!(COMMANDS.contains(&(*c, *d)), "/{c} missing from COMMANDS");
+    fn menu_is_valid_for_telegram() {
+        let m = menu();
+        let mut names: Vec<&str> = m.iter().map(|(c, _)| *c).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), m.len(), "a command name is listed twice");
+        assert!(m.len() <= 100, "Telegram allows at most 100 commands");
+        for (c, d) in &m {
+            assert!(
+                (1..=32).contains(&c.len())
+                    && c.chars()
+                        .all(|x| x.is_ascii_lowercase() || x.is_ascii_digit() || x == '_'),
+                "/{c} is not a valid Telegram command name"
+            );
+            assert!(
+                (1..=256).contains(&d.chars().count()),
+                "/{c}: description length"
+            );
+        }
+        for must in [
+            "addchore",
+            "chores",
+            "done",
+            "deletechore",
+            "approvals",
+            "approve",
+            "reject",
+            "every",
+            "cron",
+            "at",
+            "routines",
+            "routine_install",
+        ] {
+            assert!(names.contains(&must), "/{must} missing from the menu");
         }
     }
 }

@@ -22,6 +22,35 @@ use crate::{
 /// Run history lines shown by `/routine_history`.
 const HISTORY_LINES: u64 = 10;
 
+/// The routine commands for the command menu and /help.
+pub const COMMANDS: &[(&str, &str)] = &[
+    (
+        "every",
+        "Repeat a prompt, e.g. /every 30m check the washing",
+    ),
+    (
+        "cron",
+        "Cron schedule, e.g. /cron 0 8 * * 1-5 post today's chores",
+    ),
+    (
+        "at",
+        "Once, e.g. /at tomorrow 09:00 renew the car insurance",
+    ),
+    ("routines", "List this chat's routines"),
+    ("routine_pause", "Pause a routine: /routine_pause <name>"),
+    ("routine_resume", "Resume a routine: /routine_resume <name>"),
+    ("routine_delete", "Delete a routine: /routine_delete <name>"),
+    ("routine_run", "Run a routine now: /routine_run <name>"),
+    (
+        "routine_history",
+        "A routine's recent runs: /routine_history <name>",
+    ),
+    (
+        "routine_install",
+        "Install a built-in routine, e.g. /routine_install morning-briefing",
+    ),
+];
+
 /// Handle a routine command; `None` when `cmd` is not one of them.
 pub async fn handle(
     svc: &Services,

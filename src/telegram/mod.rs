@@ -39,7 +39,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     config::Config,
-    core::{commands::COMMANDS, Hearth},
+    core::{commands::menu, Hearth},
     format::{html_to_plain, split_html, MAX_MESSAGE_LEN},
     messenger::{Messenger, SendError, Sent},
     services::BotIdentity,
@@ -99,7 +99,8 @@ pub async fn connect(bot: &TgBot, stop: &CancellationToken) -> anyhow::Result<Op
 /// Publish the command menu when it differs from what this bot last published.
 pub async fn sync_commands(bot: &TgBot, store: &Store, me: &BotIdentity) -> anyhow::Result<bool> {
     let mut h = Sha256::new();
-    for (c, d) in COMMANDS {
+    let menu = menu();
+    for (c, d) in &menu {
         h.update(c.as_bytes());
         h.update([0]);
         h.update(d.as_bytes());
@@ -110,10 +111,7 @@ pub async fn sync_commands(bot: &TgBot, store: &Store, me: &BotIdentity) -> anyh
     if store.kv_get(&key).await?.as_deref() == Some(hash.as_str()) {
         return Ok(false);
     }
-    let cmds: Vec<BotCommand> = COMMANDS
-        .iter()
-        .map(|(c, d)| BotCommand::new(*c, *d))
-        .collect();
+    let cmds: Vec<BotCommand> = menu.iter().map(|(c, d)| BotCommand::new(*c, *d)).collect();
     with_retry(|| bot.set_my_commands(cmds.clone()).send()).await?;
     store.kv_set(&key, &hash).await?;
     Ok(true)
