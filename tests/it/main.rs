@@ -4,6 +4,7 @@ mod support;
 mod binary;
 mod chores;
 mod chores_min;
+mod cross;
 mod foundation;
 mod routines;
 mod telegram;
