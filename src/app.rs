@@ -108,87 +108,66 @@ pub async fn start_scheduler(
     routines: &Arc<RoutineEngine>,
 ) -> anyhow::Result<Scheduler> {
     let sched = Scheduler::new().await?;
-    let engine = routines.clone();
     sched
-        .add(
+        .add_with(
             "routine-sweep",
             "* * * * * *",
-            Arc::new(move || {
-                let engine = engine.clone();
-                Box::pin(async move {
-                    let now = engine.services().clock.now();
-                    if let Err(e) = engine.sweep(now).await {
-                        tracing::warn!(error = %e, "routine sweep failed; retrying next tick");
-                    }
-                })
-            }),
+            routines.clone(),
+            |e| async move {
+                if let Err(err) = e.sweep(e.services().clock.now()).await {
+                    tracing::warn!(error = %err, "routine sweep failed; retrying next tick");
+                }
+            },
         )
         .await?;
-    let h = hearth.clone();
     sched
-        .add(
+        .add_with(
             "inbound-cleanup",
             "0 17 * * * *",
-            Arc::new(move || {
-                let h = h.clone();
-                Box::pin(async move {
-                    let now = h.svc.clock.now();
-                    let recovery = chrono::Duration::from_std(crate::core::RECOVERY_WINDOW)
-                        .unwrap_or_default();
-                    if let Err(e) = h
-                        .svc
-                        .store
-                        .sweep_inbound(now - recovery, now - chrono::Duration::days(7))
-                        .await
-                    {
-                        tracing::warn!(error = %e, "inbound cleanup failed");
-                    }
-                })
-            }),
+            hearth.clone(),
+            |h| async move {
+                let now = h.svc.clock.now();
+                let recovery =
+                    chrono::Duration::from_std(crate::core::RECOVERY_WINDOW).unwrap_or_default();
+                let purge = now - chrono::Duration::days(7);
+                if let Err(e) = h.svc.store.sweep_inbound(now - recovery, purge).await {
+                    tracing::warn!(error = %e, "inbound cleanup failed");
+                }
+            },
         )
         .await?;
-    let store = hearth.svc.store.clone();
     sched
-        .add(
+        .add_with(
             "sqlite-checkpoint",
             "*/30 * * * * *",
-            Arc::new(move || {
-                let store = store.clone();
-                Box::pin(async move {
-                    if let Err(e) = store.checkpoint().await {
-                        tracing::warn!(error = %e, "WAL checkpoint failed");
-                    }
-                })
-            }),
+            hearth.svc.store.clone(),
+            |s| async move {
+                if let Err(e) = s.checkpoint().await {
+                    tracing::warn!(error = %e, "WAL checkpoint failed");
+                }
+            },
         )
         .await?;
-    let h = hearth.clone();
     sched
-        .add(
+        .add_with(
             "workflow-expiry",
             "0 * * * * *",
-            Arc::new(move || {
-                let h = h.clone();
-                Box::pin(async move {
-                    sweep_expired(&h).await;
-                })
-            }),
+            hearth.clone(),
+            |h| async move {
+                sweep_expired(&h).await;
+            },
         )
         .await?;
-    let h = hearth.clone();
     sched
-        .add(
+        .add_with(
             "chore-reminders",
             "30 * * * * *",
-            Arc::new(move || {
-                let h = h.clone();
-                Box::pin(async move {
-                    let now = h.svc.clock.now();
-                    if let Err(e) = crate::chores::reminders::run(&h.svc, now).await {
-                        tracing::warn!(error = %e, "chore reminders failed; retrying next minute");
-                    }
-                })
-            }),
+            hearth.clone(),
+            |h| async move {
+                if let Err(e) = crate::chores::reminders::run(&h.svc, h.svc.clock.now()).await {
+                    tracing::warn!(error = %e, "chore reminders failed; retrying next minute");
+                }
+            },
         )
         .await?;
     sched.start().await?;

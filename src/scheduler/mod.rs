@@ -61,6 +61,32 @@ impl Scheduler {
         Ok(())
     }
 
+    /// [`add`](Self::add) for a job that runs `f(ctx.clone())` on each tick: the usual shape,
+    /// where `ctx` is the state the job needs (an engine, the core, the store).
+    pub async fn add_with<T, F, Fut>(
+        &self,
+        name: &'static str,
+        cron6: &str,
+        ctx: T,
+        f: F,
+    ) -> Result<(), SchedulerError>
+    where
+        T: Clone + Send + Sync + 'static,
+        F: Fn(T) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let f = Arc::new(f);
+        self.add(
+            name,
+            cron6,
+            Arc::new(move || {
+                let (ctx, f) = (ctx.clone(), f.clone());
+                Box::pin(async move { f(ctx).await })
+            }),
+        )
+        .await
+    }
+
     /// Start ticking.
     pub async fn start(&self) -> Result<(), SchedulerError> {
         self.inner
