@@ -21,6 +21,7 @@ WORKDIR /app
 COPY --from=build /src/target/release/hearth /usr/local/bin/hearth
 COPY config config
 COPY prompts prompts
+COPY THIRD_PARTY_NOTICES.md ./
 RUN mkdir -p /app/data && chown hearth:hearth /app/data
 USER hearth
 # SQLite database (database.url defaults to sqlite://data/hearth.db, relative to /app)
