@@ -121,9 +121,14 @@ impl Bench {
             private: false,
         };
         let t = Instant::now();
-        let handled = self
-            .rt
-            .block_on(workflow::handle_reply(self.svc(), v, text, false, None));
+        let handled = self.rt.block_on(workflow::handle_reply(
+            self.svc(),
+            v,
+            text,
+            false,
+            None,
+            None,
+        ));
         let d = t.elapsed();
         assert!(handled.unwrap(), "not handled as an approval");
         let reply = self.messenger.texts_to(GROUP).pop().unwrap_or_default();

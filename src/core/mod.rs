@@ -386,7 +386,10 @@ impl Hearth {
             chat_id: chat.id,
             private,
         };
-        if crate::workflow::handle_reply(&self.svc, viewer, text, addressed, reply_to).await? {
+        let replied_to = m.reply_to.as_ref().map(|r| r.message_id);
+        if crate::workflow::handle_reply(&self.svc, viewer, text, addressed, reply_to, replied_to)
+            .await?
+        {
             return Ok(());
         }
 

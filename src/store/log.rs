@@ -119,6 +119,17 @@ impl Store {
         Ok(rows)
     }
 
+    /// Telegram id of the bot's latest message in `chat_id`.
+    pub async fn last_bot_message_id(&self, chat_id: i64) -> StoreResult<Option<i64>> {
+        Ok(message::Entity::find()
+            .filter(message::Column::ChatId.eq(chat_id))
+            .filter(message::Column::FromBot.eq(true))
+            .order_by_desc(message::Column::Id)
+            .one(self.conn())
+            .await?
+            .and_then(|m| m.tg_message_id))
+    }
+
     /// Number of log rows of a chat (tests and stats).
     pub async fn message_count(&self, chat_id: i64) -> StoreResult<u64> {
         use sea_orm::PaginatorTrait;

@@ -57,7 +57,13 @@ async fn approvals(svc: &Services, ctx: &CommandCtx<'_>) -> anyhow::Result<()> {
     ids.extend(mine.iter().map(|w| w.requester_id));
     let names = render::names(svc, &ids).await?;
     let html = render::approvals(&list, &mine, &names, svc.clock.now());
-    svc.outbox.send(ctx.reply(html)).await?;
+    let sent = svc.outbox.send(ctx.reply(html)).await?;
+    if let Some(last) = sent.last() {
+        // a bare "yes" right after the list is about the list (see `about_requests`)
+        svc.store
+            .kv_set(&super::list_key(ctx.chat.id), &last.message_id.to_string())
+            .await?;
+    }
     Ok(())
 }
 

@@ -723,16 +723,76 @@ pub async fn apply_actions(
 /// false when the message is not an approval reply (the core goes on to the agent).
 ///
 /// `addressed`: a private chat, or a group message mentioning or replying to the bot.
+/// `replied_to`: the message this one replies to, if any.
+///
+/// A reply that only counts because it was addressed — a bare "yes", "ok", "no" — must also be
+/// about the requests: a reply to a request message, or sent while the bot's latest message in
+/// this chat is one. Otherwise "yes" answering the agent's own question would approve the only
+/// pending request; such a message goes to the agent, which sees the numbered list.
 pub async fn handle_reply(
     svc: &Services,
     v: Viewer,
     text: &str,
     addressed: bool,
     reply_to: Option<i64>,
+    replied_to: Option<i64>,
 ) -> StoreResult<bool> {
     let list = actionable(svc, v).await?;
-    let outcome = parse::parse_reply(text, &items(&list), addressed);
+    let items = items(&list);
+    let mut outcome = parse::parse_reply(text, &items, addressed);
+    if addressed && !matches!(outcome, ParseOutcome::NotApproval) {
+        let plain = strip_mention(text, &svc.bot.username);
+        let needs_context = matches!(
+            parse::parse_reply(plain, &items, false),
+            ParseOutcome::NotApproval
+        );
+        if needs_context && !about_requests(svc, v, &list, replied_to).await? {
+            outcome = ParseOutcome::NotApproval;
+        }
+    }
     respond(svc, v, &list, outcome, Via::Text, reply_to).await
+}
+
+/// `text` without a leading `@bot` mention.
+fn strip_mention<'a>(text: &'a str, bot: &str) -> &'a str {
+    let t = text.trim_start();
+    match t.strip_prefix('@') {
+        Some(rest) if rest.len() >= bot.len() && rest[..bot.len()].eq_ignore_ascii_case(bot) => {
+            rest[bot.len()..]
+                .trim_start_matches([',', ':'])
+                .trim_start()
+        }
+        _ => t,
+    }
+}
+
+/// kv key holding the id of the latest `/approvals` list sent in a chat.
+pub(crate) fn list_key(chat_id: i64) -> String {
+    format!("workflow.approvals_list.{chat_id}")
+}
+
+/// True when the conversation is about the viewer's requests: `replied_to` (or, without a
+/// reply, the bot's latest message in this chat) is one of their request messages or the
+/// latest `/approvals` list.
+async fn about_requests(
+    svc: &Services,
+    v: Viewer,
+    list: &[WorkflowRow],
+    replied_to: Option<i64>,
+) -> StoreResult<bool> {
+    let target = match replied_to {
+        Some(id) => Some(id),
+        None => svc.store.last_bot_message_id(v.chat_id).await?,
+    };
+    let Some(id) = target else { return Ok(false) };
+    if list
+        .iter()
+        .any(|w| w.notice_chat_id == Some(v.chat_id) && w.notice_message_id == Some(id))
+    {
+        return Ok(true);
+    }
+    let shown = svc.store.kv_get(&list_key(v.chat_id)).await?;
+    Ok(shown.and_then(|s| s.parse::<i64>().ok()) == Some(id))
 }
 
 /// Reply to a parse outcome: refusals as text, resolutions one by one with one line per item.

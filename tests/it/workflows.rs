@@ -932,3 +932,56 @@ async fn only_current_members_decide_and_user_text_is_escaped() {
         .unwrap()
         .is_empty());
 }
+
+#[tokio::test]
+async fn a_yes_to_the_agents_question_is_not_an_approval() {
+    let app = TestApp::with(
+        |_| {},
+        vec![
+            Script::Text("Shall I put pizza on the shopping list?".into()),
+            Script::Text("Added pizza.".into()),
+        ],
+    )
+    .await;
+    household(&app).await;
+    let ids = add_chores(&app, &["Dishes"]).await;
+    app.say(&group(), &jack(), "/done dishes").await;
+    let wf = pending_of(&app, GROUP).await.remove(0);
+
+    // Lottie talks to the agent; its question becomes the bot's latest message
+    app.say(
+        &group(),
+        &lottie(),
+        "@hearth_bot should we get pizza tonight?",
+    )
+    .await;
+    let question = app.store.last_bot_message_id(GROUP).await.unwrap().unwrap();
+    assert_eq!(app.model.calls(), 1);
+    // "yes" answers the agent, not Jack's request
+    app.reply_to_bot(&group(), &lottie(), question, "yes").await;
+    assert_eq!(app.model.calls(), 2, "the agent got the 'yes'");
+    assert_eq!(
+        pending_of(&app, GROUP).await.len(),
+        1,
+        "the request is still pending"
+    );
+    assert_eq!(chore_status(&app, ids[0]).await, "pending_verification");
+    // the same word as a reply to the request message decides it, with no model call
+    app.reply_to_bot(&group(), &lottie(), wf.notice_message_id.unwrap(), "yes")
+        .await;
+    assert!(pending_of(&app, GROUP).await.is_empty());
+    assert_eq!(app.model.calls(), 2);
+    // explicit forms never need that context
+    app.say(&group(), &jack(), "/done dishes").await;
+    app.say(
+        &group(),
+        &lottie(),
+        "@hearth_bot should we get pizza again?",
+    )
+    .await;
+    app.say(&group(), &lottie(), "@hearth_bot approve 1").await;
+    assert!(
+        pending_of(&app, GROUP).await.is_empty(),
+        "'approve 1' is explicit"
+    );
+}
