@@ -161,6 +161,8 @@ async fn timezone(svc: &Services, ctx: &CommandCtx<'_>, args: &str) -> anyhow::R
             let old =
                 crate::schedule::parse_zone(&chat.timezone).unwrap_or(svc.config.group.timezone);
             crate::chores::rezone(svc, chat.id, old, tz).await?;
+            // routines that followed the chat's zone move with it (issue 5)
+            crate::routines::rezone(svc, chat.id, old, tz).await?;
             format!("Time zone set to <b>{}</b>.", e(tz.name()))
         }
         Err(_) => format!(

@@ -213,6 +213,30 @@ pub async fn create(svc: &Services, req: CreateRequest) -> Result<Created, Routi
     ))
 }
 
+/// The chat moved from zone `old` to `new` (`/timezone`): routines and cron triggers that
+/// followed the chat's zone move with it (a cron "0 8 * * *" keeps meaning 08:00 local), and
+/// their next fire is recomputed in the new zone. Triggers given another zone explicitly, and
+/// one-off `at` instants, stay as they are. Returns how many triggers moved.
+pub async fn rezone(svc: &Services, chat_id: i64, old: Tz, new: Tz) -> Result<usize, RoutineError> {
+    let now = svc.clock.now();
+    let mut moved = 0;
+    for r in svc.store.routines_of_chat(chat_id).await? {
+        if r.zone == old.name() {
+            svc.store.set_routine_zone(r.id, new.name()).await?;
+        }
+        for t in svc.store.routine_triggers(r.id).await? {
+            if t.kind != "cron" || t.zone != old.name() {
+                continue;
+            }
+            let spec = TriggerSpec::from_stored(&t.kind, &t.spec, new.name())?;
+            let next = t.next_fire_at.and_then(|_| spec.next_after(now));
+            svc.store.set_trigger_zone(t.id, new.name(), next).await?;
+            moved += 1;
+        }
+    }
+    Ok(moved)
+}
+
 /// Send an api token to the owner's DM (never through the model or the group). When the owner
 /// cannot be messaged the routine is deleted again, so no routine exists with a lost token.
 async fn deliver_token(svc: &Services, r: &RoutineRow, token: &str) -> Result<(), RoutineError> {

@@ -454,6 +454,32 @@ impl Store {
         Ok(r.rows_affected)
     }
 
+    /// Move a routine to IANA zone `zone` (placeholders and the daily cap's midnight).
+    pub async fn set_routine_zone(&self, id: i64, zone: &str) -> StoreResult<()> {
+        routine::Entity::update_many()
+            .col_expr(routine::Column::Zone, Expr::value(zone))
+            .filter(routine::Column::Id.eq(id))
+            .exec(self.conn())
+            .await?;
+        Ok(())
+    }
+
+    /// Move a trigger to `zone` with its recomputed `next_fire_at` (UTC).
+    pub async fn set_trigger_zone(
+        &self,
+        trigger_id: i64,
+        zone: &str,
+        next: Option<DateTime<Utc>>,
+    ) -> StoreResult<()> {
+        routine_trigger::Entity::update_many()
+            .col_expr(routine_trigger::Column::Zone, Expr::value(zone))
+            .col_expr(routine_trigger::Column::NextFireAt, Expr::value(next))
+            .filter(routine_trigger::Column::Id.eq(trigger_id))
+            .exec(self.conn())
+            .await?;
+        Ok(())
+    }
+
     /// Test and benchmark helper: set a trigger's `next_fire_at` directly.
     pub async fn set_trigger_next_fire(
         &self,

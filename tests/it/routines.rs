@@ -1318,3 +1318,61 @@ async fn real_binary_fires_a_due_every_30s_routine_into_the_group() {
     );
     assert_eq!((last.prompt_tokens, last.completion_tokens), (42, 7));
 }
+
+#[tokio::test]
+async fn a_time_zone_change_moves_routines_that_followed_the_chat() {
+    let app = app_with_group(vec![]).await; // UTC group, alice is its admin
+    app.say(&group(), &alice(), "/cron 0 8 * * * post the chores")
+        .await;
+    app.say(
+        &group(),
+        &alice(),
+        "/cron 0 9 * * * Europe/Paris call grandma",
+    )
+    .await;
+    let local = routine(
+        &app,
+        &app.store.routines_of_chat(GROUP).await.unwrap()[0].name,
+    )
+    .await;
+    let fixed = routine(
+        &app,
+        &app.store.routines_of_chat(GROUP).await.unwrap()[1].name,
+    )
+    .await;
+    app.say(&group(), &alice(), "/timezone America/New_York")
+        .await;
+    assert!(app.last_text(GROUP).contains("America/New_York"));
+
+    let t = app
+        .store
+        .routine_triggers(local.id)
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(t.zone, "America/New_York");
+    let next = t.next_fire_at.unwrap();
+    assert_eq!(
+        next.format("%H:%M").to_string(),
+        "13:00",
+        "08:00 in New York is 13:00 UTC"
+    );
+    assert_eq!(
+        next.with_timezone(&chrono_tz::America::New_York)
+            .format("%H:%M")
+            .to_string(),
+        "08:00"
+    );
+    assert_eq!(
+        app.store.routine(local.id).await.unwrap().unwrap().zone,
+        "America/New_York"
+    );
+
+    let t = app
+        .store
+        .routine_triggers(fixed.id)
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(t.zone, "Europe/Paris", "an explicit zone stays");
+}
