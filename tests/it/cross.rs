@@ -30,7 +30,7 @@ async fn an_overdue_chore_fires_the_overdue_nudge_routine() {
         .unwrap();
     assert!(sent >= 1, "the overdue reminder went out");
     let mut fired = false;
-    for _ in 0..300 {
+    for _ in 0..1000 {
         engine.settle().await;
         if app
             .texts(GROUP)

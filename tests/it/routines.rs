@@ -800,7 +800,7 @@ async fn event_trigger_fires_with_filters_and_the_event_in_the_prompt() {
         title: "Bins".into(),
         assignee_id: Some(2),
     });
-    for _ in 0..200 {
+    for _ in 0..1000 {
         if runs(&app, "only-bobs").await.len() == 1 {
             break;
         }

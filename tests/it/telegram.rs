@@ -132,8 +132,8 @@ async fn duplicate_delivery_gets_one_reply() {
         21,
         "just chatting",
     ));
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    app.hearth.idle().await;
+    // updates are accepted in order: once 21 is done, the redelivered 20 has been seen too
+    app.wait_done(GROUP_ID, 21).await;
     assert_eq!(app.sent_texts(GROUP_ID).len(), 1);
     assert_eq!(app.model_requests().await.len(), 1);
     let row = app
@@ -220,8 +220,7 @@ async fn long_reply_is_split_and_rejected_markup_is_resent_plain() {
         40,
         "@hearth_bot tell me everything",
     ));
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    app.hearth.idle().await;
+    app.wait_done(GROUP_ID, 40).await;
     let texts = app.sent_texts(GROUP_ID);
     assert!(
         texts.len() >= 3,

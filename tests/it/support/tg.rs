@@ -145,6 +145,25 @@ impl TgApp {
             .collect()
     }
 
+    /// Wait until the inbound message (chat, message id) has been processed (status "done").
+    /// Panics after 10 s.
+    pub async fn wait_done(&self, chat_id: i64, message_id: i64) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(Some(row)) = self.store.inbound_by_message(chat_id, message_id).await {
+                if row.status == "done" {
+                    self.hearth.idle().await;
+                    return;
+                }
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "message {message_id} not processed in 10 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// sendMessage texts to `chat_id`.
     pub fn sent_texts(&self, chat_id: i64) -> Vec<String> {
         self.fake
