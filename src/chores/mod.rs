@@ -891,7 +891,7 @@ pub async fn text_claim(
     let lower = t.to_lowercase();
     let Some(rest) = ["done ", "did ", "finished "]
         .iter()
-        .find_map(|p| lower.strip_prefix(p).map(|_| &t[p.len()..]))
+        .find_map(|p| lower.strip_prefix(p).and_then(|_| t.get(p.len()..)))
     else {
         return Ok(None);
     };
