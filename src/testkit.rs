@@ -149,6 +149,8 @@ pub enum Script {
     Tools(Vec<(String, String)>),
     /// A failure.
     Fail(fn() -> ModelError),
+    /// A bug: the model call panics (tests that one bad handler cannot stop a chat).
+    Panic,
 }
 
 /// A model that answers from a queue (then repeats `fallback`) and records every request.
@@ -255,6 +257,7 @@ impl ChatModel for ScriptedModel {
                 completion_tokens: 2,
             }),
             Script::Fail(f) => Err(f()),
+            Script::Panic => panic!("scripted panic"),
         }
     }
     fn name(&self) -> &str {

@@ -238,12 +238,47 @@ impl Hearth {
     }
 
     async fn process(&self, job: Job) {
+        use futures::FutureExt;
         let chat_id = job.ev.chat().id;
-        let result = match job.ev {
-            InboundEvent::Message(m) => self.on_message(m).await,
-            InboundEvent::Callback(c) => self.on_callback(c).await,
-            InboundEvent::MemberJoined { chat, user } => self.on_member_joined(&chat, &user).await,
-            InboundEvent::MemberLeft { chat, user } => self.on_member_left(&chat, &user).await,
+        let reply_chat = job.ev.chat().clone();
+        let handled = async {
+            match job.ev {
+                InboundEvent::Message(m) => self.on_message(m).await,
+                InboundEvent::Callback(c) => self.on_callback(c).await,
+                InboundEvent::MemberJoined { chat, user } => {
+                    self.on_member_joined(&chat, &user).await
+                }
+                InboundEvent::MemberLeft { chat, user } => self.on_member_left(&chat, &user).await,
+            }
+        };
+        // A bug in one handler must not take the chat's worker down with it: the panic is
+        // logged, the user hears a short apology, the message is marked failed (not retried),
+        // and the worker goes on with the next event.
+        let result = match std::panic::AssertUnwindSafe(handled).catch_unwind().await {
+            Ok(r) => r,
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                tracing::error!(chat_id, panic = %what, "handler panicked");
+                if let Some(id) = job.inbound_id {
+                    let _ = self
+                        .svc
+                        .store
+                        .finish_inbound(id, "failed", self.svc.clock.now())
+                        .await;
+                    self.reply(
+                        reply_chat.id,
+                        None,
+                        "Sorry, something went wrong on my side with that message.",
+                    )
+                    .await;
+                }
+                self.settle_one();
+                return;
+            }
         };
         match result {
             Ok(()) => {
@@ -263,6 +298,11 @@ impl Hearth {
                 tracing::error!(chat_id, error = %e, "processing failed");
             }
         }
+        self.settle_one();
+    }
+
+    /// One queued event is finished: wake [`Hearth::idle`] waiters when none is left.
+    fn settle_one(&self) {
         if self.pending.fetch_sub(1, Ordering::SeqCst) == 1 {
             self.idle.notify_waiters();
         }

@@ -294,3 +294,90 @@ async fn wal_checkpoint_runs_off_the_hot_path() {
         "checkpoint copied the WAL into the database file"
     );
 }
+
+#[tokio::test]
+async fn a_panicking_handler_does_not_stop_the_chat() {
+    let app = TestApp::with(
+        |_| {},
+        vec![Script::Panic, Script::Text("Still here.".into())],
+    )
+    .await;
+    let first = app
+        .say(&group(), &alice(), "@hearth_bot break please")
+        .await;
+    assert_eq!(
+        app.last_text(GROUP),
+        "Sorry, something went wrong on my side with that message."
+    );
+    assert_eq!(
+        app.store
+            .inbound_by_message(GROUP, first)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        "failed",
+        "not retried in a loop"
+    );
+    app.say(&group(), &bob(), "@hearth_bot are you ok?").await;
+    assert_eq!(
+        app.last_text(GROUP),
+        "Still here.",
+        "the chat's worker survived"
+    );
+}
+
+/// Arbitrary text — unicode, huge, command-shaped, approval-shaped — through the whole pipeline
+/// in a group and a DM: every message is processed and none trips an internal error.
+#[test]
+fn arbitrary_input_never_breaks_the_pipeline() {
+    use proptest::prelude::*;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let app = rt.block_on(TestApp::new());
+    rt.block_on(async {
+        app.say(&group(), &alice(), "/addchore Dishes daily").await;
+        app.say(&group(), &bob(), "/done dishes").await;
+    });
+    let prefixes = prop::sample::select(vec![
+        "",
+        "/",
+        "/done ",
+        "/approve ",
+        "/reject ",
+        "/every ",
+        "/cron ",
+        "/at ",
+        "/addchore ",
+        "/timezone ",
+        "/editchore ",
+        "/routine_install ",
+        "approve ",
+        "yes ",
+        "done ",
+        "@hearth_bot ",
+        "reject all, ",
+    ]);
+    let mut runner = proptest::test_runner::TestRunner::new(proptest::test_runner::Config {
+        cases: 96,
+        ..Default::default()
+    });
+    runner
+        .run(
+            &(prefixes, ".{0,300}", any::<bool>()),
+            |(p, body, private)| {
+                let text = format!("{p}{body}");
+                let chat = if private { dm(&carol()) } else { group() };
+                rt.block_on(app.say(&chat, &carol(), &text));
+                let broke = app.texts(chat.id).iter().any(|t| {
+                    t.contains("went wrong on my side")
+                        || t.contains("didn't work because of a problem")
+                });
+                prop_assert!(!broke, "input {text:?} broke the pipeline");
+                Ok(())
+            },
+        )
+        .unwrap();
+}
