@@ -507,6 +507,43 @@ fn split_people(input: &str) -> (String, Vec<String>, bool, bool) {
     (words.join(" "), names, rotate, least)
 }
 
+impl ChoreSpec {
+    /// The row for this spec in `chat_id`, created by `created_by` at `now`: a group chore with
+    /// a fixed, unassigned rotation, 1 point, anchored on the due date, first due computed in
+    /// `zone`. Callers override what differs (assignee and rotation, or the personal fields).
+    fn new_chore(
+        &self,
+        chat_id: i64,
+        created_by: i64,
+        now: DateTime<Utc>,
+        zone: Tz,
+    ) -> NewChore<'_> {
+        NewChore {
+            chat_id,
+            title: &self.title,
+            description: None,
+            personal: false,
+            owner_id: None,
+            partner_id: None,
+            assignee_id: None,
+            recurrence: self
+                .recurrence
+                .as_ref()
+                .and_then(|r| serde_json::to_string(r).ok()),
+            next_due: self
+                .recurrence
+                .as_ref()
+                .and_then(|r| first_due(r, now, zone)),
+            points: 1,
+            created_by,
+            created_at: now,
+            anchor: Anchor::Due.as_str(),
+            rotation: Rotation::Fixed.as_str(),
+            rotation_members: None,
+        }
+    }
+}
+
 /// Parse a chore: title, optional trailing recurrence phrase (see
 /// [`schedule::split_title_recurrence`]: "every 3 days", "every monday and thursday at 19:00",
 /// "daily at 8", "first of the month", "weekdays", a 5-field cron), then `@` assignees and the
@@ -622,32 +659,13 @@ pub async fn add(
     let zone = zone_of(svc, chat_id).await?;
     let spec = parse_spec(input, now, zone)?;
     let a = assignment(svc, chat_id, &spec.assignees, spec.rotate_all, spec.least).await?;
-    Ok(svc
-        .store
-        .insert_chore(NewChore {
-            chat_id,
-            title: &spec.title,
-            description: None,
-            personal: false,
-            owner_id: None,
-            partner_id: None,
-            assignee_id: a.assignee,
-            recurrence: spec
-                .recurrence
-                .as_ref()
-                .and_then(|r| serde_json::to_string(r).ok()),
-            next_due: spec
-                .recurrence
-                .as_ref()
-                .and_then(|r| first_due(r, now, zone)),
-            points: 1,
-            created_by: actor_id,
-            created_at: now,
-            anchor: Anchor::Due.as_str(),
-            rotation: a.rotation.as_str(),
-            rotation_members: a.members,
-        })
-        .await?)
+    let chore = NewChore {
+        assignee_id: a.assignee,
+        rotation: a.rotation.as_str(),
+        rotation_members: a.members,
+        ..spec.new_chore(chat_id, actor_id, now, zone)
+    };
+    Ok(svc.store.insert_chore(chore).await?)
 }
 /// Split "<title> [partner] @username" into the title and the partner's username.
 pub fn split_partner(input: &str) -> (String, Option<String>) {
@@ -687,32 +705,14 @@ pub async fn add_personal(
         Some(u) => Some(partner_for(svc, owner_id, &u).await?),
         None => None,
     };
-    let chore = svc
-        .store
-        .insert_chore(NewChore {
-            chat_id,
-            title: &spec.title,
-            description: None,
-            personal: true,
-            owner_id: Some(owner_id),
-            partner_id: partner.as_ref().map(|p| p.id),
-            assignee_id: Some(owner_id),
-            recurrence: spec
-                .recurrence
-                .as_ref()
-                .and_then(|r| serde_json::to_string(r).ok()),
-            next_due: spec
-                .recurrence
-                .as_ref()
-                .and_then(|r| first_due(r, now, zone)),
-            points: 1,
-            created_by: owner_id,
-            created_at: now,
-            anchor: Anchor::Due.as_str(),
-            rotation: Rotation::Fixed.as_str(),
-            rotation_members: None,
-        })
-        .await?;
+    let chore = NewChore {
+        personal: true,
+        owner_id: Some(owner_id),
+        partner_id: partner.as_ref().map(|p| p.id),
+        assignee_id: Some(owner_id),
+        ..spec.new_chore(chat_id, owner_id, now, zone)
+    };
+    let chore = svc.store.insert_chore(chore).await?;
     Ok((chore, partner))
 }
 
