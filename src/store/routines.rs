@@ -279,16 +279,6 @@ impl Store {
         Ok(())
     }
 
-    /// Store a new api token hash (SHA-256 hex).
-    pub async fn set_routine_token_hash(&self, id: i64, hash: &str) -> StoreResult<()> {
-        routine::Entity::update_many()
-            .col_expr(routine::Column::ApiTokenHash, Expr::value(hash))
-            .filter(routine::Column::Id.eq(id))
-            .exec(self.conn())
-            .await?;
-        Ok(())
-    }
-
     /// Write the counters after a run.
     pub async fn set_routine_counters(&self, id: i64, c: RoutineCounters<'_>) -> StoreResult<()> {
         routine::Entity::update_many()

@@ -8,8 +8,8 @@
 use chrono::{DateTime, Utc};
 use sea_orm::{
     sea_query::Expr, ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait,
-    DatabaseTransaction, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, Set,
-    SqliteTransactionMode, TransactionOptions, TransactionTrait,
+    DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder, Set, SqliteTransactionMode,
+    TransactionOptions, TransactionTrait,
 };
 
 use super::{
@@ -381,14 +381,6 @@ impl Store {
             .filter(workflow_audit::Column::WorkflowId.eq(id))
             .order_by_asc(workflow_audit::Column::Id)
             .all(self.conn())
-            .await?)
-    }
-
-    /// Number of workflows in `status` (tests, reports).
-    pub async fn count_workflows(&self, status: &str) -> StoreResult<u64> {
-        Ok(workflow::Entity::find()
-            .filter(workflow::Column::Status.eq(status))
-            .count(self.conn())
             .await?)
     }
 }
