@@ -189,7 +189,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let cfg = Arc::new(cfg);
     let token = cfg.require_token()?.clone();
     let store = open_store(&cfg).await?;
-    let bot = telegram::bot(&token, &cfg.telegram.api_url)?;
+    let bot = telegram::bot_with(&token, &cfg.telegram)?;
     let stop = CancellationToken::new();
     spawn_signal_handler(stop.clone());
 
@@ -275,7 +275,8 @@ pub async fn console(cfg: Config) -> anyhow::Result<()> {
     let cfg = Arc::new(cfg);
     let store = open_store(&cfg).await?;
     let clock: SharedClock = Arc::new(SystemClock);
-    let messenger = ConsoleMessenger::new(Box::new(std::io::stdout()));
+    let messenger = ConsoleMessenger::new(Box::new(std::io::stdout()))
+        .with_image_dir(crate::console::image_dir(&cfg.database.url));
     let me = BotIdentity {
         id: 1,
         username: BOT_USERNAME.into(),
@@ -321,7 +322,7 @@ pub async fn check(cfg: &Config, online: bool) -> (Vec<String>, bool) {
         return (lines, ok);
     }
     match &cfg.telegram.token {
-        Some(t) => match telegram::bot(t, &cfg.telegram.api_url) {
+        Some(t) => match telegram::bot_with(t, &cfg.telegram) {
             Ok(bot) => {
                 match tokio::time::timeout(Duration::from_secs(15), telegram::identity(&bot)).await
                 {

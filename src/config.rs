@@ -72,6 +72,27 @@ pub struct TelegramConfig {
     /// Secret token Telegram echoes in `X-Telegram-Bot-Api-Secret-Token` (webhook mode). Secret.
     #[serde(default, deserialize_with = "opt_secret")]
     pub webhook_secret: Option<SecretString>,
+    /// Bot-wide cap on messages sent (sendMessage, sendPhoto, edits), per second. Telegram's
+    /// documented limit for bulk sending is 30/s.
+    pub limit_per_second: u32,
+    /// Cap per chat (private or group), messages per second. Telegram: "avoid sending more than
+    /// one message per second in a particular chat".
+    pub limit_per_chat_per_second: u32,
+    /// Cap per group or supergroup, messages per minute (private chats have none). Telegram:
+    /// "not more than 20 messages per minute" in a group.
+    pub limit_per_group_per_minute: u32,
+    /// Messages a group may receive back to back before the per-minute pace applies (1 = a strict
+    /// pace of one message every 60/`limit_per_group_per_minute` seconds).
+    pub limit_group_burst: u32,
+    /// Attempts of one Bot API call, the first included, on 429, 5xx or a connection error.
+    pub retry_attempts: u32,
+    /// Longest total wait inside one call (`retry_after` waits plus backoff); a call whose next
+    /// wait would pass it fails with a delivery error instead.
+    #[serde(deserialize_with = "duration")]
+    pub retry_max_wait: Duration,
+    /// First backoff after a 5xx or a connection error; doubles with each attempt.
+    #[serde(deserialize_with = "duration")]
+    pub retry_backoff: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -247,6 +268,17 @@ impl Config {
         if self.context.group_messages == 0 || self.context.dm_messages == 0 {
             return Err(ConfigError::new(
                 "context.group_messages / context.dm_messages: must be at least 1",
+            ));
+        }
+        let t = &self.telegram;
+        if t.limit_per_second == 0
+            || t.limit_per_chat_per_second == 0
+            || t.limit_per_group_per_minute == 0
+            || t.limit_group_burst == 0
+            || t.retry_attempts == 0
+        {
+            return Err(ConfigError::new(
+                "telegram.limit_* / telegram.retry_attempts: must be at least 1",
             ));
         }
         if self.database.max_connections == 0 {

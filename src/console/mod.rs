@@ -5,10 +5,13 @@
 //! `/as bob` (switch speaker), `/dm` (private chat with the current speaker), `/group`,
 //! `/press N` (tap button N of the latest message with buttons), `/quit`. Everything else that
 //! starts with "/" is a hearth command. Bot replies are printed with their buttons numbered.
+//! Images (the leaderboard chart) are saved as PNG files under the data folder (next to the
+//! SQLite file: `data/images/` by default) and printed as their path, so they can be opened.
 
 use std::{
     collections::HashMap,
     io::Write,
+    path::{Path, PathBuf},
     sync::{
         atomic::{AtomicI64, Ordering},
         Arc, Mutex,
@@ -48,6 +51,25 @@ pub struct ConsoleMessenger {
     next_id: Arc<AtomicI64>,
     buttons: Arc<Mutex<Vec<Shown>>>,
     names: Arc<Mutex<HashMap<i64, String>>>,
+    /// Where received images are saved; `None` prints their size only.
+    image_dir: Option<PathBuf>,
+}
+
+/// The folder console images go to for `database_url`: `images/` next to the SQLite file
+/// (`sqlite://data/hearth.db?mode=rwc` → `data/images`), or `data/images` for an in-memory or
+/// Postgres database.
+pub fn image_dir(database_url: &str) -> PathBuf {
+    let file = database_url
+        .strip_prefix("sqlite://")
+        .or_else(|| database_url.strip_prefix("sqlite:"))
+        .filter(|_| !database_url.contains(":memory:"))
+        .and_then(|rest| rest.split('?').next())
+        .filter(|p| !p.is_empty());
+    match file.map(Path::new).and_then(Path::parent) {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.join("images"),
+        Some(_) => PathBuf::from("images"),
+        None => PathBuf::from("data").join("images"),
+    }
 }
 
 impl ConsoleMessenger {
@@ -58,7 +80,27 @@ impl ConsoleMessenger {
             next_id: Arc::new(AtomicI64::new(1)),
             buttons: Default::default(),
             names: Default::default(),
+            image_dir: None,
         }
+    }
+
+    /// Save images received from the core as PNG files under `dir` (created when needed)
+    /// instead of printing only their size.
+    pub fn with_image_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.image_dir = Some(dir.into());
+        self
+    }
+
+    /// Write `png` as `<dir>/image-<UTC time>-<id>.png`; returns its path.
+    fn save_image(&self, id: i64, png: &[u8]) -> std::io::Result<Option<PathBuf>> {
+        let Some(dir) = &self.image_dir else {
+            return Ok(None);
+        };
+        std::fs::create_dir_all(dir)?;
+        let stamp = chrono::Utc::now().format("%Y%m%d-%H%M%S");
+        let path = dir.join(format!("image-{stamp}-{id}.png"));
+        std::fs::write(&path, png)?;
+        Ok(Some(path))
     }
 
     fn id(&self) -> i64 {
@@ -166,10 +208,14 @@ impl Messenger for ConsoleMessenger {
     ) -> Result<Sent, SendError> {
         let id = self.id();
         let text = html_to_plain(caption_html);
+        let shown = match self.save_image(id, &png) {
+            Ok(Some(path)) => format!("[image {} ({} bytes)]", path.display(), png.len()),
+            Ok(None) => format!("[image, {} bytes]", png.len()),
+            Err(e) => format!("[image, {} bytes; could not save it: {e}]", png.len()),
+        };
         self.print(&format!(
-            "hearth → {}: [image, {} bytes] {}",
+            "hearth → {}: {shown} {}",
             self.where_(chat_id),
-            png.len(),
             text
         ));
         Ok(Sent {
@@ -369,4 +415,28 @@ impl Console {
 
 fn valid_name(s: &str) -> bool {
     !s.is_empty() && s.len() <= 32 && s.chars().all(|c| c.is_alphabetic())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::image_dir;
+    use std::path::PathBuf;
+
+    #[test]
+    fn images_go_next_to_the_sqlite_file() {
+        assert_eq!(
+            image_dir("sqlite://data/hearth.db?mode=rwc"),
+            PathBuf::from("data/images")
+        );
+        assert_eq!(
+            image_dir("sqlite:///var/lib/hearth/h.db"),
+            PathBuf::from("/var/lib/hearth/images")
+        );
+        assert_eq!(image_dir("sqlite://h.db"), PathBuf::from("images"));
+        assert_eq!(image_dir("sqlite::memory:"), PathBuf::from("data/images"));
+        assert_eq!(
+            image_dir("postgres://u:p@host/db"),
+            PathBuf::from("data/images")
+        );
+    }
 }

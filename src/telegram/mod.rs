@@ -1,13 +1,20 @@
 //! Telegram adapter: the only module that imports teloxide.
 //!
-//! Owns: the Bot API client (API URL from config, `Throttle` for Telegram's rate limits, our own
-//! retry on 429 honouring `retry_after`), receiving updates (long polling with the offset stored
-//! per bot id, or a webhook checked against the secret token), and [`TelegramMessenger`]
-//! (HTML parse mode, split at 4096 characters, plain-text fallback when Telegram rejects the
-//! markup, typing, buttons, edits, callback answers). `setMyCommands` runs only when the command
-//! list changed (OpenClaw hit 429 by setting it at every restart).
+//! Owns: the Bot API client ([`client`]: JSON over reqwest, API URL from config, Telegram's limits
+//! from config in front of every send ([`limits`]), bounded retries on 429 / 5xx / connection
+//! errors behind it), receiving updates (long polling with the offset stored per bot id, each
+//! update decoded on its own so one unreadable update never stops polling; or a webhook checked
+//! against the secret token), and [`TelegramMessenger`] (HTML parse mode, split at 4096
+//! characters, plain-text fallback when Telegram rejects the markup, typing, buttons, edits,
+//! callback answers). `setMyCommands` runs only when the command list changed (OpenClaw hit 429
+//! by setting it at every restart). teloxide provides the update types ([`convert`]).
+//!
+//! Logs here never hold conversation text: an update that cannot be decoded is logged by its id
+//! and the decode error's category and position only, and Bot API errors carry codes, not bodies.
 
+pub mod client;
 pub mod convert;
+pub mod limits;
 
 use std::{sync::Arc, time::Duration};
 
@@ -20,25 +27,18 @@ use axum::{
     Router,
 };
 use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use serde_json::{json, value::RawValue, Value};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-use teloxide::{
-    adaptors::{throttle::Limits, Throttle},
-    payloads::{
-        AnswerCallbackQuerySetters, EditMessageTextSetters, GetUpdatesSetters, SendMessageSetters,
-        SendPhotoSetters, SetWebhookSetters,
-    },
-    requests::{Request, Requester, RequesterExt},
-    types::{
-        AllowedUpdate, BotCommand, CallbackQueryId, ChatAction, ChatId, InlineKeyboardButton,
-        InlineKeyboardMarkup, InputFile, MessageId, ParseMode, ReplyParameters, Update,
-    },
-    ApiError, Bot, RequestError,
-};
+use teloxide::types::{Update, UpdateKind};
 use tokio_util::sync::CancellationToken;
 
+use client::{decode_reason, Body, Kind};
+pub use client::{TgBot, TgError};
+
 use crate::{
-    config::Config,
+    config::{Config, TelegramConfig},
     core::{commands::menu, Hearth},
     format::{html_to_plain, split_html, MAX_MESSAGE_LEN},
     messenger::{Messenger, SendError, Sent},
@@ -47,32 +47,42 @@ use crate::{
     types::{Button, Outbound},
 };
 
-/// The Bot API client hearth uses.
-pub type TgBot = Throttle<Bot>;
+/// A client for `token` against `api_url` with the default limits and retry budget of
+/// `config/default.toml` (tests and `hearth check`; the daemon uses [`bot_with`]).
+///
+/// Errors: an unparseable `api_url`.
+pub fn bot(token: &SecretString, api_url: &str) -> anyhow::Result<TgBot> {
+    use figment::providers::Format as _;
+    let mut cfg: TelegramConfig = figment::Figment::from(figment::providers::Toml::string(
+        crate::config::DEFAULT_TOML,
+    ))
+    .extract_inner("telegram")
+    .map_err(|e| anyhow::anyhow!("built-in [telegram] defaults: {e}"))?;
+    cfg.api_url = api_url.to_string();
+    TgBot::new(token, &cfg)
+}
 
-/// Attempts of one Bot API call when Telegram answers 429.
-const MAX_RETRY_AFTER_ATTEMPTS: u32 = 3;
-/// Longest `retry_after` we wait inside one call; longer waits fail the call.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
-
-/// Build the client for `token` against `api_url`.
+/// A client for `token` with the `[telegram]` section's API URL, limits and retry budget.
 ///
 /// Errors: an unparseable `telegram.api_url`.
-pub fn bot(token: &SecretString, api_url: &str) -> anyhow::Result<TgBot> {
-    let url = url::Url::parse(api_url)
-        .map_err(|e| anyhow::anyhow!("telegram.api_url: {e} ({api_url:?})"))?;
-    Ok(Bot::new(token.expose_secret())
-        .set_api_url(url)
-        .throttle(Limits::default()))
+pub fn bot_with(token: &SecretString, cfg: &TelegramConfig) -> anyhow::Result<TgBot> {
+    TgBot::new(token, cfg)
+}
+
+#[derive(Deserialize)]
+struct Me {
+    id: i64,
+    first_name: String,
+    username: Option<String>,
 }
 
 /// getMe → the bot's identity.
-pub async fn identity(bot: &TgBot) -> Result<BotIdentity, RequestError> {
-    let me = with_retry(|| bot.get_me().send()).await?;
+pub async fn identity(bot: &TgBot) -> Result<BotIdentity, TgError> {
+    let me: Me = bot.call(Kind::Call, "getMe", json!({})).await?;
     Ok(BotIdentity {
-        id: me.user.id.0 as i64,
-        username: me.user.username.clone().unwrap_or_default(),
-        name: me.user.first_name.clone(),
+        id: me.id,
+        username: me.username.unwrap_or_default(),
+        name: me.first_name,
     })
 }
 
@@ -82,7 +92,7 @@ pub async fn connect(bot: &TgBot, stop: &CancellationToken) -> anyhow::Result<Op
     loop {
         match identity(bot).await {
             Ok(me) => return Ok(Some(me)),
-            Err(RequestError::Api(ApiError::InvalidToken)) => {
+            Err(e) if matches!(e.code(), Some(401 | 404)) => {
                 anyhow::bail!("Telegram refused the bot token (getMe: unauthorized). Check TELEGRAM_BOT_TOKEN.");
             }
             Err(e) => {
@@ -111,45 +121,49 @@ pub async fn sync_commands(bot: &TgBot, store: &Store, me: &BotIdentity) -> anyh
     if store.kv_get(&key).await?.as_deref() == Some(hash.as_str()) {
         return Ok(false);
     }
-    let cmds: Vec<BotCommand> = menu.iter().map(|(c, d)| BotCommand::new(*c, *d)).collect();
-    with_retry(|| bot.set_my_commands(cmds.clone()).send()).await?;
+    let cmds: Vec<Value> = menu
+        .iter()
+        .map(|(c, d)| json!({"command": c, "description": d}))
+        .collect();
+    bot.call::<Value>(Kind::Call, "setMyCommands", json!({ "commands": cmds }))
+        .await?;
     store.kv_set(&key, &hash).await?;
     Ok(true)
 }
 
-fn allowed_updates() -> Vec<AllowedUpdate> {
-    vec![
-        AllowedUpdate::Message,
-        AllowedUpdate::CallbackQuery,
-        AllowedUpdate::ChatMember,
-    ]
+fn allowed_updates() -> Value {
+    json!(["message", "callback_query", "chat_member"])
 }
 
-/// Run `f`, waiting out 429s (`retry_after`, at most [`MAX_RETRY_AFTER`] each).
-async fn with_retry<T, F, Fut>(mut f: F) -> Result<T, RequestError>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, RequestError>>,
-{
-    let mut attempt = 0;
-    loop {
-        match f().await {
-            Err(RequestError::RetryAfter(s)) if attempt + 1 < MAX_RETRY_AFTER_ATTEMPTS => {
-                let wait = s.duration();
-                if wait > MAX_RETRY_AFTER {
-                    return Err(RequestError::RetryAfter(s));
-                }
-                tracing::warn!(seconds = wait.as_secs(), "Telegram asked us to slow down");
-                tokio::time::sleep(wait).await;
-                attempt += 1;
-            }
-            other => return other,
+/// Just the id of an update (the rest is skipped without depth limit, so it works on updates
+/// too deeply nested to decode).
+#[derive(Deserialize)]
+struct UpdateIdOnly {
+    update_id: Option<i64>,
+}
+
+/// Decode one raw update. `Err` carries its id (when readable) for the log line; the update's
+/// content is never logged.
+fn decode_update(raw: &str) -> Result<Update, (Option<i64>, String)> {
+    match serde_json::from_str::<Update>(raw) {
+        Ok(u) if !matches!(u.kind, UpdateKind::Error(_)) => Ok(u),
+        Ok(u) => Err((
+            Some(i64::from(u.id.0)),
+            "unknown update kind or malformed content".into(),
+        )),
+        Err(e) => {
+            let id = serde_json::from_str::<UpdateIdOnly>(raw)
+                .ok()
+                .and_then(|u| u.update_id);
+            Err((id, decode_reason(&e)))
         }
     }
 }
 
-/// Long polling until `stop` is cancelled. Each update is handed to the core and made durable
-/// before its offset is confirmed, so a crash never loses a request. The offset is stored per bot
+/// Long polling until `stop` is cancelled. Each update is decoded on its own, handed to the core
+/// and made durable before its offset is confirmed, so a crash never loses a request and one
+/// unreadable update never stops the others (it is skipped, logged by id). The offset is the
+/// highest update id seen plus one (an update without an id cannot hold it back), stored per bot
 /// id: a new token starts clean instead of skipping updates.
 pub async fn run_polling(
     bot: TgBot,
@@ -160,43 +174,38 @@ pub async fn run_polling(
 ) {
     let store = hearth.svc.store.clone();
     let key = format!("telegram.offset.{}", me.id);
-    let mut offset: i32 = match store.kv_get(&key).await {
+    let mut offset: i64 = match store.kv_get(&key).await {
         Ok(Some(v)) => v.parse().unwrap_or(0),
         _ => 0,
     };
-    if let Err(e) = with_retry(|| bot.delete_webhook().send()).await {
+    if let Err(e) = bot
+        .call::<Value>(Kind::Call, "deleteWebhook", json!({}))
+        .await
+    {
         tracing::warn!(error = %e, "deleteWebhook failed");
     }
     let mut backoff = Duration::from_secs(1);
     tracing::info!(bot = %me.username, "polling for updates");
     loop {
-        let req = bot
-            .get_updates()
-            .offset(offset)
-            .timeout(timeout.as_secs() as u32)
-            .allowed_updates(allowed_updates());
+        let body = json!({
+            "offset": offset,
+            "timeout": timeout.as_secs(),
+            "allowed_updates": allowed_updates(),
+        });
         let result = tokio::select! {
             _ = stop.cancelled() => break,
-            r = req.send() => r,
+            r = bot.get_updates(body, timeout) => r,
         };
         match result {
-            Ok(updates) => {
+            Ok(raws) => {
                 backoff = Duration::from_secs(1);
-                for u in updates {
-                    let next = (u.id.0 as i32).saturating_add(1);
-                    if !deliver(&hearth, &u, &me).await {
-                        // storage is failing: do not confirm; retry this update after a pause
-                        tokio::time::sleep(Duration::from_secs(2)).await;
-                        break;
-                    }
-                    offset = next;
-                    if let Err(e) = store.kv_set(&key, &offset.to_string()).await {
-                        tracing::warn!(error = %e, "could not store the update offset");
-                    }
+                if !handle_batch(&hearth, &store, &key, &me, &raws, &mut offset).await {
+                    // storage is failing: do not confirm; retry from this update after a pause
+                    tokio::time::sleep(Duration::from_secs(2)).await;
                 }
             }
-            Err(RequestError::RetryAfter(s)) => {
-                tokio::time::sleep(s.duration().min(MAX_RETRY_AFTER)).await;
+            Err(TgError::RetryAfter { seconds, .. }) => {
+                tokio::time::sleep(Duration::from_secs(seconds.min(60))).await;
             }
             Err(e) => {
                 tracing::warn!(error = %e, wait = ?backoff, "getUpdates failed");
@@ -208,6 +217,40 @@ pub async fn run_polling(
             }
         }
     }
+}
+
+/// Deliver one getUpdates batch in order, advancing `offset` (and its stored copy) past every
+/// update handled or skipped. False when the core could not persist an update (the offset then
+/// stays on it).
+async fn handle_batch(
+    hearth: &Arc<Hearth>,
+    store: &Store,
+    key: &str,
+    me: &BotIdentity,
+    raws: &[Box<RawValue>],
+    offset: &mut i64,
+) -> bool {
+    for raw in raws {
+        let id = match decode_update(raw.get()) {
+            Ok(u) => {
+                if !deliver(hearth, &u, me).await {
+                    return false;
+                }
+                Some(i64::from(u.id.0))
+            }
+            Err((id, reason)) => {
+                tracing::warn!(update_id = ?id, error = %reason, "skipped an update that could not be decoded");
+                id
+            }
+        };
+        if let Some(next) = id.map(|i| i.saturating_add(1)).filter(|n| *n > *offset) {
+            *offset = next;
+            if let Err(e) = store.kv_set(key, &offset.to_string()).await {
+                tracing::warn!(error = %e, "could not store the update offset");
+            }
+        }
+    }
+    true
 }
 
 /// Hand one update's events to the core. False when the core could not persist them.
@@ -231,12 +274,11 @@ pub async fn set_webhook(bot: &TgBot, cfg: &Config) -> anyhow::Result<()> {
         .as_ref()
         .map(|s| s.expose_secret().to_string())
         .unwrap_or_default();
-    with_retry(|| {
-        bot.set_webhook(url.clone())
-            .secret_token(secret.clone())
-            .allowed_updates(allowed_updates())
-            .send()
-    })
+    bot.call::<Value>(
+        Kind::Call,
+        "setWebhook",
+        json!({"url": url.as_str(), "secret_token": secret, "allowed_updates": allowed_updates()}),
+    )
     .await?;
     Ok(())
 }
@@ -272,10 +314,13 @@ async fn webhook(State(st): State<WebhookState>, headers: HeaderMap, body: Bytes
     if expected.is_empty() || !bool::from(given.ct_eq(expected)) {
         return StatusCode::UNAUTHORIZED;
     }
-    let update: Update = match serde_json::from_slice(&body) {
+    let update = match std::str::from_utf8(&body)
+        .map_err(|_| (None, "not UTF-8".to_string()))
+        .and_then(decode_update)
+    {
         Ok(u) => u,
-        Err(e) => {
-            tracing::warn!(error = %e, "unreadable webhook update");
+        Err((id, reason)) => {
+            tracing::warn!(update_id = ?id, error = %reason, "skipped a webhook update that could not be decoded");
             return StatusCode::OK; // redelivery would not help
         }
     };
@@ -299,73 +344,89 @@ impl TelegramMessenger {
     }
 }
 
-fn keyboard(buttons: &[Vec<Button>]) -> InlineKeyboardMarkup {
-    InlineKeyboardMarkup::new(buttons.iter().map(|row| {
-        row.iter()
-            .map(|b| InlineKeyboardButton::callback(b.label.clone(), b.data.clone()))
-            .collect::<Vec<_>>()
-    }))
+/// `{"inline_keyboard": [[{"text", "callback_data"}]]}`.
+fn keyboard(buttons: &[Vec<Button>]) -> Value {
+    let rows: Vec<Vec<Value>> = buttons
+        .iter()
+        .map(|row| {
+            row.iter()
+                .map(|b| json!({"text": b.label, "callback_data": b.data}))
+                .collect()
+        })
+        .collect();
+    json!({ "inline_keyboard": rows })
 }
 
-fn markup_rejected(e: &RequestError) -> bool {
-    match e {
-        RequestError::Api(ApiError::CantParseEntities(_)) => true,
-        RequestError::Api(ApiError::Unknown(s)) => {
-            let s = s.to_ascii_lowercase();
-            s.contains("parse entities")
-                || s.contains("unsupported start tag")
-                || s.contains("can't find end")
-        }
-        _ => false,
-    }
+fn markup_rejected(e: &TgError) -> bool {
+    let d = e.description_lower();
+    e.code() == Some(400)
+        && (d.contains("parse entities")
+            || d.contains("unsupported start tag")
+            || d.contains("can't find end"))
 }
 
-fn not_modified(e: &RequestError) -> bool {
-    matches!(e, RequestError::Api(ApiError::MessageNotModified))
+fn not_modified(e: &TgError) -> bool {
+    e.description_lower().contains("message is not modified")
 }
 
-fn send_err(e: RequestError) -> SendError {
+fn send_err(e: TgError) -> SendError {
     SendError(e.to_string())
 }
 
+#[derive(Deserialize)]
+struct SentMessage {
+    message_id: i64,
+}
+
 impl TelegramMessenger {
+    async fn send_message(&self, chat_id: i64, body: Value) -> Result<i64, TgError> {
+        let m: SentMessage = self
+            .bot
+            .call(Kind::Send(chat_id), "sendMessage", body)
+            .await?;
+        Ok(m.message_id)
+    }
+
     async fn send_part(
         &self,
-        chat: ChatId,
+        chat_id: i64,
         html: &str,
-        kb: Option<&InlineKeyboardMarkup>,
+        kb: Option<&Value>,
         reply_to: Option<i64>,
     ) -> Result<Vec<Sent>, SendError> {
-        let build = |text: String, html_mode: bool| {
-            let mut r = self.bot.send_message(chat, text);
+        let build = |text: &str, html_mode: bool| {
+            let mut b = json!({"chat_id": chat_id, "text": text});
             if html_mode {
-                r = r.parse_mode(ParseMode::Html);
+                b["parse_mode"] = json!("HTML");
             }
             if let Some(kb) = kb {
-                r = r.reply_markup(kb.clone());
+                b["reply_markup"] = kb.clone();
             }
             if let Some(id) = reply_to {
-                r = r.reply_parameters(
-                    ReplyParameters::new(MessageId(id as i32)).allow_sending_without_reply(),
-                );
+                b["reply_parameters"] =
+                    json!({"message_id": id, "allow_sending_without_reply": true});
             }
-            r
+            b
         };
-        match with_retry(|| build(html.to_string(), true).send()).await {
-            Ok(m) => Ok(vec![Sent {
-                message_id: i64::from(m.id.0),
+        match self.send_message(chat_id, build(html, true)).await {
+            Ok(id) => Ok(vec![Sent {
+                message_id: id,
                 text: html_to_plain(html),
             }]),
             Err(e) if markup_rejected(&e) => {
-                tracing::warn!(error = %e, "Telegram rejected the markup; resending as plain text");
+                tracing::warn!(
+                    code = e.code(),
+                    "Telegram rejected the markup; resending as plain text"
+                );
                 let plain = html_to_plain(html);
                 let mut sent = Vec::new();
                 for part in split_plain(&plain) {
-                    let m = with_retry(|| build(part.clone(), false).send())
+                    let id = self
+                        .send_message(chat_id, build(&part, false))
                         .await
                         .map_err(send_err)?;
                     sent.push(Sent {
-                        message_id: i64::from(m.id.0),
+                        message_id: id,
                         text: part,
                     });
                 }
@@ -387,7 +448,6 @@ fn split_plain(plain: &str) -> Vec<String> {
 #[async_trait]
 impl Messenger for TelegramMessenger {
     async fn send(&self, msg: &Outbound) -> Result<Vec<Sent>, SendError> {
-        let chat = ChatId(msg.chat_id);
         let parts = split_html(&msg.html, MAX_MESSAGE_LEN);
         let kb = (!msg.buttons.is_empty()).then(|| keyboard(&msg.buttons));
         let mut sent = Vec::new();
@@ -396,7 +456,7 @@ impl Messenger for TelegramMessenger {
             let last = i + 1 == n;
             let reply_to = if i == 0 { msg.reply_to } else { None };
             let part_kb = if last { kb.as_ref() } else { None };
-            sent.extend(self.send_part(chat, part, part_kb, reply_to).await?);
+            sent.extend(self.send_part(msg.chat_id, part, part_kb, reply_to).await?);
         }
         Ok(sent)
     }
@@ -408,39 +468,27 @@ impl Messenger for TelegramMessenger {
         html: &str,
         buttons: &[Vec<Button>],
     ) -> Result<(), SendError> {
-        let chat = ChatId(chat_id);
-        let id = MessageId(message_id as i32);
         let kb = keyboard(buttons);
         let html = split_html(html, MAX_MESSAGE_LEN)
             .into_iter()
             .next()
             .unwrap_or_default();
-        let r = with_retry(|| {
+        let edit = |text: &str, html_mode: bool| {
+            let mut b = json!({"chat_id": chat_id, "message_id": message_id, "text": text, "reply_markup": kb});
+            if html_mode {
+                b["parse_mode"] = json!("HTML");
+            }
             self.bot
-                .edit_message_text(chat, id, html.clone())
-                .parse_mode(ParseMode::Html)
-                .reply_markup(kb.clone())
-                .send()
-        })
-        .await;
-        match r {
+                .call::<Value>(Kind::Send(chat_id), "editMessageText", b)
+        };
+        match edit(&html, true).await {
             Ok(_) => Ok(()),
             Err(e) if not_modified(&e) => Ok(()),
-            Err(e) if markup_rejected(&e) => {
-                let plain = html_to_plain(&html);
-                match with_retry(|| {
-                    self.bot
-                        .edit_message_text(chat, id, plain.clone())
-                        .reply_markup(kb.clone())
-                        .send()
-                })
-                .await
-                {
-                    Ok(_) => Ok(()),
-                    Err(e) if not_modified(&e) => Ok(()),
-                    Err(e) => Err(send_err(e)),
-                }
-            }
+            Err(e) if markup_rejected(&e) => match edit(&html_to_plain(&html), false).await {
+                Ok(_) => Ok(()),
+                Err(e) if not_modified(&e) => Ok(()),
+                Err(e) => Err(send_err(e)),
+            },
             Err(e) => Err(send_err(e)),
         }
     }
@@ -451,20 +499,24 @@ impl Messenger for TelegramMessenger {
         text: Option<&str>,
         alert: bool,
     ) -> Result<(), SendError> {
-        let mut r = self
-            .bot
-            .answer_callback_query(CallbackQueryId(callback_id.to_string()))
-            .show_alert(alert);
+        let mut b = json!({"callback_query_id": callback_id, "show_alert": alert});
         if let Some(t) = text {
-            r = r.text(t.chars().take(200).collect::<String>());
+            b["text"] = json!(t.chars().take(200).collect::<String>());
         }
-        r.send().await.map(|_| ()).map_err(send_err)
+        self.bot
+            .call::<Value>(Kind::Call, "answerCallbackQuery", b)
+            .await
+            .map(|_| ())
+            .map_err(send_err)
     }
 
     async fn typing(&self, chat_id: i64) -> Result<(), SendError> {
         self.bot
-            .send_chat_action(ChatId(chat_id), ChatAction::Typing)
-            .send()
+            .call::<Value>(
+                Kind::Once,
+                "sendChatAction",
+                json!({"chat_id": chat_id, "action": "typing"}),
+            )
             .await
             .map(|_| ())
             .map_err(send_err)
@@ -476,21 +528,27 @@ impl Messenger for TelegramMessenger {
         png: Vec<u8>,
         caption_html: &str,
     ) -> Result<Sent, SendError> {
-        let caption: String = caption_html.to_string();
-        let m = with_retry(|| {
-            self.bot
-                .send_photo(
-                    ChatId(chat_id),
-                    InputFile::memory(png.clone()).file_name("chart.png"),
-                )
-                .caption(caption.clone())
-                .parse_mode(ParseMode::Html)
-                .send()
-        })
-        .await
-        .map_err(send_err)?;
+        let body = Body::Photo {
+            fields: vec![
+                ("chat_id", chat_id.to_string()),
+                ("caption", caption_html.to_string()),
+                ("parse_mode", "HTML".to_string()),
+            ],
+            file_field: "photo",
+            png: Arc::new(png),
+        };
+        let m: SentMessage = self
+            .bot
+            .execute(
+                Kind::Send(chat_id),
+                "sendPhoto",
+                body,
+                Duration::from_secs(60),
+            )
+            .await
+            .map_err(send_err)?;
         Ok(Sent {
-            message_id: i64::from(m.id.0),
+            message_id: m.message_id,
             text: html_to_plain(caption_html),
         })
     }

@@ -8,5 +8,6 @@ mod cross;
 mod foundation;
 mod routines;
 mod telegram;
+mod telegram_hardening;
 mod tokens;
 mod workflows;

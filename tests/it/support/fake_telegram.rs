@@ -25,9 +25,12 @@
 //!   `timeout` (long-polls up to min(timeout, 1 s)) and the remembered
 //!   `allowed_updates` (default excludes `chat_member`, `message_reaction`,
 //!   `message_reaction_count`); it fails with 409 while a webhook is set.
-//! * Error responses use the HTTP status equal to `error_code`. Note that
-//!   teloxide sleeps 10 s after any 5xx response, so prefer 4xx codes with
-//!   [`FakeBotApi::fail_next`].
+//! * Error responses use the HTTP status equal to `error_code` (hearth's own
+//!   client retries 5xx at once with backoff; teloxide's slept 10 s).
+//!   [`FakeBotApi::fail_next_in_chat`] fails only calls to one chat (a per-chat
+//!   429), [`FakeBotApi::push_raw_update`] puts JSON text the bot may not be
+//!   able to decode into a `getUpdates` batch, and every call records when it
+//!   arrived ([`FakeBotApi::call_times`]) so rate limits can be measured.
 //!
 //! The bot is id 999, `@hearth_bot`, first name "Hearth". Any token is accepted.
 
@@ -196,10 +199,14 @@ pub struct Call {
     /// file parts are `{"file_name": …, "content_type": …, "size": bytes}`
     /// under their part name (the `attach://` target).
     pub body: Value,
+    /// When the request arrived.
+    pub at: Instant,
 }
 
 struct Failure {
     method: String,
+    /// Only calls whose `chat_id` is this one (any chat when `None`).
+    chat_id: Option<i64>,
     code: i64,
     description: String,
     retry_after: Option<u64>,
@@ -538,10 +545,65 @@ impl FakeBotApi {
     ) {
         self.inner.lock().failures.push(Failure {
             method: method.to_string(),
+            chat_id: None,
             code: error_code,
             description: description.to_string(),
             retry_after,
         });
+    }
+
+    /// Like [`fail_next`](Self::fail_next), but only for a call to `method`
+    /// whose `chat_id` is `chat_id` (calls to other chats go through), e.g. a
+    /// 429 with `retry_after` for one chat.
+    pub fn fail_next_in_chat(
+        &self,
+        method: &str,
+        chat_id: i64,
+        error_code: i64,
+        description: &str,
+        retry_after: Option<u64>,
+    ) {
+        self.inner.lock().failures.push(Failure {
+            method: method.to_string(),
+            chat_id: Some(chat_id),
+            code: error_code,
+            description: description.to_string(),
+            retry_after,
+        });
+    }
+
+    /// Drop every injected failure not used yet.
+    pub fn clear_failures(&self) {
+        self.inner.lock().failures.clear();
+    }
+
+    /// Queue JSON text as one element of the next `getUpdates` batches, after
+    /// the updates queued so far, exactly as given: it need not decode (no
+    /// `update_id`, wrong types, nesting deeper than any decoder allows). It
+    /// has the `update_id` given here for ordering and confirmation (`None`:
+    /// confirmed by any positive offset), whatever the text says.
+    pub fn push_raw_update(&self, update_id: Option<i64>, json_text: &str) {
+        let mut st = self.inner.lock();
+        let mut entry = json!({ RAW_KEY: json_text });
+        if let Some(id) = update_id {
+            entry["update_id"] = json!(id);
+            st.next_update_id = st.next_update_id.max(id + 1);
+        }
+        st.updates.push_back(entry);
+        drop(st);
+        self.inner.updates_changed.notify_waiters();
+    }
+
+    /// Arrival times of the requests to `method` (case-insensitive), with
+    /// their bodies, in order.
+    pub fn call_times(&self, method: &str) -> Vec<(Value, Instant)> {
+        self.inner
+            .lock()
+            .calls
+            .iter()
+            .filter(|c| c.method.eq_ignore_ascii_case(method))
+            .map(|c| (c.body.clone(), c.at))
+            .collect()
     }
 
     /// While on, `sendMessage`/`editMessageText` (and media captions) with
@@ -585,6 +647,9 @@ impl FakeBotApi {
         self.inner.lock().updates.len()
     }
 }
+
+/// Marks a queued [`FakeBotApi::push_raw_update`] entry; its value is the JSON text.
+const RAW_KEY: &str = "__raw_json_text__";
 
 fn update_id(u: &Value) -> i64 {
     u.get("update_id").and_then(Value::as_i64).unwrap_or(0)
@@ -764,11 +829,11 @@ impl FakeState {
         *max
     }
 
-    fn take_failure(&mut self, method: &str) -> Option<Failure> {
-        let pos = self
-            .failures
-            .iter()
-            .position(|f| f.method.eq_ignore_ascii_case(method))?;
+    fn take_failure(&mut self, method: &str, p: &Map<String, Value>) -> Option<Failure> {
+        let chat = p.get("chat_id").and_then(as_i64);
+        let pos = self.failures.iter().position(|f| {
+            f.method.eq_ignore_ascii_case(method) && (f.chat_id.is_none() || f.chat_id == chat)
+        })?;
         Some(self.failures.remove(pos))
     }
 
@@ -1232,7 +1297,7 @@ impl FakeState {
         Ok(self
             .updates
             .iter()
-            .filter(|u| allowed(&update_kind(u)))
+            .filter(|u| u.get(RAW_KEY).is_some() || allowed(&update_kind(u)))
             .take(limit)
             .cloned()
             .collect())
@@ -1647,6 +1712,19 @@ fn ok_response(result: Value) -> Response {
     (StatusCode::OK, Json(json!({"ok": true, "result": result}))).into_response()
 }
 
+/// A `getUpdates` answer; raw entries are spliced in as their text.
+fn updates_response(batch: &[Value]) -> Response {
+    let items: Vec<String> = batch
+        .iter()
+        .map(|u| match u.get(RAW_KEY).and_then(Value::as_str) {
+            Some(text) => text.to_string(),
+            None => u.to_string(),
+        })
+        .collect();
+    let body = format!("{{\"ok\":true,\"result\":[{}]}}", items.join(","));
+    (StatusCode::OK, [(CONTENT_TYPE, "application/json")], body).into_response()
+}
+
 fn error_response(code: i64, description: &str, retry_after: Option<u64>) -> Response {
     let mut body = json!({"ok": false, "error_code": code, "description": description});
     if let Some(secs) = retry_after {
@@ -1836,8 +1914,9 @@ async fn handle(
             method: method.clone(),
             token,
             body: Value::Object(params.clone()),
+            at: Instant::now(),
         });
-        st.take_failure(&method)
+        st.take_failure(&method, &params)
     };
     if let Some(f) = failure {
         return error_response(f.code, &f.description, f.retry_after);
@@ -1863,7 +1942,7 @@ async fn get_updates(inner: &Inner, p: &Map<String, Value>) -> Response {
         match result {
             Err(e) => return error_response(e.code, &e.description, None),
             Ok(batch) if !batch.is_empty() || Instant::now() >= deadline => {
-                return ok_response(Value::Array(batch));
+                return updates_response(&batch);
             }
             Ok(_) => {}
         }

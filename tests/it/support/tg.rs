@@ -100,7 +100,7 @@ impl TgApp {
     pub async fn start_on(fake: FakeBotApi, llm: MockServer, cfg: Config, store: Store) -> Self {
         let cfg = Arc::new(cfg);
         let token = SecretString::from("123:TEST");
-        let bot = telegram::bot(&token, &cfg.telegram.api_url).expect("bot");
+        let bot = telegram::bot_with(&token, &cfg.telegram).expect("bot");
         let me = telegram::identity(&bot).await.expect("getMe");
         let clock: SharedClock = Arc::new(SystemClock);
         let messenger: Arc<dyn Messenger> = Arc::new(telegram::TelegramMessenger::new(bot.clone()));
