@@ -333,6 +333,48 @@ async fn dms_are_not_capped_per_minute_while_a_group_is_paced() {
     }
 }
 
+/// The default bot-wide cap (30 messages a second) holds across many chats sending at once.
+#[tokio::test]
+async fn the_bot_wide_pace_holds_across_chats() {
+    let fake = FakeBotApi::start().await;
+    let cfg = telegram_cfg(&fake.url(), |_| {});
+    assert_eq!(cfg.limit_per_second, 30, "Telegram's documented default");
+    let m = Arc::new(TelegramMessenger::new(
+        telegram::bot_with(&SecretString::from("123:TEST"), &cfg).unwrap(),
+    ));
+    let t = StdInstant::now();
+    let tasks: Vec<_> = (1..=61_i64)
+        .map(|chat| {
+            let m = m.clone();
+            tokio::spawn(async move { m.send(&Outbound::html(chat, "hi")).await.unwrap() })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let took = t.elapsed();
+    let times: Vec<Instant> = fake
+        .call_times("sendMessage")
+        .into_iter()
+        .map(|(_, t)| t)
+        .collect();
+    assert_eq!(times.len(), 61);
+    let span = *times.iter().max().unwrap() - *times.iter().min().unwrap();
+    // 61 messages at 30/s: 60 intervals of 33 ms
+    assert!(span >= Duration::from_millis(1900), "{span:?}");
+    assert!(took < Duration::from_secs(4), "{took:?}");
+    let per_second = |from: Instant| {
+        times
+            .iter()
+            .filter(|t| **t >= from && **t < from + Duration::from_secs(1))
+            .count()
+    };
+    assert!(
+        times.iter().all(|t| per_second(*t) <= 31),
+        "never over 30 in a second"
+    );
+}
+
 #[tokio::test]
 async fn a_malformed_update_is_skipped_and_polling_continues() {
     let app = TgApp::start().await;
