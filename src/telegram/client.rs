@@ -183,6 +183,11 @@ impl TgBot {
         })
     }
 
+    /// True while `chat_id` waits out a 429 (`retry_after`).
+    pub(crate) fn chat_blocked(&self, chat_id: i64) -> bool {
+        !self.inner.limits.blocked_for(chat_id).is_zero()
+    }
+
     /// Call `method` with a JSON body and decode its `result` as `T`.
     pub(crate) async fn call<T: DeserializeOwned>(
         &self,

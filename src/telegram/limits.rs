@@ -11,7 +11,8 @@
 //! paused every chat and retried forever).
 //!
 //! The paces are GCRA limiters from `governor` (keyed by chat id); a keyed limiter forgets chats
-//! that have been idle for a full period (`retain_recent`, run every [`PRUNE_EVERY`] checks).
+//! that have been idle for a full period (`retain_recent`, run every [`PRUNE_EVERY`] checks, which
+//! also drops lapsed 429 blocks).
 
 use std::{
     collections::HashMap,
@@ -104,6 +105,11 @@ impl Limits {
         if self.checks.fetch_add(1, Ordering::Relaxed) % PRUNE_EVERY == PRUNE_EVERY - 1 {
             self.chat.retain_recent();
             self.group.retain_recent();
+            let now = Instant::now();
+            self.blocked
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .retain(|_, until| *until > now);
         }
         if is_group(chat_id) {
             while let Err(n) = self.group.check_key(&chat_id) {

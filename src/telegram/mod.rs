@@ -511,6 +511,9 @@ impl Messenger for TelegramMessenger {
     }
 
     async fn typing(&self, chat_id: i64) -> Result<(), SendError> {
+        if self.bot.chat_blocked(chat_id) {
+            return Ok(()); // cosmetic; nothing goes to a chat Telegram asked us to leave alone
+        }
         self.bot
             .call::<Value>(
                 Kind::Once,

@@ -191,6 +191,11 @@ async fn a_retry_after_beyond_the_budget_fails_at_once_and_blocks_only_that_chat
     let err = m.send(&Outbound::html(7, "again")).await.unwrap_err();
     assert!(err.0.contains("rate-limited"), "{err}");
     assert_eq!(fake.calls_to("sendMessage").len(), 1);
+    // nor a typing indicator
+    m.typing(7).await.unwrap();
+    assert!(fake.calls_to("sendChatAction").is_empty());
+    m.typing(8).await.unwrap();
+    assert_eq!(fake.calls_to("sendChatAction").len(), 1);
     // another chat is not affected
     let t = StdInstant::now();
     m.send(&Outbound::html(8, "hi")).await.unwrap();
