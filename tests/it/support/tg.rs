@@ -1,4 +1,4 @@
-//! Whole-pipeline harness over HTTP: the real Telegram adapter (teloxide, long polling) against
+//! Whole-pipeline harness over HTTP: the real Telegram adapter (long polling, config limits) against
 //! the fake Bot API, and the real OpenAI-compatible client against a wiremock server.
 #![allow(dead_code)]
 
