@@ -522,3 +522,23 @@ async fn alert_admins(svc: &Services, scope: &Scope, e: &ModelError) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cap_answer_cuts_on_a_break_and_says_so() {
+        let (t, capped) = cap_answer("short", 100);
+        assert_eq!((t.as_str(), capped), ("short", false));
+        let long = "line of text\n".repeat(100); // 1,300 chars
+        let (t, capped) = cap_answer(&long, 200);
+        assert!(capped);
+        assert!(t.chars().count() <= 200, "{}", t.chars().count());
+        assert!(t.starts_with("line of text\nline"));
+        assert!(t.ends_with("I post at most 200.)"), "{t}");
+        // multi-byte characters, no breaks at all
+        let (t, _) = cap_answer(&"İ".repeat(1000), 150);
+        assert!(t.chars().count() <= 150 && t.starts_with("İİ"));
+    }
+}

@@ -293,3 +293,39 @@ impl Tool for RecallConversation {
         Ok(json!({ "messages": lines }))
     }
 }
+
+#[cfg(test)]
+mod summary_tests {
+    use super::*;
+
+    #[test]
+    fn summaries_of_common_calls() {
+        assert_eq!(summarize_call("chore_list", &json!({})), None);
+        assert_eq!(summarize_call("list_members", &json!({})), None);
+        assert_eq!(summarize_call("recall_conversation", &json!({})), None);
+        assert_eq!(
+            summarize_call(
+                "respond_to_workflow",
+                &json!({"decision": "approve", "number": 1})
+            )
+            .as_deref(),
+            Some("approved request 1")
+        );
+        assert_eq!(
+            summarize_call(
+                "batch_respond_to_workflows",
+                &json!({"decision": "reject", "numbers": [1, 2], "ids": [7]})
+            )
+            .as_deref(),
+            Some("rejected requests 1, 2 and #7")
+        );
+        assert_eq!(
+            summarize_call("chore_claim", &json!({"chore": "dishes"})).as_deref(),
+            Some("marked the chore “dishes” done")
+        );
+        assert_eq!(
+            summarize_call("routine_frobnicate", &json!({})).as_deref(),
+            Some("used routine frobnicate")
+        );
+    }
+}
