@@ -54,7 +54,6 @@ pub fn agent(
     model: Option<Arc<dyn ChatModel>>,
     prompts_dir: &Path,
 ) -> anyhow::Result<Agent> {
-    let _ = cfg;
     let prompt = Prompt::load(prompts_dir)?;
     let mut tools = ToolRegistry::foundation();
     tools.add(crate::workflow::tools::RespondToWorkflow);
@@ -65,7 +64,11 @@ pub fn agent(
     tools.add(crate::chores::tools::ChoreRequestDeletion);
     tools.add(crate::chores::tools::ChoreUpdate);
     crate::routines::tools::register(&mut tools);
-    Ok(Agent::new(model, tools, prompt).with_section(crate::workflow::render::ApprovalsSection))
+    Ok(Agent::new(model, tools, prompt)
+        .with_gate(crate::agent::gate::ModelGate::new(
+            cfg.llm.max_concurrent_calls,
+        ))
+        .with_section(crate::workflow::render::ApprovalsSection))
 }
 
 /// Build the core over a messenger.

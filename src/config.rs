@@ -116,9 +116,30 @@ pub struct LlmConfig {
     pub timeout: Duration,
     /// Model calls per turn before the turn gives up.
     pub max_tool_steps: u32,
+    /// `max_tokens` sent with every model call (completion tokens per call). Default 1024.
+    #[serde(default = "default_max_tokens")]
+    pub max_tokens: u32,
+    /// Longest answer posted to a chat, in characters (Unicode scalar values); longer answers
+    /// are cut with a note and kept whole in the turn record (issue 8 item 11). Default 8,000.
+    #[serde(default = "default_max_answer_chars")]
+    pub max_answer_chars: usize,
+    /// Model calls in flight at once across the process; more wait in a per-chat round-robin
+    /// queue (issue 8 item 12). Default 4.
+    #[serde(default = "default_max_concurrent_calls")]
+    pub max_concurrent_calls: usize,
     /// Prices in US dollars per million tokens, for cost reports.
     pub prompt_price_per_mtok: f64,
     pub completion_price_per_mtok: f64,
+}
+
+fn default_max_tokens() -> u32 {
+    1024
+}
+fn default_max_answer_chars() -> usize {
+    8000
+}
+fn default_max_concurrent_calls() -> usize {
+    4
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -263,6 +284,14 @@ impl Config {
         if self.llm.max_tool_steps == 0 || self.llm.max_tool_steps > 32 {
             return Err(ConfigError::new(
                 "llm.max_tool_steps: must be between 1 and 32",
+            ));
+        }
+        if self.llm.max_tokens == 0
+            || self.llm.max_answer_chars < 100
+            || self.llm.max_concurrent_calls == 0
+        {
+            return Err(ConfigError::new(
+                "llm.max_tokens and llm.max_concurrent_calls: at least 1; llm.max_answer_chars: at least 100",
             ));
         }
         if self.context.group_messages == 0 || self.context.dm_messages == 0 {

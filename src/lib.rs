@@ -23,6 +23,7 @@ pub mod scheduler;
 pub mod services;
 pub mod store;
 pub mod telegram;
+#[cfg(feature = "testkit")]
 pub mod testkit;
 pub mod types;
 pub mod workflow;

@@ -104,7 +104,10 @@ fn init_logging(cfg: &Config, console: bool) {
     };
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(default))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
+        .unwrap_or_else(|_| EnvFilter::new("info"))
+        // async-openai logs a whole response body at ERROR when it can't parse one; bodies may
+        // hold conversation text, and hearth reports the failure itself (issue 8)
+        .add_directive("async_openai=off".parse().expect("static directive"));
     let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = match cfg.log.format {
         LogFormat::Json => builder.json().try_init(),

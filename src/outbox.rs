@@ -66,6 +66,16 @@ impl Outbox {
         .await
     }
 
+    /// Deliver a notice that is not conversation (a model failure, "I couldn't come up with an
+    /// answer", an admin alert): the chat sees it, the context log does not keep it, so later
+    /// prompts never show the model its own failures as things it said (issue 8).
+    pub async fn send_notice(&self, msg: Outbound) -> Result<Vec<Sent>, SendError> {
+        if msg.html.trim().is_empty() {
+            return Ok(vec![]);
+        }
+        self.messenger.send(&msg).await
+    }
+
     async fn deliver(&self, msg: Outbound, log_as: Option<&str>) -> Result<Vec<Sent>, SendError> {
         if Self::is_silent(&html_to_plain(&msg.html)) || msg.html.trim().is_empty() {
             return Ok(vec![]);

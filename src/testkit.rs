@@ -1,6 +1,8 @@
 //! Test doubles shared by the integration tests and the benchmarks: a [`RecordingMessenger`]
 //! (remembers every outbound call) and a [`ScriptedModel`] (answers from a queue, records every
-//! request). Not used by the daemon.
+//! request). Not used by the daemon, and not part of the public library surface: compiled only
+//! with the `testkit` cargo feature, which the crate's own dev-dependency on itself turns on for
+//! tests and benches (`Cargo.toml`).
 
 use std::{
     collections::VecDeque,
@@ -145,6 +147,8 @@ impl Messenger for RecordingMessenger {
 pub enum Script {
     /// A final text answer.
     Text(String),
+    /// A final text answer the server cut at `max_tokens` (`finish_reason: "length"`).
+    Cut(String),
     /// Tool calls: (name, JSON arguments text).
     Tools(Vec<(String, String)>),
     /// A failure.
@@ -241,6 +245,14 @@ impl ChatModel for ScriptedModel {
                 tool_calls: vec![],
                 prompt_tokens: 10,
                 completion_tokens: 2,
+                truncated: false,
+            }),
+            Script::Cut(t) => Ok(ModelReply {
+                content: Some(t),
+                tool_calls: vec![],
+                prompt_tokens: 10,
+                completion_tokens: 2,
+                truncated: true,
             }),
             Script::Tools(calls) => Ok(ModelReply {
                 content: None,
@@ -255,6 +267,7 @@ impl ChatModel for ScriptedModel {
                     .collect(),
                 prompt_tokens: 10,
                 completion_tokens: 2,
+                truncated: false,
             }),
             Script::Fail(f) => Err(f()),
             Script::Panic => panic!("scripted panic"),

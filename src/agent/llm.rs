@@ -1,7 +1,14 @@
 //! The model boundary: the only file that imports async-openai. Converts hearth's plain
 //! [`ChatMessage`]s and [`ToolSpec`]s to an OpenAI-compatible chat completion request and
 //! classifies failures into [`ModelError`]. Works with any OpenAI-compatible server (OpenAI,
-//! Ollama, vLLM, OpenRouter).
+//! Ollama, vLLM, OpenRouter, llama.cpp / llama-cpp-python).
+//!
+//! Strict in what it sends, lenient in what it reads (issue 8, found against llama-cpp-python's
+//! `chatml-function-calling` server): `tool_choice: "auto"` whenever tools are offered (that
+//! server ignores `tools` without it); an assistant message with `tool_calls` always carries
+//! `"content": ""` (its template fails with HTTP 500 without the key); `max_tokens` on every call
+//! (`llm.max_tokens`) with `finish_reason: "length"` reported as [`ModelReply::truncated`]; the
+//! model list is read as plain JSON, needing only `data[].id`.
 //!
 //! Retries are async-openai's own (0.43 `OpenAIRetryLayer`): 429 (except `insufficient_quota`),
 //! 5xx and connection failures are retried 3 times, honouring `Retry-After`, else backing off
@@ -16,8 +23,9 @@ use async_openai::{
         ChatCompletionMessageToolCall, ChatCompletionMessageToolCalls,
         ChatCompletionRequestAssistantMessage, ChatCompletionRequestMessage,
         ChatCompletionRequestSystemMessage, ChatCompletionRequestToolMessage,
-        ChatCompletionRequestUserMessage, ChatCompletionTool, ChatCompletionTools,
-        CreateChatCompletionRequest, FunctionCall, FunctionObject,
+        ChatCompletionRequestUserMessage, ChatCompletionTool, ChatCompletionToolChoiceOption,
+        ChatCompletionTools, CreateChatCompletionRequest, FinishReason, FunctionCall,
+        FunctionObject, ToolChoiceOptions,
     },
     Client,
 };
@@ -65,6 +73,8 @@ pub struct ModelReply {
     pub tool_calls: Vec<ToolCall>,
     pub prompt_tokens: u32,
     pub completion_tokens: u32,
+    /// The server stopped at `max_tokens` (`finish_reason: "length"`): `content` is cut off.
+    pub truncated: bool,
 }
 
 /// Why a model call failed (after retries).
@@ -72,6 +82,12 @@ pub struct ModelReply {
 pub enum ModelError {
     #[error("the model endpoint rate-limited us (HTTP 429): {0}")]
     RateLimited(String),
+    /// HTTP 429 with `insufficient_quota`: the account is out of credit; retrying won't help.
+    #[error("the model account is out of quota: {0}")]
+    Quota(String),
+    /// HTTP 401 / 403: the API key is wrong, revoked or lacks access to the model.
+    #[error("the model endpoint rejected our credentials (HTTP {status}): {message}")]
+    Unauthorized { status: u16, message: String },
     #[error("the model endpoint failed (HTTP {status}): {message}")]
     Server { status: u16, message: String },
     #[error("the model endpoint refused the request (HTTP {status}): {message}")]
@@ -87,6 +103,8 @@ impl ModelError {
     pub fn cause(&self) -> &'static str {
         match self {
             ModelError::RateLimited(_) => "rate_limited",
+            ModelError::Quota(_) => "quota",
+            ModelError::Unauthorized { .. } => "unauthorized",
             ModelError::Server { .. } => "server_error",
             ModelError::Refused { .. } => "refused",
             ModelError::Connection(_) => "unreachable",
@@ -111,34 +129,76 @@ pub trait ChatModel: Send + Sync + 'static {
 /// An OpenAI-compatible endpoint through async-openai.
 pub struct OpenAiModel {
     client: Client<OpenAIConfig>,
+    http: reqwest::Client,
+    base_url: String,
+    api_key: String,
     model: String,
+    max_tokens: u32,
 }
 
 impl OpenAiModel {
     /// Build from `[llm]` config. The HTTP timeout per request is `llm.timeout`.
     pub fn new(cfg: &LlmConfig) -> Self {
-        let mut oc = OpenAIConfig::new().with_api_base(cfg.base_url.trim_end_matches('/'));
-        if let Some(k) = &cfg.api_key {
-            oc = oc.with_api_key(k.expose_secret());
-        } else {
-            // local servers ignore the key, but some reject an empty Authorization header
-            oc = oc.with_api_key("none");
-        }
+        let base_url = cfg.base_url.trim_end_matches('/').to_string();
+        // local servers ignore the key, but some reject an empty Authorization header
+        let api_key = cfg
+            .api_key
+            .as_ref()
+            .map(|k| k.expose_secret().to_string())
+            .unwrap_or_else(|| "none".into());
+        let oc = OpenAIConfig::new()
+            .with_api_base(&base_url)
+            .with_api_key(&api_key);
         let http = reqwest::Client::builder()
             .timeout(cfg.timeout)
             .connect_timeout(Duration::from_secs(10))
             .build()
             .unwrap_or_default();
         Self {
-            client: Client::with_config(oc).with_http_client(http),
+            client: Client::with_config(oc).with_http_client(http.clone()),
+            http,
+            base_url,
+            api_key,
             model: cfg.model.clone(),
+            max_tokens: cfg.max_tokens,
         }
     }
 
     /// Ask the endpoint for its model list (`hearth check --online`). Returns model ids.
+    ///
+    /// Lenient: `GET {base_url}/models` read as plain JSON, only `data[].id` is needed (local
+    /// servers leave out `created`, `owned_by`, …). A body that is not such a list is
+    /// [`ModelError::Malformed`] with the parse error only, never the body (it is not logged).
     pub async fn list_models(&self) -> Result<Vec<String>, ModelError> {
-        let r = self.client.models().list().await.map_err(classify)?;
-        Ok(r.data.into_iter().map(|m| m.id).collect())
+        let resp = self
+            .http
+            .get(format!("{}/models", self.base_url))
+            .bearer_auth(&self.api_key)
+            .send()
+            .await
+            .map_err(|e| ModelError::Connection(error_chain(&e)))?;
+        let status = resp.status().as_u16();
+        let body: serde_json::Value = match resp.json().await {
+            Ok(v) => v,
+            Err(e) if status < 400 => return Err(ModelError::Malformed(e.to_string())),
+            Err(_) => serde_json::Value::Null,
+        };
+        if status >= 400 {
+            let message = body
+                .pointer("/error/message")
+                .and_then(|m| m.as_str())
+                .unwrap_or("")
+                .chars()
+                .take(200)
+                .collect();
+            let code = body
+                .pointer("/error/code")
+                .or_else(|| body.pointer("/error/type"))
+                .and_then(|c| c.as_str());
+            return Err(classify_status(status, code, message));
+        }
+        model_ids(&body)
+            .ok_or_else(|| ModelError::Malformed("expected {\"data\": [{\"id\": …}]}".into()))
     }
 
     fn request(&self, messages: &[ChatMessage], tools: &[ToolSpec]) -> CreateChatCompletionRequest {
@@ -160,9 +220,25 @@ impl OpenAiModel {
                     })
                     .collect()
             }),
+            tool_choice: (!tools.is_empty()).then_some(ChatCompletionToolChoiceOption::Mode(
+                ToolChoiceOptions::Auto,
+            )),
+            #[allow(deprecated)]
+            max_tokens: Some(self.max_tokens),
             ..Default::default()
         }
     }
+}
+
+/// The ids of a `/models` answer: `{"data": [{"id": "…"}, …]}`; entries without an id are
+/// skipped. `None` when there is no `data` array.
+fn model_ids(body: &serde_json::Value) -> Option<Vec<String>> {
+    let data = body.get("data")?.as_array()?;
+    Some(
+        data.iter()
+            .filter_map(|m| m.get("id").and_then(|i| i.as_str()).map(str::to_string))
+            .collect(),
+    )
 }
 
 #[async_trait]
@@ -197,8 +273,13 @@ fn to_openai(m: &ChatMessage) -> ChatCompletionRequestMessage {
             tool_calls,
         } => {
             #[allow(deprecated)]
+            // llama.cpp's chat template needs the `content` key next to `tool_calls`
+            let content = match content {
+                None if !tool_calls.is_empty() => Some(""),
+                c => c.as_deref(),
+            };
             let msg = ChatCompletionRequestAssistantMessage {
-                content: content.as_deref().map(Into::into),
+                content: content.map(Into::into),
                 tool_calls: (!tool_calls.is_empty()).then(|| {
                     tool_calls
                         .iter()
@@ -260,6 +341,7 @@ fn from_response(
         tool_calls,
         prompt_tokens,
         completion_tokens,
+        truncated: choice.finish_reason == Some(FinishReason::Length),
     })
 }
 
@@ -267,18 +349,18 @@ fn classify(e: OpenAIError) -> ModelError {
     match e {
         OpenAIError::ApiError(r) => {
             let status = r.status_code.as_u16();
-            let message = r.api_error.message.clone();
-            match status {
-                429 => ModelError::RateLimited(message),
-                500..=599 => ModelError::Server { status, message },
-                _ => ModelError::Refused { status, message },
-            }
+            let code = r
+                .api_error
+                .code
+                .as_deref()
+                .or(r.api_error.r#type.as_deref());
+            classify_status(status, code, r.api_error.message.clone())
         }
         OpenAIError::Reqwest(e) => {
             if let Some(s) = e.status() {
                 let status = s.as_u16();
-                if status == 429 {
-                    return ModelError::RateLimited(e.to_string());
+                if status == 429 || status == 401 || status == 403 {
+                    return classify_status(status, None, e.to_string());
                 }
                 if s.is_server_error() {
                     return ModelError::Server {
@@ -291,6 +373,17 @@ fn classify(e: OpenAIError) -> ModelError {
         }
         OpenAIError::JSONDeserialize(e, _) => ModelError::Malformed(e.to_string()),
         other => ModelError::Malformed(other.to_string()),
+    }
+}
+
+/// An HTTP error status (and the error's `code`/`type`) → [`ModelError`].
+fn classify_status(status: u16, code: Option<&str>, message: String) -> ModelError {
+    match status {
+        429 if code == Some("insufficient_quota") => ModelError::Quota(message),
+        429 => ModelError::RateLimited(message),
+        401 | 403 => ModelError::Unauthorized { status, message },
+        500..=599 => ModelError::Server { status, message },
+        _ => ModelError::Refused { status, message },
     }
 }
 

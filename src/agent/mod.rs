@@ -1,10 +1,16 @@
 //! The agent: one turn = system prompt + current message → model ↔ tools loop → reply text.
 //!
 //! Owns: the tool-calling loop with a step cap (`llm.max_tool_steps`) and a per-turn timeout
-//! (`llm.timeout`), token accounting per turn (recorded in `turns`), and the one short
-//! user-facing message for every model failure (logged once with its cause chain).
+//! (`llm.timeout`), token accounting per turn (recorded in `turns`, every model call counted,
+//! silent answers included), the answer length cap (`llm.max_answer_chars`; the turn record keeps
+//! the whole answer), the process-wide fair [`gate::ModelGate`] every model call passes
+//! (`llm.max_concurrent_calls`), the one short user-facing message for every model failure
+//! (logged once with its cause chain; when tools already ran, it says what was done), and the
+//! one-DM-per-hour alert to a group's admins when the model account is out of quota or its key
+//! is rejected (issue 8 item 21).
 //! Uses: `llm` (the only async-openai importer), `tools`, `prompt`, `context`, store, services.
 
+pub mod gate;
 pub mod llm;
 pub mod prompt;
 pub mod tools;
@@ -26,6 +32,11 @@ pub use tools::{Scope, Tool, ToolError, ToolRegistry};
 
 /// Longest tool result handed back to the model, in characters.
 const MAX_TOOL_RESULT_CHARS: usize = 4000;
+/// Least time between two admin alerts for the same group and cause (issue 8 item 21).
+pub const ADMIN_ALERT_EVERY: chrono::TimeDelta = chrono::TimeDelta::hours(1);
+/// Appended to an answer the server cut at `llm.max_tokens` (`finish_reason: "length"`).
+pub const CUT_OFF_NOTE: &str =
+    "(My answer was cut off here: it ran past my length limit. Ask me to go on, or for a shorter answer.)";
 
 /// Adds a titled block to the system prompt for a scope (approvals, chores, …).
 #[async_trait]
@@ -57,6 +68,9 @@ pub enum TurnFailure {
     Timeout,
     #[error("the step cap was reached")]
     StepCap,
+    /// The model answered with no text and no tool call.
+    #[error("the model's answer was empty")]
+    Empty,
     #[error(transparent)]
     Model(#[from] ModelError),
     #[error("internal: {0}")]
@@ -70,6 +84,7 @@ impl TurnFailure {
             TurnFailure::NoModel => "no_model",
             TurnFailure::Timeout => "timeout",
             TurnFailure::StepCap => "step_cap",
+            TurnFailure::Empty => "empty",
             TurnFailure::Model(e) => e.cause(),
             TurnFailure::Internal(_) => "internal",
         }
@@ -81,7 +96,10 @@ impl TurnFailure {
             TurnFailure::NoModel => "No model is configured, so I can only run commands (try /help). To chat, set HEARTH_LLM__BASE_URL and HEARTH_LLM__MODEL, e.g. Ollama: http://localhost:11434/v1 and llama3.1, or OPENAI_API_KEY for OpenAI.",
             TurnFailure::Timeout => "Sorry, the model took too long to answer. Please try again in a moment.",
             TurnFailure::StepCap => "Sorry, that took more steps than I'm allowed. Could you ask in a simpler way?",
+            TurnFailure::Empty => "I couldn't come up with an answer to that. Could you ask again, maybe in other words?",
             TurnFailure::Model(ModelError::RateLimited(_)) => "The model is busy right now (rate limited). Please try again in a minute.",
+            TurnFailure::Model(ModelError::Quota(_)) => "I can't answer right now: the model account has run out of credit, and an admin needs to top it up. Commands still work (try /help).",
+            TurnFailure::Model(ModelError::Unauthorized { .. }) => "I can't answer right now: the model service rejected my API key, and an admin needs to fix it. Commands still work (try /help).",
             TurnFailure::Model(ModelError::Server { .. }) => "The model service is having trouble right now. Please try again later.",
             TurnFailure::Model(ModelError::Connection(_)) => "I can't reach the model service right now. Please try again later.",
             TurnFailure::Model(ModelError::Refused { .. }) => "The model service refused the request. An admin should check the model name and API key.",
@@ -102,6 +120,61 @@ pub struct TurnOutcome {
     pub steps: u32,
     /// Names of the tools called, in order.
     pub tools_called: Vec<String>,
+    /// What the tool calls that succeeded and changed something did, as past-tense clauses
+    /// ("approved request 1"), in order. See [`Tool::done_summary`].
+    pub done: Vec<String>,
+    /// The answer was longer than `llm.max_answer_chars` and `result` holds the cut version.
+    pub capped: bool,
+}
+
+impl TurnOutcome {
+    /// The message a member sees for a failed turn: the failure's own sentence, or, when tools
+    /// already changed something, what was done first ("I approved request 1, then lost the
+    /// model — nothing else was changed."). `None` for a successful turn.
+    pub fn failure_message(&self) -> Option<String> {
+        let e = self.result.as_ref().err()?;
+        if self.done.is_empty() {
+            return Some(e.user_message().to_string());
+        }
+        let done = tools::join_and(&self.done);
+        let then = match e {
+            TurnFailure::Empty => return Some(format!("Done: I {done}.")),
+            TurnFailure::Timeout => "then the model took too long to finish",
+            TurnFailure::StepCap => "then ran out of steps",
+            TurnFailure::Model(_) => "then lost the model",
+            TurnFailure::NoModel | TurnFailure::Internal(_) => {
+                "then something went wrong on my side"
+            }
+        };
+        Some(format!(
+            "I {done}, {then} — nothing else was changed. Ask again if there was more to do."
+        ))
+    }
+}
+
+/// Cut `text` to at most `max` characters (Unicode scalar values), preferring a line or word
+/// break in the last fifth, and say so. Returns the text unchanged when it fits.
+pub fn cap_answer(text: &str, max: usize) -> (String, bool) {
+    let total = text.chars().count();
+    if total <= max {
+        return (text.to_string(), false);
+    }
+    let note =
+        format!("\n\n(Cut here: my answer was {total} characters long and I post at most {max}.)");
+    let keep = max.saturating_sub(note.chars().count()).max(1);
+    let end = text
+        .char_indices()
+        .nth(keep)
+        .map(|(i, _)| i)
+        .unwrap_or(text.len());
+    let head = &text[..end];
+    let floor = head.len() - head.len() / 5;
+    let cut = head
+        .rfind('\n')
+        .filter(|&i| i >= floor)
+        .or_else(|| head.rfind(' ').filter(|&i| i >= floor))
+        .unwrap_or(end);
+    (format!("{}{note}", text[..cut].trim_end()), true)
 }
 
 /// The agent: a model, tools, the prompt template and context sections.
@@ -111,6 +184,7 @@ pub struct Agent {
     tools: ToolRegistry,
     prompt: Arc<Prompt>,
     sections: Vec<Arc<dyn ContextSection>>,
+    gate: gate::ModelGate,
 }
 
 impl Agent {
@@ -121,7 +195,19 @@ impl Agent {
             tools,
             prompt: Arc::new(prompt),
             sections: Vec::new(),
+            gate: gate::ModelGate::new(4),
         }
+    }
+
+    /// Use `gate` for every model call (one per process: `llm.max_concurrent_calls`).
+    pub fn with_gate(mut self, gate: gate::ModelGate) -> Self {
+        self.gate = gate;
+        self
+    }
+
+    /// The gate every model call passes.
+    pub fn gate(&self) -> &gate::ModelGate {
+        &self.gate
     }
 
     /// Add a context section provider (rendered in registration order).
@@ -211,13 +297,12 @@ impl Agent {
             completion_tokens: 0,
             steps: 0,
             tools_called: vec![],
+            done: vec![],
+            capped: false,
         };
         let Some(model) = self.model.clone() else {
             return out;
         };
-        if req.scope.window_start_id.is_none() {
-            // filled by the loop below from the window; recall reads before it
-        }
         let timeout = svc.config.llm.timeout;
         let result = match tokio::time::timeout(
             timeout,
@@ -234,7 +319,19 @@ impl Agent {
                 other => other.to_string(),
             };
             tracing::warn!(chat_id = req.scope.chat.id, cause = e.cause(), error = %chain, "turn failed");
+            if let TurnFailure::Model(
+                m @ (ModelError::Quota(_) | ModelError::Unauthorized { .. }),
+            ) = e
+            {
+                alert_admins(svc, &req.scope, m).await;
+            }
         }
+        let full_text = result.as_ref().ok().cloned();
+        let result = result.map(|text| {
+            let (text, capped) = cap_answer(&text, svc.config.llm.max_answer_chars);
+            out.capped = capped;
+            text
+        });
         let outcome = match &result {
             Ok(_) => "ok",
             Err(e) => e.cause(),
@@ -251,6 +348,7 @@ impl Agent {
                 outcome,
                 started_at,
                 duration_ms: t0.elapsed().as_millis() as i64,
+                reply_text: full_text.as_deref(),
             })
             .await;
         out.result = result;
@@ -274,17 +372,22 @@ impl Agent {
         let max_steps = svc.config.llm.max_tool_steps;
         for _ in 0..max_steps {
             out.steps += 1;
-            let reply = model.complete(&messages, &specs).await?;
+            let reply = {
+                let _permit = self.gate.acquire(req.scope.chat.id).await;
+                model.complete(&messages, &specs).await?
+            };
             out.prompt_tokens += reply.prompt_tokens;
             out.completion_tokens += reply.completion_tokens;
             if reply.tool_calls.is_empty() {
                 let text = reply.content.unwrap_or_default();
                 let text = text.trim();
-                return Ok(if text.is_empty() {
-                    "🤷".to_string()
-                } else {
-                    text.to_string()
-                });
+                if text.is_empty() {
+                    return Err(TurnFailure::Empty);
+                }
+                if reply.truncated {
+                    return Ok(format!("{text}\n\n{CUT_OFF_NOTE}"));
+                }
+                return Ok(text.to_string());
             }
             messages.push(ChatMessage::Assistant {
                 content: reply.content.clone(),
@@ -295,6 +398,9 @@ impl Agent {
                 let result = self
                     .call_tool(svc, &req.scope, &call.name, &call.arguments)
                     .await;
+                if let Some(done) = self.done_summary(&call.name, &call.arguments, &result) {
+                    out.done.push(done);
+                }
                 let mut content = result.to_string();
                 if content.len() > MAX_TOOL_RESULT_CHARS {
                     content = context::clip(&content, MAX_TOOL_RESULT_CHARS);
@@ -306,6 +412,16 @@ impl Agent {
             }
         }
         Err(TurnFailure::StepCap)
+    }
+
+    /// What a finished call did, when it succeeded and changed something. A result with an
+    /// `error` key failed; one with `confirmation` only asked a member to confirm (nothing done).
+    fn done_summary(&self, name: &str, raw: &str, result: &serde_json::Value) -> Option<String> {
+        if result.get("error").is_some() || result.get("confirmation").is_some() {
+            return None;
+        }
+        let args: serde_json::Value = serde_json::from_str(raw).unwrap_or_default();
+        self.tools.get(name)?.done_summary(&args, result)
     }
 
     /// Run one tool call; every failure becomes `{"error": …}` for the model to correct.
@@ -336,5 +452,93 @@ impl Agent {
             Ok(v) => v,
             Err(e) => json!({"error": e.to_string()}),
         }
+    }
+}
+
+/// Tell a group's admins, by DM, that the model account is out of quota or its key is rejected:
+/// one DM per group and cause per [`ADMIN_ALERT_EVERY`], the last time kept in the kv table
+/// (`model_alert:<chat id>:<cause>`, RFC 3339) so restarts don't repeat it. DM turns alert nobody
+/// (the member sees the sentence; no group's admins are implied). Failures are logged, not raised.
+async fn alert_admins(svc: &Services, scope: &Scope, e: &ModelError) {
+    if scope.chat_kind != ChatKind::Group {
+        return;
+    }
+    let chat_id = scope.chat.id;
+    let key = format!("model_alert:{chat_id}:{}", e.cause());
+    let now = svc.clock.now();
+    match svc.store.kv_get(&key).await {
+        Ok(Some(v)) => {
+            if let Ok(last) = chrono::DateTime::parse_from_rfc3339(&v) {
+                if now.signed_duration_since(last) < ADMIN_ALERT_EVERY {
+                    return;
+                }
+            }
+        }
+        Ok(None) => {}
+        Err(err) => {
+            tracing::warn!(chat_id, error = %err, "admin alert state unreadable; not alerting");
+            return;
+        }
+    }
+    if let Err(err) = svc.store.kv_set(&key, &now.to_rfc3339()).await {
+        tracing::warn!(chat_id, error = %err, "admin alert state not saved; not alerting");
+        return;
+    }
+    let admins = match svc.store.members(chat_id).await {
+        Ok(m) => m.into_iter().filter(|m| m.is_admin()).collect::<Vec<_>>(),
+        Err(err) => {
+            tracing::warn!(chat_id, error = %err, "admins not listed for the model alert");
+            return;
+        }
+    };
+    let what = match e {
+        ModelError::Quota(_) => {
+            "the model account has run out of credit (quota exceeded)".to_string()
+        }
+        ModelError::Unauthorized { status, .. } => {
+            format!("the model service rejected the API key (HTTP {status})")
+        }
+        _ => return,
+    };
+    let html = crate::format::escape_html(&format!(
+        "Heads-up for {}: {what}, so I can't answer chat messages there (commands still work). Please check the model account and llm.api_key. I'll tell you again in an hour if it persists.",
+        scope.chat.title
+    ));
+    tracing::warn!(
+        chat_id,
+        cause = e.cause(),
+        admins = admins.len(),
+        "alerting the group's admins about the model"
+    );
+    for a in admins {
+        let msg = crate::types::Outbound {
+            chat_id: a.user_id,
+            html: html.clone(),
+            buttons: vec![],
+            reply_to: None,
+        };
+        if let Err(err) = svc.outbox.send_notice(msg).await {
+            tracing::warn!(chat_id, user_id = a.user_id, error = %err, "admin alert not delivered");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cap_answer_cuts_on_a_break_and_says_so() {
+        let (t, capped) = cap_answer("short", 100);
+        assert_eq!((t.as_str(), capped), ("short", false));
+        let long = "line of text\n".repeat(100); // 1,300 chars
+        let (t, capped) = cap_answer(&long, 200);
+        assert!(capped);
+        assert!(t.chars().count() <= 200, "{}", t.chars().count());
+        assert!(t.starts_with("line of text\nline"));
+        assert!(t.ends_with("I post at most 200.)"), "{t}");
+        // multi-byte characters, no breaks at all
+        let (t, _) = cap_answer(&"İ".repeat(1000), 150);
+        assert!(t.chars().count() <= 150 && t.starts_with("İİ"));
     }
 }

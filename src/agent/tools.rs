@@ -61,6 +61,87 @@ pub trait Tool: Send + Sync + 'static {
     }
     /// Run with JSON `args` (already parsed; validated by the tool) → JSON result.
     async fn call(&self, svc: &Services, scope: &Scope, args: Value) -> Result<Value, ToolError>;
+    /// What a successful call did, as a short past-tense clause ("approved request 1",
+    /// "created the chore “bathroom”"), or `None` when it changed nothing (a read). Used when a
+    /// turn fails after tools ran, so the member hears what was done (issue 8). Default:
+    /// [`summarize_call`] from the tool name and arguments.
+    fn done_summary(&self, args: &Value, result: &Value) -> Option<String> {
+        let _ = result;
+        summarize_call(self.spec().name, args)
+    }
+}
+
+/// A generic past-tense clause for a successful call of `name` with `args`; `None` for reads
+/// (`list_*`, `*_list`, `recall_*`, `get_*`, `search_*`). Knows the `decision` + `number(s)` /
+/// `id(s)` shape of the workflow tools and the `<noun>_<verb>` names of the others
+/// (`chore_create` + `{"title": "bathroom"}` → "created the chore “bathroom”").
+pub fn summarize_call(name: &str, args: &Value) -> Option<String> {
+    let read = ["list_", "recall_", "get_", "search_"]
+        .iter()
+        .any(|p| name.starts_with(p))
+        || name.ends_with("_list");
+    if read {
+        return None;
+    }
+    let text = |k: &str| args.get(k).and_then(Value::as_str).map(str::to_string);
+    if let Some(decision) = text("decision") {
+        let past = match decision.as_str() {
+            "approve" => "approved",
+            "reject" => "rejected",
+            "cancel" => "cancelled",
+            _ => "answered",
+        };
+        let ints = |k: &str| -> Vec<i64> {
+            match args.get(k) {
+                Some(Value::Array(a)) => a.iter().filter_map(Value::as_i64).collect(),
+                Some(v) => v.as_i64().into_iter().collect(),
+                None => vec![],
+            }
+        };
+        let mut what: Vec<String> = ints("number")
+            .into_iter()
+            .chain(ints("numbers"))
+            .map(|n| n.to_string())
+            .collect();
+        what.extend(
+            ints("id")
+                .into_iter()
+                .chain(ints("ids"))
+                .map(|n| format!("#{n}")),
+        );
+        return Some(match what.len() {
+            0 => format!("{past} a request"),
+            1 => format!("{past} request {}", what[0]),
+            _ => format!("{past} requests {}", join_and(&what)),
+        });
+    }
+    let (noun, verb) = name.split_once('_').unwrap_or(("", name));
+    let label = text("title")
+        .or_else(|| text("name"))
+        .or_else(|| text("chore"))
+        .map(|t| format!("the {noun} “{}”", crate::context::clip(&t, 60)))
+        .unwrap_or_else(|| format!("a {noun}"));
+    Some(match verb {
+        "create" => format!("created {label}"),
+        "claim" => format!("marked {label} done"),
+        "update" => format!("updated {label}"),
+        "delete" => format!("deleted {label}"),
+        "pause" => format!("paused {label}"),
+        "resume" => format!("resumed {label}"),
+        "request_deletion" => format!("asked the group to approve deleting {label}"),
+        "run_now" => format!("started {label}"),
+        "set_state" => format!("updated the saved state of {label}"),
+        _ => format!("used {}", name.replace('_', " ")),
+    })
+}
+
+/// "a", "a and b", "a, b and c".
+pub fn join_and(items: &[String]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.clone(),
+        [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
+    }
 }
 
 /// Parse tool arguments into `T`, with a message the model can act on.
@@ -210,5 +291,41 @@ impl Tool for RecallConversation {
             })
             .collect();
         Ok(json!({ "messages": lines }))
+    }
+}
+
+#[cfg(test)]
+mod summary_tests {
+    use super::*;
+
+    #[test]
+    fn summaries_of_common_calls() {
+        assert_eq!(summarize_call("chore_list", &json!({})), None);
+        assert_eq!(summarize_call("list_members", &json!({})), None);
+        assert_eq!(summarize_call("recall_conversation", &json!({})), None);
+        assert_eq!(
+            summarize_call(
+                "respond_to_workflow",
+                &json!({"decision": "approve", "number": 1})
+            )
+            .as_deref(),
+            Some("approved request 1")
+        );
+        assert_eq!(
+            summarize_call(
+                "batch_respond_to_workflows",
+                &json!({"decision": "reject", "numbers": [1, 2], "ids": [7]})
+            )
+            .as_deref(),
+            Some("rejected requests 1, 2 and #7")
+        );
+        assert_eq!(
+            summarize_call("chore_claim", &json!({"chore": "dishes"})).as_deref(),
+            Some("marked the chore “dishes” done")
+        );
+        assert_eq!(
+            summarize_call("routine_frobnicate", &json!({})).as_deref(),
+            Some("used routine frobnicate")
+        );
     }
 }

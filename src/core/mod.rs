@@ -487,19 +487,28 @@ impl Hearth {
             )
             .await;
         typing.abort();
-        match outcome.result {
+        match &outcome.result {
             Ok(text) => {
                 self.send(Outbound {
                     chat_id: chat.id,
-                    html: format::markdown_to_html(&text),
+                    html: format::markdown_to_html(text),
                     buttons: vec![],
                     reply_to,
                 })
                 .await;
             }
-            Err(e) => {
-                if addressed {
-                    self.reply(chat.id, reply_to, e.user_message()).await;
+            Err(_) => {
+                // a failure notice is not conversation: kept out of the context log
+                if let (true, Some(msg)) = (addressed, outcome.failure_message()) {
+                    let notice = Outbound {
+                        chat_id: chat.id,
+                        html: format::escape_html(&msg),
+                        buttons: vec![],
+                        reply_to,
+                    };
+                    if let Err(e) = self.svc.outbox.send_notice(notice).await {
+                        tracing::error!(chat_id = chat.id, error = %e, "notice not delivered");
+                    }
                 }
             }
         }

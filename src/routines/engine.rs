@@ -540,9 +540,10 @@ impl RoutineEngine {
                         format::escape_html(e.user_message()),
                         format::escape_html(&r.name),
                     );
+                    // a failure notice, not conversation: kept out of the context window
                     if let Err(err) = svc
                         .outbox
-                        .send(Outbound {
+                        .send_notice(Outbound {
                             chat_id: chat.id,
                             html,
                             buttons: vec![],

@@ -18,6 +18,8 @@ pub struct NewTurn<'a> {
     pub outcome: &'a str,
     pub started_at: DateTime<Utc>,
     pub duration_ms: i64,
+    /// The model's whole final answer, before `llm.max_answer_chars` cut it; `None` on failure.
+    pub reply_text: Option<&'a str>,
 }
 
 impl Store {
@@ -33,6 +35,7 @@ impl Store {
             outcome: Set(t.outcome.to_string()),
             started_at: Set(t.started_at),
             duration_ms: Set(t.duration_ms),
+            reply_text: Set(t.reply_text.map(str::to_string)),
             ..Default::default()
         })
         .exec(self.conn())

@@ -6,6 +6,7 @@ mod chores;
 mod chores_min;
 mod cross;
 mod foundation;
+mod llm_hardening;
 mod routines;
 mod telegram;
 mod telegram_hardening;

@@ -1112,6 +1112,7 @@ impl ChatModel for SlowModel {
             tool_calls: vec![],
             prompt_tokens: 1,
             completion_tokens: 1,
+            truncated: false,
         })
     }
     fn name(&self) -> &str {

@@ -15,6 +15,8 @@ pub struct Model {
     pub outcome: String,
     pub started_at: DateTimeUtc,
     pub duration_ms: i64,
+    /// The model's whole final answer (before the length cap); `None` for failed turns.
+    pub reply_text: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
