@@ -26,6 +26,7 @@ use crate::{
     services::{BotIdentity, ChatLocks, Services},
     store::Store,
     telegram,
+    workflow::WorkflowTargets,
 };
 
 /// How long in-flight turns may run after a stop signal.
@@ -65,7 +66,9 @@ pub fn agent(
     tools.add(crate::chores::tools::ChoreRequestDeletion);
     tools.add(crate::chores::tools::ChoreUpdate);
     crate::routines::tools::register(&mut tools);
-    Ok(Agent::new(model, tools, prompt).with_section(crate::workflow::render::ApprovalsSection))
+    Ok(Agent::new(model, tools, prompt)
+        .with_section(crate::workflow::render::ApprovalsSection)
+        .with_confirm_gate(crate::workflow::confirm::Gate))
 }
 
 /// Build the core over a messenger.
@@ -78,6 +81,12 @@ pub fn core(
     agent: Agent,
 ) -> Arc<Hearth> {
     let outbox = Outbox::new(messenger, store.clone(), clock.clone(), &bot.name);
+    // what each workflow kind is about: the workflow service reaches its targets only here
+    let mut workflow_targets = WorkflowTargets::default();
+    workflow_targets.add(crate::chores::targets::ChoreTargets);
+    workflow_targets.add(crate::workflow::confirm::ConfirmTarget::new(
+        agent.tools().clone(),
+    ));
     let svc = Services {
         config: cfg,
         store,
@@ -86,6 +95,7 @@ pub fn core(
         bot,
         locks: ChatLocks::default(),
         events: EventBus::default(),
+        workflow_targets,
     };
     Hearth::new(svc, agent)
 }
