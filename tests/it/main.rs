@@ -10,3 +10,4 @@ mod routines;
 mod telegram;
 mod tokens;
 mod workflows;
+mod workflows_hardening;
