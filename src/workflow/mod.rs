@@ -1,11 +1,12 @@
 //! Approval workflows: one state machine for every approval.
 //!
-//! Owns: the workflow kinds, statuses and eligibility rules; opening requests (with their
-//! notification and buttons); the one validated path every decision goes through
-//! ([`decide`], [`cancel`]) whether it comes from a text reply, a button, a command or an agent
-//! tool; the side effects of each transition on its target (applied in the transition's
-//! transaction); the actionable list (numbered 1..n in creation order, the same numbers for the
-//! member, the bot and the model); and the expiry sweep.
+//! Owns: the eligibility rule (kinds, statuses and eligibility are typed in `store`); opening
+//! requests (with their notification and buttons); the one validated path every decision goes
+//! through ([`decide`], [`cancel`]) whether it comes from a text reply, a button, a command or
+//! an agent tool; handing each transition's target change to the store (applied in the
+//! transition's transaction); the actionable list (numbered 1..n in creation order, the same
+//! numbers for the member, the bot and the model); the expiry sweep; and confirmations of
+//! destructive agent calls ([`confirm`]).
 //!
 //! Peers' failures this answers: choresir flipped a workflow through the agent's tools without
 //! completing the chore (side effects here run in the transition's transaction); its expired
@@ -16,7 +17,8 @@
 //! The service knows no target: each kind's [`WorkflowTarget`] hook (registered in the wiring)
 //! builds the target's change, renders the request and acts after a transition.
 //!
-//! Uses: store, services, events, format, parse (pure), target (the hooks).
+//! Uses: store, services, events, format, parse (pure), target (the hooks), agent (tools and
+//! the confirmation gate, in `tools` and `confirm`).
 
 pub mod buttons;
 pub mod commands;
