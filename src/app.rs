@@ -26,6 +26,7 @@ use crate::{
     services::{BotIdentity, ChatLocks, Services},
     store::Store,
     telegram,
+    workflow::WorkflowTargets,
 };
 
 /// How long in-flight turns may run after a stop signal.
@@ -68,7 +69,8 @@ pub fn agent(
         .with_gate(crate::agent::gate::ModelGate::new(
             cfg.llm.max_concurrent_calls,
         ))
-        .with_section(crate::workflow::render::ApprovalsSection))
+        .with_section(crate::workflow::render::ApprovalsSection)
+        .with_confirm_gate(crate::workflow::confirm::Gate))
 }
 
 /// Build the core over a messenger.
@@ -81,6 +83,12 @@ pub fn core(
     agent: Agent,
 ) -> Arc<Hearth> {
     let outbox = Outbox::new(messenger, store.clone(), clock.clone(), &bot.name);
+    // what each workflow kind is about: the workflow service reaches its targets only here
+    let mut workflow_targets = WorkflowTargets::default();
+    workflow_targets.add(crate::chores::targets::ChoreTargets);
+    workflow_targets.add(crate::workflow::confirm::ConfirmTarget::new(
+        agent.tools().clone(),
+    ));
     let svc = Services {
         config: cfg,
         store,
@@ -89,6 +97,7 @@ pub fn core(
         bot,
         locks: ChatLocks::default(),
         events: EventBus::default(),
+        workflow_targets,
     };
     Hearth::new(svc, agent)
 }

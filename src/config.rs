@@ -53,6 +53,7 @@ pub struct Config {
     pub log: LogConfig,
     pub workflows: WorkflowsConfig,
     pub routines: RoutinesConfig,
+    pub agent: AgentConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -225,6 +226,19 @@ pub struct WorkflowsConfig {
 #[serde(deny_unknown_fields)]
 pub struct RoutinesConfig {
     pub max_per_chat: u32,
+}
+
+/// `[agent]`: how far the model may act on its own.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    /// A destructive tool call the model makes in an ordinary turn is not run: the member it
+    /// acts for gets a Confirm / Cancel message instead (issue 8: a small model approved
+    /// requests on "what's the weather like today?"). Default true.
+    pub confirm_destructive: bool,
+    /// How long such a confirmation waits before it expires (nothing is done). At least 1 min.
+    #[serde(deserialize_with = "duration")]
+    pub confirm_expiry: Duration,
 }
 
 impl Config {

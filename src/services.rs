@@ -1,5 +1,6 @@
 //! The service bundle every layer above `store` works with: configuration, storage, clock, the
-//! outbound boundary, the bot's identity and the per-chat turn locks. Built once by `app`.
+//! outbound boundary, the bot's identity, the per-chat turn locks and the workflow target hooks.
+//! Built once by `app`.
 
 use std::{collections::HashMap, sync::Arc};
 
@@ -8,7 +9,7 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use crate::{
     clock::SharedClock, config::Config, events::EventBus, outbox::Outbox, store::ChatRow,
-    store::Store,
+    store::Store, workflow::WorkflowTargets,
 };
 
 /// The bot as Telegram knows it (from getMe), or the console's stand-in.
@@ -31,6 +32,8 @@ pub struct Services {
     pub bot: BotIdentity,
     pub locks: ChatLocks,
     pub events: EventBus,
+    /// The `WorkflowTarget` hook of each workflow kind (registered in `app::core`).
+    pub workflow_targets: WorkflowTargets,
 }
 
 /// One lock per chat: a member's turn and a routine's turn in the same chat never interleave.

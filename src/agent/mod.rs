@@ -28,7 +28,7 @@ use crate::{
 };
 use llm::{ChatMessage, ChatModel, ModelError};
 use prompt::{Prompt, PromptMember, PromptVars, Section};
-pub use tools::{Scope, Tool, ToolError, ToolRegistry};
+pub use tools::{ConfirmGate, Described, Scope, Tool, ToolError, ToolRegistry};
 
 /// Longest tool result handed back to the model, in characters.
 const MAX_TOOL_RESULT_CHARS: usize = 4000;
@@ -185,6 +185,8 @@ pub struct Agent {
     prompt: Arc<Prompt>,
     sections: Vec<Arc<dyn ContextSection>>,
     gate: gate::ModelGate,
+    /// Where destructive calls of ordinary turns wait for the member (see [`Agent::call_tool`]).
+    confirm_gate: Option<Arc<dyn ConfirmGate>>,
 }
 
 impl Agent {
@@ -196,6 +198,7 @@ impl Agent {
             prompt: Arc::new(prompt),
             sections: Vec::new(),
             gate: gate::ModelGate::new(4),
+            confirm_gate: None,
         }
     }
 
@@ -208,6 +211,12 @@ impl Agent {
     /// The gate every model call passes.
     pub fn gate(&self) -> &gate::ModelGate {
         &self.gate
+    }
+
+    /// Set where destructive calls of ordinary turns wait for the member's confirmation.
+    pub fn with_confirm_gate(mut self, g: impl ConfirmGate) -> Self {
+        self.confirm_gate = Some(Arc::new(g));
+        self
     }
 
     /// Add a context section provider (rendered in registration order).
@@ -417,7 +426,10 @@ impl Agent {
     /// What a finished call did, when it succeeded and changed something. A result with an
     /// `error` key failed; one with `confirmation` only asked a member to confirm (nothing done).
     fn done_summary(&self, name: &str, raw: &str, result: &serde_json::Value) -> Option<String> {
-        if result.get("error").is_some() || result.get("confirmation").is_some() {
+        if result.get("error").is_some()
+            || result.get("confirmation").is_some()
+            || result.get("confirmation_id").is_some()
+        {
             return None;
         }
         let args: serde_json::Value = serde_json::from_str(raw).unwrap_or_default();
@@ -425,6 +437,12 @@ impl Agent {
     }
 
     /// Run one tool call; every failure becomes `{"error": …}` for the model to correct.
+    ///
+    /// The model never decides a destructive action alone: in an ordinary turn
+    /// ([`Scope::member_turn`]) with `agent.confirm_destructive` on, a destructive call is
+    /// described ([`Tool::describe`], which also refuses calls that would fail) and handed to
+    /// the confirmation gate instead of running; the model is told it awaits the member's
+    /// confirmation. Without a gate such a call is refused (fail closed).
     async fn call_tool(
         &self,
         svc: &Services,
@@ -448,6 +466,16 @@ impl Agent {
                 return json!({"error": format!("invalid arguments: not valid JSON ({e})")});
             }
         };
+        if tool.destructive() && scope.member_turn && svc.config.agent.confirm_destructive {
+            let Some(gate) = &self.confirm_gate else {
+                return json!({"error": "not allowed: this action needs the member's confirmation, which is unavailable"});
+            };
+            let held = match tool.describe(svc, scope, args).await {
+                Ok(call) => gate.hold(svc, scope, tool.spec().name, call).await,
+                Err(e) => Err(e),
+            };
+            return held.unwrap_or_else(|e| json!({"error": e.to_string()}));
+        }
         match tool.call(svc, scope, args).await {
             Ok(v) => v,
             Err(e) => json!({"error": e.to_string()}),

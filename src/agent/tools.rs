@@ -29,6 +29,10 @@ pub struct Scope {
     /// True when the turn was started by a member addressing the bot (or a DM / routine owner).
     /// Destructive tools are withheld otherwise (`reply_mode = always` chatter).
     pub addressed: bool,
+    /// True for an ordinary turn answering a member's message: a destructive call the model
+    /// makes then waits for that member's confirmation (`agent.confirm_destructive`). False for
+    /// a routine's own turn (its owner set it up) and for a call being run on confirmation.
+    pub member_turn: bool,
 }
 
 /// What a tool call can fail with; the text is given back to the model.
@@ -68,6 +72,31 @@ pub trait Tool: Send + Sync + 'static {
     fn done_summary(&self, args: &Value, result: &Value) -> Option<String> {
         let _ = result;
         summarize_call(self.spec().name, args)
+    }
+
+    /// A destructive call in plain words, before it runs, for the member who must confirm it
+    /// (e.g. "Approve request 1 — Bob: verify “Dishes”"), and the arguments to run it with at
+    /// confirmation time (references that may shift, like list numbers, resolved to ids).
+    /// Errors: arguments the call would refuse anyway (no confirmation is asked then).
+    /// Default: the tool's name and its arguments as given.
+    async fn describe(
+        &self,
+        svc: &Services,
+        scope: &Scope,
+        args: Value,
+    ) -> Result<Described, ToolError> {
+        let _ = (svc, scope);
+        let name = self.spec().name;
+        Ok(Described {
+            text: format!("{name} {}", crate::context::clip(&args.to_string(), 200)),
+            args,
+        })
+    }
+
+    /// A call's result in a few plain words for the member who confirmed it ("Approved.").
+    fn summarize(&self, result: &Value) -> String {
+        let _ = result;
+        "Done.".into()
     }
 }
 
@@ -142,6 +171,31 @@ pub fn join_and(items: &[String]) -> String {
         [one] => one.clone(),
         [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
     }
+}
+
+/// A destructive call described for its confirmation ([`Tool::describe`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Described {
+    /// What would happen, plain, one line.
+    pub text: String,
+    /// The arguments to run the call with once confirmed.
+    pub args: Value,
+}
+
+/// Where a destructive call the model makes in an ordinary turn goes instead of running: the
+/// workflow service implements it (a confirmation workflow), registered in the wiring. The
+/// model proposes; the member decides.
+#[async_trait]
+pub trait ConfirmGate: Send + Sync + 'static {
+    /// Hold `tool`'s call described as `call` for `scope`'s actor to confirm. Returns the tool
+    /// result the model sees (that the action awaits the member's confirmation).
+    async fn hold(
+        &self,
+        svc: &Services,
+        scope: &Scope,
+        tool: &'static str,
+        call: Described,
+    ) -> Result<Value, ToolError>;
 }
 
 /// Parse tool arguments into `T`, with a message the model can act on.

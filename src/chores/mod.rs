@@ -8,13 +8,14 @@
 //! fuzzy; ambiguity is an answer, never a guess), claims ("I did it" → a verification request;
 //! someone else's chore is a *swap*, see [`MAX_SWAPS_PER_WEEK`]), assigning, editing, skipping,
 //! deletion requests, and the chore changes the workflow service applies inside its
-//! transitions ([`completion_change`], [`reopen_change`], [`archive_change`]).
+//! transitions ([`completion_change`], [`reopen_change`], [`archive_change`], handed over by
+//! the chore kinds' `WorkflowTarget` hook in [`targets`]).
 //! Personal chores live in the owner's private chat (`chat_id` = the owner's user id), so no
 //! group query ever returns them.
 //!
 //! Submodules: `commands` and `tools` (the two front doors over the same functions),
 //! `reminders` (the minute job), `stats` (stats and leaderboard), `chart` (leaderboard PNG),
-//! `rotation` (pure). Uses: store, services, schedule (time math), workflow (to open and cancel
+//! `rotation` (pure), `targets` (the workflow hooks). Uses: store, services, schedule (time math), workflow (to open and cancel
 //! requests), events, format.
 
 pub mod chart;
@@ -22,6 +23,7 @@ pub mod commands;
 pub mod reminders;
 pub mod rotation;
 pub mod stats;
+pub mod targets;
 pub mod tools;
 
 use std::collections::{HashMap, HashSet};
@@ -811,9 +813,10 @@ pub async fn claim(
             chat_id,
             kind,
             requester_id: actor_id,
-            target_id: chore.id,
+            target_id: Some(chore.id),
             target_title: &chore.title,
             partner_id: chore.partner_id.filter(|_| chore.personal),
+            metadata: None,
         },
         CreateGuard::MoveChore {
             chore_id: chore.id,
@@ -846,10 +849,10 @@ pub async fn swaps_this_week(svc: &Services, chat_id: i64, user_id: i64) -> Stor
     let mut pending = 0;
     for wf in svc
         .store
-        .pending_by_requester(user_id, Some(chat_id))
+        .pending_by_requester(user_id, Some(chat_id), svc.clock.now())
         .await?
     {
-        if wf.kind != Kind::ChoreVerification.as_str() {
+        if wf.kind != Kind::ChoreVerification {
             continue;
         }
         if let Some(c) = match wf.target_id {
@@ -961,7 +964,7 @@ pub async fn request_deletion(
             .await?;
         // a pending verification of an archived chore has nothing left to verify
         for wf in svc.store.pending_for_target(chore.id).await? {
-            if wf.kind == Kind::PersonalVerification.as_str() {
+            if wf.kind == Kind::PersonalVerification {
                 workflow::cancel_by_system(svc, &wf, "chore deleted").await?;
             }
         }
@@ -974,9 +977,10 @@ pub async fn request_deletion(
             chat_id,
             kind: Kind::ChoreDeletion,
             requester_id: actor_id,
-            target_id: chore.id,
+            target_id: Some(chore.id),
             target_title: &chore.title,
             partner_id: None,
+            metadata: None,
         },
         CreateGuard::SoleRequest {
             chore_id: chore.id,
@@ -1241,7 +1245,7 @@ pub async fn on_member_left(svc: &Services, chat_id: i64, user_id: i64) -> Store
     let mut report = LeftReport::default();
     for wf in svc
         .store
-        .pending_by_requester(user_id, Some(chat_id))
+        .pending_by_requester(user_id, Some(chat_id), svc.clock.now())
         .await?
     {
         if workflow::cancel_by_system(svc, &wf, "the requester left the group").await? {
@@ -1324,7 +1328,7 @@ async fn partner_left(svc: &Services, partner_id: i64) -> StoreResult<()> {
         };
         svc.store.edit_chore(chore.id, &e, svc.clock.now()).await?;
         for wf in svc.store.pending_for_target(chore.id).await? {
-            if wf.kind == Kind::PersonalVerification.as_str() {
+            if wf.kind == Kind::PersonalVerification {
                 workflow::cancel_by_system(svc, &wf, "the partner left").await?;
             }
         }

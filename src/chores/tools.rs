@@ -197,6 +197,22 @@ impl Tool for ChoreRequestDeletion {
             Deletion::Archived(c) => Ok(json!({"id": c.id, "status": c.status})),
         }
     }
+
+    async fn describe(
+        &self,
+        _svc: &Services,
+        _scope: &Scope,
+        a: Value,
+    ) -> Result<crate::agent::Described, ToolError> {
+        let c: ChoreArg = args(a.clone())?;
+        Ok(crate::agent::Described {
+            text: format!(
+                "Ask to delete the chore “{}”",
+                crate::context::clip(c.chore.trim(), 80)
+            ),
+            args: a,
+        })
+    }
 }
 
 /// `chore_update`: assign (value "@a @b [least]" or "nobody"), edit (value "<field> <value>",

@@ -309,10 +309,17 @@ impl Hearth {
     }
 
     /// Resolve the chat row and (in a group) the member; register them on first sight.
+    ///
+    /// `joined`: the event is a join (`new_chat_members` / `chat_member`), the only event that
+    /// re-activates a member who left. A message from someone whose `left_chat_member` was
+    /// processed leaves them inactive and comes back as `None` (they decide nothing, and hold no
+    /// role, until they join again). A callback query never comes here at all: it registers
+    /// nobody (see [`Hearth::on_callback`]).
     async fn resolve(
         &self,
         chat: &crate::types::ChatRef,
         user: &crate::types::UserRef,
+        joined: bool,
     ) -> Result<(ChatRow, Option<MemberRow>), StoreError> {
         let now = self.svc.clock.now();
         let zone = self.svc.config.group.timezone.name();
@@ -329,6 +336,13 @@ impl Hearth {
         user_done?;
         let member = if chat.kind == ChatKind::Group {
             let admin = self.svc.config.access.admin_ids.contains(&user.id);
+            if !joined {
+                match self.svc.store.member(chat.id, user.id).await? {
+                    Some(m) if !m.active => return Ok((row, None)),
+                    Some(m) if !admin || m.is_admin() => return Ok((row, Some(m))),
+                    _ => {}
+                }
+            }
             let (m, fresh) = self
                 .svc
                 .store
@@ -352,7 +366,7 @@ impl Hearth {
     }
 
     async fn on_message(&self, m: InboundMessage) -> Result<(), StoreError> {
-        let (chat, member) = self.resolve(&m.chat, &m.from).await?;
+        let (chat, member) = self.resolve(&m.chat, &m.from, false).await?;
         let logged_text = match &m.content {
             Content::Text { text } => text.clone(),
             Content::Unsupported { kind } => format!("[{kind}]"),
@@ -467,6 +481,7 @@ impl Hearth {
             member,
             window_start_id: None,
             addressed,
+            member_turn: true,
         };
         let current = format!(
             "{}: {}",
@@ -525,8 +540,11 @@ impl Hearth {
         })
     }
 
+    /// A button tap. Nothing is registered or re-activated here: the tapper is authorized by
+    /// the service behind the button against their current membership, before any side effect
+    /// (hearth's own fault-injection run: a tap registered the tapper first, so non-members and
+    /// leavers approved requests).
     async fn on_callback(&self, c: CallbackQuery) -> Result<(), StoreError> {
-        let _ = self.resolve(&c.chat, &c.from).await?;
         // workflow buttons (issue 3)
         if crate::workflow::buttons::on_callback(&self.svc, &c).await? {
             return Ok(());
@@ -549,7 +567,7 @@ impl Hearth {
         if user.is_bot {
             return Ok(());
         }
-        self.resolve(chat, user).await?;
+        self.resolve(chat, user, true).await?;
         Ok(())
     }
 

@@ -493,6 +493,7 @@ impl RoutineEngine {
             member,
             window_start_id: None,
             addressed: true,
+            member_turn: false,
         };
         let outcome = self
             .agent

@@ -217,6 +217,22 @@ impl Tool for Delete {
         let r = super::delete(svc, scope.chat.id, &a.name, actor(scope)?).await?;
         Ok(json!({ "deleted": r.name }))
     }
+
+    async fn describe(
+        &self,
+        _svc: &Services,
+        _scope: &Scope,
+        a: Value,
+    ) -> Result<crate::agent::Described, ToolError> {
+        let n: NameArgs = args(a.clone())?;
+        Ok(crate::agent::Described {
+            text: format!(
+                "Delete the routine “{}”",
+                crate::context::clip(n.name.trim(), 40)
+            ),
+            args: a,
+        })
+    }
 }
 
 struct SetState;

@@ -203,16 +203,14 @@ impl Store {
 
     /// One member of a group (active or not) with names.
     pub async fn member(&self, chat_id: i64, user_id: i64) -> StoreResult<Option<MemberRow>> {
-        let Some(m) = member::Entity::find()
+        // one round trip: this runs for every group message (core `resolve`)
+        Ok(member::Entity::find()
             .filter(member::Column::ChatId.eq(chat_id))
             .filter(member::Column::UserId.eq(user_id))
+            .find_also_related(user::Entity)
             .one(self.conn())
             .await?
-        else {
-            return Ok(None);
-        };
-        let u = user::Entity::find_by_id(user_id).one(self.conn()).await?;
-        Ok(Some(join(m, u)))
+            .map(|(m, u)| join(m, u)))
     }
 
     /// Active members of a group in join order.

@@ -36,7 +36,8 @@ pub use log::NewMessage;
 pub use routines::{NewRoutine, NewRun, NewTrigger, RoutineCounters, RunEnd};
 pub use turns::NewTurn;
 pub use workflows::{
-    CreateGuard, CreateRefused, NewWorkflow, Transition, Transitioned, WF_PENDING,
+    CreateGuard, CreateRefused, Eligibility, NewWorkflow, TargetChange, Transition, Transitioned,
+    Via, WorkflowKind, WorkflowStatus,
 };
 
 /// A storage failure (connection, constraint, serialization). Display gives the cause.

@@ -3,13 +3,16 @@
 //! Every transition is one transaction that starts with its write (SQLite `BEGIN IMMEDIATE`,
 //! then the conditional `UPDATE … WHERE id = ? AND status = 'pending'`), so concurrent resolvers
 //! queue on the write lock instead of failing a read→write upgrade, and exactly one of them sees
-//! `rows_affected = 1`. The audit row and the target's change (a [`ChoreChange`]) are written in
+//! `rows_affected = 1`. The audit row and the target's change (a [`TargetChange`]) are written in
 //! the same transaction: choresir flipped a workflow without completing its chore.
+//!
+//! Kinds, statuses, eligibility rules and audit sources are typed enums here, stored as their
+//! snake_case names; nothing above `store/` spells them as strings.
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    sea_query::Expr, ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait,
-    DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder, Set, SqliteTransactionMode,
-    TransactionOptions, TransactionTrait,
+    sea_query::Expr, sea_query::StringLen, ActiveModelTrait, ColumnTrait, Condition,
+    ConnectionTrait, DatabaseTransaction, DeriveActiveEnum, EntityTrait, EnumIter, QueryFilter,
+    QueryOrder, Set, SqliteTransactionMode, TransactionOptions, TransactionTrait,
 };
 
 use super::{
@@ -18,22 +21,156 @@ use super::{
     Store, StoreResult,
 };
 
-/// Workflow status "pending": the only status that moves.
-pub const WF_PENDING: &str = "pending";
+/// Implements `as_str` (the stored name) and comparison with a stored name (`row.status ==
+/// "approved"` keeps reading naturally in tests).
+macro_rules! stored_names {
+    ($t:ty { $($v:ident => $s:literal),+ $(,)? }) => {
+        impl $t {
+            /// The stored name, e.g. `"pending"`.
+            pub fn as_str(self) -> &'static str {
+                match self { $(<$t>::$v => $s),+ }
+            }
+            /// The value stored as `s` (`None` for names this build does not know).
+            pub fn parse(s: &str) -> Option<Self> {
+                match s { $($s => Some(<$t>::$v),)+ _ => None }
+            }
+        }
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+        impl PartialEq<&str> for $t {
+            fn eq(&self, other: &&str) -> bool {
+                self.as_str() == *other
+            }
+        }
+        impl PartialEq<str> for $t {
+            fn eq(&self, other: &str) -> bool {
+                self.as_str() == other
+            }
+        }
+    };
+}
 
-/// A workflow to insert (status "pending").
+/// What a workflow is about. Each kind has one `WorkflowTarget` hook (registered in the wiring)
+/// that knows its target; the workflow service knows none of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::None)")]
+pub enum WorkflowKind {
+    /// A member says they did a group chore; another member verifies.
+    #[sea_orm(string_value = "chore_verification")]
+    ChoreVerification,
+    /// A member asks to delete a group chore; another member approves.
+    #[sea_orm(string_value = "chore_deletion")]
+    ChoreDeletion,
+    /// The owner of a personal chore says they did it; only their named partner verifies.
+    #[sea_orm(string_value = "personal_verification")]
+    PersonalVerification,
+    /// A destructive tool call the model proposed in an ordinary turn; only the member it acts
+    /// for confirms it (`agent.confirm_destructive`). Metadata holds the call.
+    #[sea_orm(string_value = "confirmation")]
+    Confirmation,
+}
+
+stored_names!(WorkflowKind {
+    ChoreVerification => "chore_verification",
+    ChoreDeletion => "chore_deletion",
+    PersonalVerification => "personal_verification",
+    Confirmation => "confirmation",
+});
+
+/// Workflow status: `pending → approved / rejected / expired / cancelled`. Only `Pending` moves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::None)")]
+pub enum WorkflowStatus {
+    #[sea_orm(string_value = "pending")]
+    Pending,
+    #[sea_orm(string_value = "approved")]
+    Approved,
+    #[sea_orm(string_value = "rejected")]
+    Rejected,
+    #[sea_orm(string_value = "expired")]
+    Expired,
+    #[sea_orm(string_value = "cancelled")]
+    Cancelled,
+}
+
+stored_names!(WorkflowStatus {
+    Pending => "pending",
+    Approved => "approved",
+    Rejected => "rejected",
+    Expired => "expired",
+    Cancelled => "cancelled",
+});
+
+/// Who may resolve a workflow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::None)")]
+pub enum Eligibility {
+    /// Any other current member of the workflow's group (never the requester).
+    #[sea_orm(string_value = "others")]
+    Others,
+    /// Only the named partner (`partner_id`).
+    #[sea_orm(string_value = "partner")]
+    Partner,
+    /// Only admins of the group (never the requester).
+    #[sea_orm(string_value = "admins")]
+    Admins,
+    /// Only the requester: a confirmation of a call made on their behalf.
+    #[sea_orm(string_value = "requester")]
+    Requester,
+}
+
+stored_names!(Eligibility {
+    Others => "others",
+    Partner => "partner",
+    Admins => "admins",
+    Requester => "requester",
+});
+
+/// Where a transition came from (recorded in the audit row).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::None)")]
+pub enum Via {
+    #[sea_orm(string_value = "text")]
+    Text,
+    #[sea_orm(string_value = "button")]
+    Button,
+    #[sea_orm(string_value = "command")]
+    Command,
+    #[sea_orm(string_value = "agent")]
+    Agent,
+    /// The expiry sweep.
+    #[sea_orm(string_value = "scheduler")]
+    Scheduler,
+    /// hearth itself: the target went away (a member left, a chore was deleted).
+    #[sea_orm(string_value = "system")]
+    System,
+}
+
+stored_names!(Via {
+    Text => "text",
+    Button => "button",
+    Command => "command",
+    Agent => "agent",
+    Scheduler => "scheduler",
+    System => "system",
+});
+
+/// A workflow to insert (status pending).
 #[derive(Debug, Clone)]
 pub struct NewWorkflow<'a> {
     pub chat_id: i64,
-    pub kind: &'a str,
+    pub kind: WorkflowKind,
     pub requester_id: i64,
     pub target_id: Option<i64>,
     pub target_title: &'a str,
-    /// "others" | "partner" | "admins"
-    pub eligibility: &'a str,
+    pub eligibility: Eligibility,
     pub partner_id: Option<i64>,
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
+    /// Kind-specific data (JSON), e.g. a confirmation's tool call.
     pub metadata: Option<String>,
 }
 
@@ -66,22 +203,29 @@ pub enum CreateRefused {
     Duplicate { workflow_id: i64 },
 }
 
+/// The change a transition makes to its target, written in the transition's transaction.
+/// One variant per kind of target table; a target hook (`WorkflowTarget`) builds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetChange {
+    /// A conditional chore change (complete, reopen, archive).
+    Chore(ChoreChange),
+}
+
 /// One transition of a pending workflow.
 #[derive(Debug, Clone)]
 pub struct Transition<'a> {
     pub workflow_id: i64,
-    /// "approved" | "rejected" | "cancelled" | "expired"
-    pub to: &'a str,
+    /// Approved | Rejected | Cancelled | Expired.
+    pub to: WorkflowStatus,
     pub actor_id: Option<i64>,
     pub reason: Option<&'a str>,
-    /// "text" | "button" | "command" | "agent" | "scheduler" | "system"
-    pub via: &'a str,
+    pub via: Via,
     pub at: DateTime<Utc>,
     /// The target's change, applied in the same transaction.
-    pub chore: Option<ChoreChange>,
+    pub change: Option<TargetChange>,
     /// Also cancel the other pending workflows on the same target with these kinds (the target
     /// is gone), with this reason.
-    pub cancel_siblings: Option<(&'static [&'static str], &'a str)>,
+    pub cancel_siblings: Option<(&'static [WorkflowKind], &'a str)>,
 }
 
 /// A transition that happened: the workflow after it, and siblings cancelled with it.
@@ -89,6 +233,17 @@ pub struct Transition<'a> {
 pub struct Transitioned {
     pub workflow: workflow::Model,
     pub cancelled: Vec<workflow::Model>,
+}
+
+/// Apply a target change on `db` (the transition's transaction). True when it applied.
+async fn apply_target(
+    db: &impl ConnectionTrait,
+    change: &TargetChange,
+    at: DateTime<Utc>,
+) -> StoreResult<bool> {
+    match change {
+        TargetChange::Chore(c) => apply_change(db, c, at).await,
+    }
 }
 
 impl Store {
@@ -141,7 +296,7 @@ impl Store {
                 if let Some(existing) = workflow::Entity::find()
                     .filter(workflow::Column::TargetId.eq(*chore_id))
                     .filter(workflow::Column::Kind.eq(w.kind))
-                    .filter(workflow::Column::Status.eq(WF_PENDING))
+                    .filter(workflow::Column::Status.eq(WorkflowStatus::Pending))
                     .one(&txn)
                     .await?
                 {
@@ -154,12 +309,12 @@ impl Store {
         }
         let row = workflow::ActiveModel {
             chat_id: Set(w.chat_id),
-            kind: Set(w.kind.to_string()),
-            status: Set(WF_PENDING.into()),
+            kind: Set(w.kind),
+            status: Set(WorkflowStatus::Pending),
             requester_id: Set(w.requester_id),
             target_id: Set(w.target_id),
             target_title: Set(w.target_title.to_string()),
-            eligibility: Set(w.eligibility.to_string()),
+            eligibility: Set(w.eligibility),
             partner_id: Set(w.partner_id),
             created_at: Set(w.created_at),
             expires_at: Set(w.expires_at),
@@ -198,8 +353,10 @@ impl Store {
         Ok(workflow::Entity::find_by_id(id).one(self.conn()).await?)
     }
 
-    /// Pending workflows that `viewer` could possibly resolve: those of the chats `chat_ids`,
-    /// plus those naming `viewer` as partner, excluding the viewer's own; in creation order.
+    /// Pending, unexpired (`expires_at > now`, even before the sweep ran) workflows that `viewer`
+    /// could possibly resolve: those of the chats `chat_ids`, plus those naming `viewer` as
+    /// partner, excluding the viewer's own and confirmations (only their requester decides
+    /// them); in creation order.
     /// A personal verification lives in its requester's private chat, so it is only returned
     /// here to its partner (choresir listed partners' private verifications to everyone).
     /// The caller still applies the eligibility rule to each row.
@@ -207,16 +364,21 @@ impl Store {
         &self,
         chat_ids: &[i64],
         viewer: i64,
+        now: DateTime<Utc>,
     ) -> StoreResult<Vec<workflow::Model>> {
         Ok(workflow::Entity::find()
-            .filter(workflow::Column::Status.eq(WF_PENDING))
+            .filter(workflow::Column::Status.eq(WorkflowStatus::Pending))
+            .filter(workflow::Column::ExpiresAt.gt(now))
             .filter(workflow::Column::RequesterId.ne(viewer))
             .filter(
                 Condition::any()
                     .add(
                         Condition::all()
                             .add(workflow::Column::ChatId.is_in(chat_ids.iter().copied()))
-                            .add(workflow::Column::Eligibility.ne("partner")),
+                            .add(
+                                workflow::Column::Eligibility
+                                    .is_not_in([Eligibility::Partner, Eligibility::Requester]),
+                            ),
                     )
                     .add(workflow::Column::PartnerId.eq(viewer)),
             )
@@ -226,15 +388,17 @@ impl Store {
             .await?)
     }
 
-    /// Pending workflows requested by `requester`, in creation order; only those of `chat_id`
-    /// when given.
+    /// Pending, unexpired (`expires_at > now`) workflows requested by `requester`, in creation
+    /// order; only those of `chat_id` when given.
     pub async fn pending_by_requester(
         &self,
         requester: i64,
         chat_id: Option<i64>,
+        now: DateTime<Utc>,
     ) -> StoreResult<Vec<workflow::Model>> {
         let mut q = workflow::Entity::find()
-            .filter(workflow::Column::Status.eq(WF_PENDING))
+            .filter(workflow::Column::Status.eq(WorkflowStatus::Pending))
+            .filter(workflow::Column::ExpiresAt.gt(now))
             .filter(workflow::Column::RequesterId.eq(requester));
         if let Some(c) = chat_id {
             q = q.filter(workflow::Column::ChatId.eq(c));
@@ -248,7 +412,7 @@ impl Store {
     /// Pending workflows on a target (any kind), in creation order.
     pub async fn pending_for_target(&self, target_id: i64) -> StoreResult<Vec<workflow::Model>> {
         Ok(workflow::Entity::find()
-            .filter(workflow::Column::Status.eq(WF_PENDING))
+            .filter(workflow::Column::Status.eq(WorkflowStatus::Pending))
             .filter(workflow::Column::TargetId.eq(target_id))
             .order_by_asc(workflow::Column::Id)
             .all(self.conn())
@@ -276,19 +440,19 @@ impl Store {
             let siblings = workflow::Entity::find()
                 .filter(workflow::Column::TargetId.eq(target))
                 .filter(workflow::Column::Kind.is_in(kinds.iter().copied()))
-                .filter(workflow::Column::Status.eq(WF_PENDING))
+                .filter(workflow::Column::Status.eq(WorkflowStatus::Pending))
                 .filter(workflow::Column::Id.ne(workflow.id))
                 .all(&txn)
                 .await?;
             for s in siblings {
                 let st = Transition {
                     workflow_id: s.id,
-                    to: "cancelled",
+                    to: WorkflowStatus::Cancelled,
                     actor_id: None,
                     reason: Some(reason),
-                    via: "system",
+                    via: Via::System,
                     at: t.at,
-                    chore: None,
+                    change: None,
                     cancel_siblings: None,
                 };
                 if move_pending(&txn, &st).await? {
@@ -299,12 +463,11 @@ impl Store {
             }
         }
         // the target's change last: a sibling's own restore never overrides it
-        if let Some(change) = &t.chore {
-            let applied = apply_change(&txn, change, t.at).await?;
+        if let Some(change) = &t.change {
+            let applied = apply_target(&txn, change, t.at).await?;
             if !applied {
                 tracing::info!(
                     workflow_id = t.workflow_id,
-                    chore_id = change.chore_id,
                     "target already moved on; no change applied"
                 );
             }
@@ -319,7 +482,7 @@ impl Store {
     /// Ids of pending workflows whose `expires_at` is at or before `now`, oldest first.
     pub async fn due_workflows(&self, now: DateTime<Utc>) -> StoreResult<Vec<workflow::Model>> {
         Ok(workflow::Entity::find()
-            .filter(workflow::Column::Status.eq(WF_PENDING))
+            .filter(workflow::Column::Status.eq(WorkflowStatus::Pending))
             .filter(workflow::Column::ExpiresAt.lte(now))
             .order_by_asc(workflow::Column::Id)
             .all(self.conn())
@@ -331,7 +494,7 @@ impl Store {
     /// Returns the workflows this call expired (a second sweep returns none).
     pub async fn expire_workflows(
         &self,
-        due: &[(i64, Option<ChoreChange>)],
+        due: &[(i64, Option<TargetChange>)],
         now: DateTime<Utc>,
     ) -> StoreResult<Vec<workflow::Model>> {
         if due.is_empty() {
@@ -342,19 +505,19 @@ impl Store {
         for (id, change) in due {
             let t = Transition {
                 workflow_id: *id,
-                to: "expired",
+                to: WorkflowStatus::Expired,
                 actor_id: None,
                 reason: None,
-                via: "scheduler",
+                via: Via::Scheduler,
                 at: now,
-                chore: None,
+                change: None,
                 cancel_siblings: None,
             };
             let moved = workflow::Entity::update_many()
                 .col_expr(workflow::Column::Status, Expr::value(t.to))
                 .col_expr(workflow::Column::ResolvedAt, Expr::value(now))
                 .filter(workflow::Column::Id.eq(*id))
-                .filter(workflow::Column::Status.eq(WF_PENDING))
+                .filter(workflow::Column::Status.eq(WorkflowStatus::Pending))
                 .filter(workflow::Column::ExpiresAt.lte(now))
                 .exec(&txn)
                 .await?
@@ -363,9 +526,9 @@ impl Store {
             if !moved {
                 continue;
             }
-            insert_audit(&txn, &t, WF_PENDING).await?;
+            insert_audit(&txn, &t, WorkflowStatus::Pending).await?;
             if let Some(c) = change {
-                apply_change(&txn, c, now).await?;
+                apply_target(&txn, c, now).await?;
             }
             if let Some(row) = workflow::Entity::find_by_id(*id).one(&txn).await? {
                 out.push(row);
@@ -385,7 +548,7 @@ impl Store {
     }
 }
 
-/// The conditional update (only "pending" moves) and its audit row. True when it moved.
+/// The conditional update (only pending moves) and its audit row. True when it moved.
 async fn move_pending(db: &impl ConnectionTrait, t: &Transition<'_>) -> StoreResult<bool> {
     let r = workflow::Entity::update_many()
         .col_expr(workflow::Column::Status, Expr::value(t.to))
@@ -396,29 +559,29 @@ async fn move_pending(db: &impl ConnectionTrait, t: &Transition<'_>) -> StoreRes
             Expr::value(t.reason.map(str::to_string)),
         )
         .filter(workflow::Column::Id.eq(t.workflow_id))
-        .filter(workflow::Column::Status.eq(WF_PENDING))
+        .filter(workflow::Column::Status.eq(WorkflowStatus::Pending))
         .exec(db)
         .await?;
     if r.rows_affected == 0 {
         return Ok(false);
     }
-    insert_audit(db, t, WF_PENDING).await?;
+    insert_audit(db, t, WorkflowStatus::Pending).await?;
     Ok(true)
 }
 
 async fn insert_audit(
     db: &impl ConnectionTrait,
     t: &Transition<'_>,
-    from: &str,
+    from: WorkflowStatus,
 ) -> StoreResult<()> {
     workflow_audit::ActiveModel {
         workflow_id: Set(t.workflow_id),
         actor_id: Set(t.actor_id),
         at: Set(t.at),
-        from_status: Set(from.to_string()),
-        to_status: Set(t.to.to_string()),
+        from_status: Set(from),
+        to_status: Set(t.to),
         reason: Set(t.reason.map(str::to_string)),
-        via: Set(t.via.to_string()),
+        via: Set(t.via),
         ..Default::default()
     }
     .insert(db)

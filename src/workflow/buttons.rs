@@ -1,10 +1,12 @@
-//! Approve / Reject buttons: callback data (`wf:a:<id>` / `wf:r:<id>`, far below Telegram's
-//! 64 bytes) and the tap handler. Every tap is authorized against the workflow through
-//! [`super::decide`] (OpenClaw and zeroclaw honoured taps from anyone), answered with a short
-//! toast, and a redelivered tap never resolves twice (the transition is conditional).
+//! Approve / Reject (and a confirmation's Confirm / Cancel) buttons: callback data
+//! (`wf:a:<id>` / `wf:r:<id>` / `wf:c:<id>`, far below Telegram's 64 bytes) and the tap
+//! handler. Every tap is authorized against the workflow through [`super::decide`] /
+//! [`super::cancel`] (OpenClaw and zeroclaw honoured taps from anyone) against the tapper's
+//! current membership — a tap registers nobody — answered with a short toast, and a
+//! redelivered tap never resolves twice (the transition is conditional).
 //! Uses: services, types, the workflow service.
 
-use super::{decide, render, Decide, Decision, Outcome, Via};
+use super::{cancel, decide, render, Decide, Decision, Outcome, Via};
 use crate::{
     services::Services,
     store::StoreResult,
@@ -28,17 +30,43 @@ pub fn for_request(workflow_id: i64) -> Vec<Vec<Button>> {
     ]]
 }
 
-/// Parse workflow callback data: `wf:a:12` → (Approve, 12). `None` for anything else.
-pub fn parse_data(data: &str) -> Option<(Decision, i64)> {
+/// The button row of a confirmation (only its requester may tap): Confirm approves it, Cancel
+/// cancels it.
+pub fn for_confirmation(workflow_id: i64) -> Vec<Vec<Button>> {
+    vec![vec![
+        Button {
+            label: "✅ Confirm".into(),
+            data: format!("{PREFIX}a:{workflow_id}"),
+        },
+        Button {
+            label: "✖️ Cancel".into(),
+            data: format!("{PREFIX}c:{workflow_id}"),
+        },
+    ]]
+}
+
+/// What a tap asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tap {
+    /// Approve or reject (`wf:a:` / `wf:r:`).
+    Decide(Decision),
+    /// Cancel, by the requester (`wf:c:`).
+    Cancel,
+}
+
+/// Parse workflow callback data: `wf:a:12` → (Decide(Approve), 12), `wf:c:12` → (Cancel, 12).
+/// `None` for anything else.
+pub fn parse_data(data: &str) -> Option<(Tap, i64)> {
     let rest = data.strip_prefix(PREFIX)?;
     let (d, id) = rest.split_once(':')?;
-    let decision = match d {
-        "a" => Decision::Approve,
-        "r" => Decision::Reject,
+    let tap = match d {
+        "a" => Tap::Decide(Decision::Approve),
+        "r" => Tap::Decide(Decision::Reject),
+        "c" => Tap::Cancel,
         _ => return None,
     };
     let id: i64 = id.parse().ok().filter(|i| *i > 0)?;
-    Some((decision, id))
+    Some((tap, id))
 }
 
 /// Handle a tap when its data is a workflow button: decide, answer the callback at once with
@@ -50,22 +78,27 @@ pub async fn on_callback(svc: &Services, c: &CallbackQuery) -> StoreResult<bool>
     if !c.data.starts_with(PREFIX) {
         return Ok(false);
     }
-    let Some((decision, id)) = parse_data(&c.data) else {
+    let Some((tap, id)) = parse_data(&c.data) else {
         answer(svc, c, "This button is no longer active.").await;
         return Ok(true);
     };
-    let outcome = decide(
-        svc,
-        Decide {
-            workflow_id: id,
-            actor_id: c.from.id,
-            decision,
-            reason: None,
-            via: Via::Button,
-            origin_chat: c.chat.id,
-        },
-    )
-    .await;
+    let outcome = match tap {
+        Tap::Decide(decision) => {
+            decide(
+                svc,
+                Decide {
+                    workflow_id: id,
+                    actor_id: c.from.id,
+                    decision,
+                    reason: None,
+                    via: Via::Button,
+                    origin_chat: c.chat.id,
+                },
+            )
+            .await
+        }
+        Tap::Cancel => cancel(svc, id, c.from.id, Via::Button, c.chat.id).await,
+    };
     match outcome {
         Ok(o) => {
             let text = render::outcome_plain(&o);
@@ -105,12 +138,15 @@ mod tests {
         }
         assert_eq!(
             parse_data(&b[0][0].data),
-            Some((Decision::Approve, i64::MAX))
+            Some((Tap::Decide(Decision::Approve), i64::MAX))
         );
         assert_eq!(
             parse_data(&b[0][1].data),
-            Some((Decision::Reject, i64::MAX))
+            Some((Tap::Decide(Decision::Reject), i64::MAX))
         );
+        let c = for_confirmation(i64::MAX);
+        assert!(c[0][1].data.len() <= 64);
+        assert_eq!(parse_data(&c[0][1].data), Some((Tap::Cancel, i64::MAX)));
         for bad in [
             "wf:x:1",
             "wf:a:",

@@ -56,7 +56,7 @@ async fn approvals(svc: &Services, ctx: &CommandCtx<'_>) -> anyhow::Result<()> {
     let mut ids: Vec<i64> = list.iter().map(|w| w.requester_id).collect();
     ids.extend(mine.iter().map(|w| w.requester_id));
     let names = render::names(svc, &ids).await?;
-    let html = render::approvals(&list, &mine, &names, svc.clock.now());
+    let html = render::approvals(svc, &list, &mine, &names, svc.clock.now());
     let sent = svc.outbox.send(ctx.reply(html)).await?;
     if let Some(last) = sent.last() {
         // a bare "yes" right after the list is about the list (see `about_requests`)
@@ -132,7 +132,7 @@ async fn cancel_cmd(svc: &Services, ctx: &CommandCtx<'_>, args: &str) -> anyhow:
             let o = cancel(svc, wf.id, v.user_id, Via::Command, v.chat_id).await?;
             match &o {
                 Outcome::Done(w) => {
-                    format!("🚫 Cancelled your request to {}.", e(&render::what(w)))
+                    format!("🚫 Cancelled your request to {}.", e(&render::what(svc, w)))
                 }
                 other => e(&render::outcome_plain(other)),
             }

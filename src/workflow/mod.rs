@@ -1,11 +1,12 @@
 //! Approval workflows: one state machine for every approval.
 //!
-//! Owns: the workflow kinds, statuses and eligibility rules; opening requests (with their
-//! notification and buttons); the one validated path every decision goes through
-//! ([`decide`], [`cancel`]) whether it comes from a text reply, a button, a command or an agent
-//! tool; the side effects of each transition on its target (applied in the transition's
-//! transaction); the actionable list (numbered 1..n in creation order, the same numbers for the
-//! member, the bot and the model); and the expiry sweep.
+//! Owns: the eligibility rule (kinds, statuses and eligibility are typed in `store`); opening
+//! requests (with their notification and buttons); the one validated path every decision goes
+//! through ([`decide`], [`cancel`]) whether it comes from a text reply, a button, a command or
+//! an agent tool; handing each transition's target change to the store (applied in the
+//! transition's transaction); the actionable list (numbered 1..n in creation order, the same
+//! numbers for the member, the bot and the model); the expiry sweep; and confirmations of
+//! destructive agent calls ([`confirm`]).
 //!
 //! Peers' failures this answers: choresir flipped a workflow through the agent's tools without
 //! completing the chore (side effects here run in the transition's transaction); its expired
@@ -13,161 +14,42 @@
 //! verifications to everyone (eligibility is filtered in queries and checked again here);
 //! OpenClaw and zeroclaw honoured button taps from anyone (every tap is authorized here).
 //!
-//! Uses: store, services, events, chores (the chore state changes), format, parse (pure).
+//! The service knows no target: each kind's [`WorkflowTarget`] hook (registered in the wiring)
+//! builds the target's change, renders the request and acts after a transition.
+//!
+//! Uses: store, services, events, format, parse (pure), target (the hooks), agent (tools and
+//! the confirmation gate, in `tools` and `confirm`).
 
 pub mod buttons;
 pub mod commands;
+pub mod confirm;
 pub mod parse;
 pub mod render;
+pub mod target;
 pub mod tools;
 
 use std::collections::HashMap;
 
 use chrono::Duration;
 
+pub use crate::store::{Eligibility, Via, WorkflowKind as Kind, WorkflowStatus as Status};
 use crate::{
-    chores,
     events::HearthEvent,
     services::Services,
     store::{
-        ChoreChange, CreateGuard, CreateRefused, MemberRow, NewWorkflow, StoreResult, Transition,
-        Transitioned, WorkflowRow, CHORE_PENDING, WF_PENDING,
+        CreateGuard, CreateRefused, MemberRow, NewWorkflow, StoreResult, TargetChange, Transition,
+        Transitioned, WorkflowRow,
     },
     types::Outbound,
 };
 pub use parse::{ActionableItem, Decision, ParseOutcome, ParsedAction, Refusal};
+pub use target::{WorkflowTarget, WorkflowTargets};
 
-/// What a workflow is about. Stored as its snake_case name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// A member says they did a group chore; another member verifies.
-    ChoreVerification,
-    /// A member asks to delete a group chore; another member approves.
-    ChoreDeletion,
-    /// The owner of a personal chore says they did it; only their named partner verifies.
-    PersonalVerification,
-}
-
-impl Kind {
-    /// Stored name, e.g. "chore_verification".
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::ChoreVerification => "chore_verification",
-            Kind::ChoreDeletion => "chore_deletion",
-            Kind::PersonalVerification => "personal_verification",
-        }
-    }
-
-    /// The kind stored as `s` (`None` for kinds this build does not know).
-    pub fn parse(s: &str) -> Option<Kind> {
-        Some(match s {
-            "chore_verification" => Kind::ChoreVerification,
-            "chore_deletion" => Kind::ChoreDeletion,
-            "personal_verification" => Kind::PersonalVerification,
-            _ => return None,
-        })
-    }
-
-    /// Who may resolve requests of this kind.
-    pub fn eligibility(self) -> Eligibility {
-        match self {
-            Kind::ChoreVerification | Kind::ChoreDeletion => Eligibility::Others,
-            Kind::PersonalVerification => Eligibility::Partner,
-        }
-    }
-}
-
-/// Workflow status. Only `Pending` ever moves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    Pending,
-    Approved,
-    Rejected,
-    Expired,
-    Cancelled,
-}
-
-impl Status {
-    /// Stored name, e.g. "approved".
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Pending => WF_PENDING,
-            Status::Approved => "approved",
-            Status::Rejected => "rejected",
-            Status::Expired => "expired",
-            Status::Cancelled => "cancelled",
-        }
-    }
-
-    /// The status stored as `s` (unknown → `None`).
-    pub fn parse(s: &str) -> Option<Status> {
-        Some(match s {
-            WF_PENDING => Status::Pending,
-            "approved" => Status::Approved,
-            "rejected" => Status::Rejected,
-            "expired" => Status::Expired,
-            "cancelled" => Status::Cancelled,
-            _ => return None,
-        })
-    }
-
-    fn of(d: Decision) -> Status {
-        match d {
-            Decision::Approve => Status::Approved,
-            Decision::Reject => Status::Rejected,
-        }
-    }
-}
-
-/// Who may resolve a workflow (besides: never its requester).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Eligibility {
-    /// Any other active member of the workflow's group.
-    Others,
-    /// Only the named partner (`partner_id`).
-    Partner,
-    /// Only admins of the group.
-    Admins,
-}
-
-impl Eligibility {
-    /// Stored name: "others" | "partner" | "admins".
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Eligibility::Others => "others",
-            Eligibility::Partner => "partner",
-            Eligibility::Admins => "admins",
-        }
-    }
-
-    /// Parse a stored name; unknown names are the strictest rule (admins).
-    pub fn parse(s: &str) -> Eligibility {
-        match s {
-            "others" => Eligibility::Others,
-            "partner" => Eligibility::Partner,
-            _ => Eligibility::Admins,
-        }
-    }
-}
-
-/// Where a decision came from (recorded in the audit row).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Via {
-    Text,
-    Button,
-    Command,
-    Agent,
-}
-
-impl Via {
-    /// Stored name: "text" | "button" | "command" | "agent".
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Via::Text => "text",
-            Via::Button => "button",
-            Via::Command => "command",
-            Via::Agent => "agent",
-        }
+/// The status a decision moves a workflow to.
+fn status_of(d: Decision) -> Status {
+    match d {
+        Decision::Approve => Status::Approved,
+        Decision::Reject => Status::Rejected,
     }
 }
 
@@ -182,49 +64,67 @@ pub enum Denial {
     NotAdmin,
     #[error("Only the person who asked can cancel a request.")]
     NotRequester,
+    #[error("Only the member this was asked for can confirm it.")]
+    NotYours,
 }
 
 /// The eligibility rule, in one place: may `user_id` resolve `wf`? `member` is the user's
-/// member row in the workflow's group (`None` when not a member or not looked up).
-/// A requester never resolves their own request; a personal verification only its partner.
+/// member row in the workflow's group (`None` when not a member or not looked up); only a
+/// current (active) member of the group counts (issue 8: a tap from a non-member or a leaver
+/// approved requests). A requester never resolves their own request, except a confirmation,
+/// which only they resolve; a personal verification only its partner.
 pub fn may_resolve(
     wf: &WorkflowRow,
     user_id: i64,
     member: Option<&MemberRow>,
 ) -> Result<(), Denial> {
+    if wf.eligibility == Eligibility::Requester {
+        return if wf.requester_id == user_id {
+            Ok(())
+        } else {
+            Err(Denial::NotYours)
+        };
+    }
     if wf.requester_id == user_id {
         return Err(Denial::OwnRequest);
     }
     let active = member.filter(|m| m.active && m.chat_id == wf.chat_id);
-    match Eligibility::parse(&wf.eligibility) {
+    match wf.eligibility {
         Eligibility::Partner if wf.partner_id == Some(user_id) => Ok(()),
         Eligibility::Partner => Err(Denial::NotEligible),
         Eligibility::Others if active.is_some() => Ok(()),
         Eligibility::Others => Err(Denial::NotEligible),
         Eligibility::Admins if active.is_some_and(|m| m.is_admin()) => Ok(()),
         Eligibility::Admins if active.is_some() => Err(Denial::NotAdmin),
-        Eligibility::Admins => Err(Denial::NotEligible),
+        Eligibility::Admins | Eligibility::Requester => Err(Denial::NotEligible),
     }
 }
 
-/// The member row that [`may_resolve`] needs for `wf` (none for partner-only workflows).
+/// The member row that [`may_resolve`] needs for `wf` (none for partner-only workflows and
+/// confirmations).
 async fn membership(
     svc: &Services,
     wf: &WorkflowRow,
     user_id: i64,
 ) -> StoreResult<Option<MemberRow>> {
-    if Eligibility::parse(&wf.eligibility) == Eligibility::Partner {
+    if matches!(
+        wf.eligibility,
+        Eligibility::Partner | Eligibility::Requester
+    ) {
         return Ok(None);
     }
     svc.store.member(wf.chat_id, user_id).await
 }
 
-/// How long a request of `kind` stays pending (`workflows.expiry`; one value for every kind
-/// today, the per-kind hook for routines' steps). At least one minute.
+/// How long a request of `kind` stays pending: its hook's expiry, else `workflows.expiry`.
+/// At least one minute.
 pub fn expiry_for(svc: &Services, kind: Kind) -> Duration {
-    let _ = kind;
-    Duration::from_std(svc.config.workflows.expiry)
-        .unwrap_or(Duration::hours(48))
+    svc.workflow_targets
+        .get(kind)
+        .and_then(|t| t.expiry(svc, kind))
+        .unwrap_or_else(|| {
+            Duration::from_std(svc.config.workflows.expiry).unwrap_or(Duration::hours(48))
+        })
         .max(Duration::minutes(1))
 }
 
@@ -237,9 +137,10 @@ pub struct Viewer {
     pub private: bool,
 }
 
-/// The viewer's actionable list: pending workflows they may resolve, in creation order
-/// (item `i` is number `i + 1`). Eligibility is filtered in the query (chat scope, partner)
-/// and then checked with [`may_resolve`] for each row.
+/// The viewer's actionable list: pending, unexpired workflows they may resolve, in creation
+/// order (item `i` is number `i + 1`). Eligibility and expiry are filtered in the query (chat
+/// scope, partner, `expires_at > now` even before the sweep ran) and then checked with
+/// [`may_resolve`] for each row.
 pub async fn actionable(svc: &Services, v: Viewer) -> StoreResult<Vec<WorkflowRow>> {
     let chats: Vec<i64> = if v.private {
         svc.store
@@ -251,14 +152,17 @@ pub async fn actionable(svc: &Services, v: Viewer) -> StoreResult<Vec<WorkflowRo
     } else {
         vec![v.chat_id]
     };
-    let rows = svc.store.pending_for_viewer(&chats, v.user_id).await?;
+    let rows = svc
+        .store
+        .pending_for_viewer(&chats, v.user_id, svc.clock.now())
+        .await?;
     let mut members: HashMap<i64, Option<MemberRow>> = HashMap::new();
     let mut out = Vec::with_capacity(rows.len());
     for wf in rows {
         if !v.private && wf.chat_id != v.chat_id {
             continue; // a personal verification never shows in a group
         }
-        let m = if Eligibility::parse(&wf.eligibility) == Eligibility::Partner {
+        let m = if wf.eligibility == Eligibility::Partner {
             None
         } else {
             match members.get(&wf.chat_id) {
@@ -277,11 +181,15 @@ pub async fn actionable(svc: &Services, v: Viewer) -> StoreResult<Vec<WorkflowRo
     Ok(out)
 }
 
-/// The viewer's own pending requests, in creation order (in a group: that group's only; in a
-/// private chat: all of them, personal ones included).
+/// The viewer's own pending, unexpired requests, in creation order (in a group: that group's
+/// only; in a private chat: all of them, personal ones and confirmations included).
 pub async fn my_pending(svc: &Services, v: Viewer) -> StoreResult<Vec<WorkflowRow>> {
     svc.store
-        .pending_by_requester(v.user_id, (!v.private).then_some(v.chat_id))
+        .pending_by_requester(
+            v.user_id,
+            (!v.private).then_some(v.chat_id),
+            svc.clock.now(),
+        )
         .await
 }
 
@@ -299,14 +207,18 @@ pub fn items(list: &[WorkflowRow]) -> Vec<ActionableItem<'_>> {
 /// A request to open.
 #[derive(Debug, Clone)]
 pub struct NewRequest<'a> {
-    /// The group, or for a personal verification the requester's private chat.
+    /// The group, or for a personal verification the requester's private chat, or for a
+    /// confirmation the chat of the turn.
     pub chat_id: i64,
     pub kind: Kind,
     pub requester_id: i64,
-    pub target_id: i64,
+    /// The target's id in its own table (`None` when the target is the metadata itself).
+    pub target_id: Option<i64>,
     pub target_title: &'a str,
     /// The only resolver of a personal verification.
     pub partner_id: Option<i64>,
+    /// Kind-specific data (JSON) the kind's hook reads back.
+    pub metadata: Option<String>,
 }
 
 /// An opened request.
@@ -318,8 +230,10 @@ pub struct Opened {
 }
 
 /// Open a request: check `guard` and insert in one transaction, then send the request message
-/// with Approve / Reject buttons (to the group; to the partner's private chat for a personal
+/// with its hook's buttons (to the group; to the partner's private chat for a personal
 /// verification), remember the message for later edits, and publish `WorkflowCreated`.
+/// Eligibility and expiry come from the kind's hook (a kind without one: admins, the default
+/// expiry).
 ///
 /// Errors: storage. A failed guard comes back as `Ok(Err(_))` and changes nothing.
 pub async fn open(
@@ -328,21 +242,25 @@ pub async fn open(
     guard: CreateGuard,
 ) -> StoreResult<Result<Opened, CreateRefused>> {
     let now = svc.clock.now();
-    let eligibility = req.kind.eligibility();
+    let hook = svc.workflow_targets.get(req.kind).cloned();
+    let eligibility = hook
+        .as_ref()
+        .map(|h| h.eligibility(req.kind))
+        .unwrap_or(Eligibility::Admins);
     let row = svc
         .store
         .create_workflow(
             NewWorkflow {
                 chat_id: req.chat_id,
-                kind: req.kind.as_str(),
+                kind: req.kind,
                 requester_id: req.requester_id,
-                target_id: Some(req.target_id),
+                target_id: req.target_id,
                 target_title: req.target_title,
-                eligibility: eligibility.as_str(),
+                eligibility,
                 partner_id: req.partner_id,
                 created_at: now,
                 expires_at: now + expiry_for(svc, req.kind),
-                metadata: None,
+                metadata: req.metadata,
             },
             guard,
         )
@@ -355,19 +273,23 @@ pub async fn open(
     svc.events.publish(HearthEvent::WorkflowCreated {
         chat_id: wf.chat_id,
         workflow_id: wf.id,
-        workflow_type: wf.kind.clone(),
+        workflow_type: wf.kind.as_str().to_string(),
         title: wf.target_title.clone(),
         requester_id: wf.requester_id,
     });
     let names = render::names(svc, &[wf.requester_id]).await?;
     let to = notice_chat(&wf);
-    let html = render::request_notice(&wf, &names, now);
+    let html = render::request_notice(svc, &wf, &names, now);
+    let buttons = match &hook {
+        Some(h) => h.buttons(&wf),
+        None => buttons::for_request(wf.id),
+    };
     let delivered = match svc
         .outbox
         .send(Outbound {
             chat_id: to,
             html,
-            buttons: buttons::for_request(wf.id),
+            buttons,
             reply_to: None,
         })
         .await
@@ -394,60 +316,34 @@ pub async fn open(
 }
 
 /// Where a request's message goes: the partner's private chat for a personal verification,
-/// else the workflow's group.
+/// else the workflow's chat.
 fn notice_chat(wf: &WorkflowRow) -> i64 {
-    match (Eligibility::parse(&wf.eligibility), wf.partner_id) {
+    match (wf.eligibility, wf.partner_id) {
         (Eligibility::Partner, Some(p)) => p,
         _ => wf.chat_id,
     }
 }
 
-/// The change a transition makes to its target, in one place:
-/// verification approved → the chore completes and the completion is recorded (a recurring
-/// one is rescheduled in its group's zone and handed to the next assignee by rotation);
-/// verification rejected / expired / cancelled → the chore goes back to to-do;
-/// deletion approved → the chore is archived; other deletion outcomes leave it alone.
+/// The change the move of `wf` to `to` makes to its target: its kind's hook decides (see
+/// `chores::targets` for the chore kinds); a kind without a hook changes nothing.
 async fn target_change(
     svc: &Services,
     wf: &WorkflowRow,
     to: Status,
-) -> StoreResult<Option<ChoreChange>> {
-    let (Some(kind), Some(target)) = (Kind::parse(&wf.kind), wf.target_id) else {
-        return Ok(None);
-    };
-    Ok(match (kind, to) {
-        (Kind::ChoreVerification | Kind::PersonalVerification, Status::Approved) => {
-            // done when claimed: on time and the next due date count from the claim
-            let done_at = wf.created_at;
-            match svc.store.chore(target).await? {
-                Some(c) => Some(
-                    chores::completion_change(svc, &c, wf.requester_id, done_at, &[CHORE_PENDING])
-                        .await?,
-                ),
-                None => None,
-            }
-        }
-        (Kind::ChoreVerification | Kind::PersonalVerification, _) => {
-            Some(chores::reopen_change(target))
-        }
-        (Kind::ChoreDeletion, Status::Approved) => Some(chores::archive_change(target)),
-        (Kind::ChoreDeletion, _) => None,
-    })
+) -> StoreResult<Option<TargetChange>> {
+    match svc.workflow_targets.get(wf.kind) {
+        Some(h) => h.change(svc, wf, to).await,
+        None => Ok(None),
+    }
 }
-
-/// Kinds cancelled along with an approved deletion (their target is gone).
-const CHORE_KINDS: &[&str] = &[
-    "chore_verification",
-    "chore_deletion",
-    "personal_verification",
-];
 
 /// What happened to one decision.
 #[derive(Debug, Clone)]
 pub enum Outcome {
     /// This decision moved the workflow (its new status is in the row).
     Done(WorkflowRow),
-    /// It was no longer pending; `by` is the resolver's name when there was one.
+    /// It was no longer pending (or had just expired); `by` is the resolver's name when there
+    /// was one.
     Already {
         workflow: WorkflowRow,
         by: Option<String>,
@@ -470,11 +366,13 @@ pub struct Decide<'a> {
     pub origin_chat: i64,
 }
 
-/// The one validated path for approving or rejecting: authorize ([`may_resolve`]), then the
-/// conditional transition with its audit row and target change in one transaction, then the
-/// notifications (request message edited to show the outcome and who decided, buttons
-/// removed; requester told; `WorkflowResolved` published). Fifty concurrent calls give one
-/// `Done` and forty-nine `Already` naming the winner.
+/// The one validated path for approving or rejecting: authorize ([`may_resolve`], against
+/// the actor's current membership, before anything is written), then — when the request is
+/// past its `expires_at` but the sweep has not run yet — expire it on the spot (never approve
+/// it), else the conditional transition with its audit row and target change in one
+/// transaction, then the notifications (request message edited to show the outcome and who
+/// decided, buttons removed; requester told; `WorkflowResolved` published; the hook's
+/// `after`). Fifty concurrent calls give one `Done` and forty-nine `Already` naming the winner.
 ///
 /// Errors: storage only; every refusal is an [`Outcome`].
 pub async fn decide(svc: &Services, d: Decide<'_>) -> StoreResult<Outcome> {
@@ -485,24 +383,29 @@ pub async fn decide(svc: &Services, d: Decide<'_>) -> StoreResult<Outcome> {
     if let Err(denial) = may_resolve(&wf, d.actor_id, member.as_ref()) {
         return Ok(Outcome::Denied(wf, denial));
     }
-    if wf.status != WF_PENDING {
+    if wf.status != Status::Pending {
         return already(svc, wf).await;
     }
-    let to = Status::of(d.decision);
+    if wf.expires_at <= svc.clock.now() {
+        return expired_now(svc, wf).await;
+    }
+    let to = status_of(d.decision);
     let reason = d.reason.map(|r| crate::context::clip(r.trim(), 300));
-    let chore = target_change(svc, &wf, to).await?;
-    let cancel_siblings = (to == Status::Approved && wf.kind == Kind::ChoreDeletion.as_str())
-        .then_some((CHORE_KINDS, "the chore was deleted"));
+    let change = target_change(svc, &wf, to).await?;
+    let cancel_siblings = svc
+        .workflow_targets
+        .get(wf.kind)
+        .and_then(|h| h.cancels(&wf, to));
     let t = svc
         .store
         .transition_workflow(Transition {
             workflow_id: wf.id,
-            to: to.as_str(),
+            to,
             actor_id: Some(d.actor_id),
             reason: reason.as_deref().filter(|r| !r.is_empty()),
-            via: d.via.as_str(),
+            via: d.via,
             at: svc.clock.now(),
-            chore,
+            change,
             cancel_siblings,
         })
         .await?;
@@ -527,6 +430,17 @@ async fn already(svc: &Services, wf: WorkflowRow) -> StoreResult<Outcome> {
     Ok(Outcome::Already { workflow: wf, by })
 }
 
+/// A pending request found past its `expires_at` before the sweep: expire it now (restoring its
+/// target, with the sweep's notices) and report it as already expired.
+async fn expired_now(svc: &Services, wf: WorkflowRow) -> StoreResult<Outcome> {
+    let id = wf.id;
+    expire(svc, vec![wf]).await?;
+    match svc.store.workflow(id).await? {
+        Some(wf) => already(svc, wf).await,
+        None => Ok(Outcome::NotFound(id)),
+    }
+}
+
 /// Cancel `workflow_id` on behalf of its requester (restoring its target).
 ///
 /// Errors: storage; a non-requester gets `Outcome::Denied(NotRequester)`.
@@ -543,20 +457,23 @@ pub async fn cancel(
     if wf.requester_id != actor_id {
         return Ok(Outcome::Denied(wf, Denial::NotRequester));
     }
-    if wf.status != WF_PENDING {
+    if wf.status != Status::Pending {
         return already(svc, wf).await;
     }
-    let chore = target_change(svc, &wf, Status::Cancelled).await?;
+    if wf.expires_at <= svc.clock.now() {
+        return expired_now(svc, wf).await;
+    }
+    let change = target_change(svc, &wf, Status::Cancelled).await?;
     match svc
         .store
         .transition_workflow(Transition {
             workflow_id: wf.id,
-            to: Status::Cancelled.as_str(),
+            to: Status::Cancelled,
             actor_id: Some(actor_id),
             reason: None,
-            via: via.as_str(),
+            via,
             at: svc.clock.now(),
-            chore,
+            change,
             cancel_siblings: None,
         })
         .await?
@@ -575,17 +492,17 @@ pub async fn cancel(
 
 /// Cancel a pending workflow because its target went away (no actor; audit via "system").
 pub async fn cancel_by_system(svc: &Services, wf: &WorkflowRow, reason: &str) -> StoreResult<bool> {
-    let chore = target_change(svc, wf, Status::Cancelled).await?;
+    let change = target_change(svc, wf, Status::Cancelled).await?;
     match svc
         .store
         .transition_workflow(Transition {
             workflow_id: wf.id,
-            to: Status::Cancelled.as_str(),
+            to: Status::Cancelled,
             actor_id: None,
             reason: Some(reason),
-            via: "system",
+            via: Via::System,
             at: svc.clock.now(),
-            chore,
+            change,
             cancel_siblings: None,
         })
         .await?
@@ -598,9 +515,10 @@ pub async fn cancel_by_system(svc: &Services, wf: &WorkflowRow, reason: &str) ->
     }
 }
 
-/// Notifications after a committed transition: events, the request message edited (outcome,
-/// who decided, buttons removed), and the requester told when `tell_requester` (see
-/// [`tell_requester`]) and they did not act themselves.
+/// Notifications after a committed transition: events, the hook's `after` (its line goes into
+/// the edit), the request message edited (outcome, who decided, buttons removed), and the
+/// requester told when `tell_requester` (see [`tell_requester`]) and they did not act
+/// themselves.
 async fn after_transition(
     svc: &Services,
     t: &Transitioned,
@@ -617,15 +535,19 @@ async fn after_transition(
         svc.events.publish(HearthEvent::WorkflowResolved {
             chat_id: w.chat_id,
             workflow_id: w.id,
-            workflow_type: w.kind.clone(),
+            workflow_type: w.kind.as_str().to_string(),
             title: w.target_title.clone(),
-            status: w.status.clone(),
+            status: w.status.as_str().to_string(),
             resolver_id: w.resolver_id,
         });
-        edit_notice(svc, w, &names).await;
+        let extra = match svc.workflow_targets.get(w.kind) {
+            Some(h) => h.after(svc, w).await?,
+            None => None,
+        };
+        edit_notice(svc, w, &names, extra).await;
     }
     if tell_requester && actor_id != Some(wf.requester_id) {
-        let html = render::requester_notice(wf, &names);
+        let html = render::requester_notice(svc, wf, &names);
         if let Err(e) = svc.outbox.send(Outbound::html(wf.chat_id, html)).await {
             tracing::warn!(workflow_id = wf.id, error = %e, "requester not told");
         }
@@ -639,12 +561,22 @@ fn tell_requester(wf: &WorkflowRow, via: Via, origin_chat: i64) -> bool {
     !(origin_chat == wf.chat_id && matches!(via, Via::Text | Via::Command | Via::Agent))
 }
 
-/// Edit the request message to show the outcome, without buttons (best effort: logged).
-async fn edit_notice(svc: &Services, wf: &WorkflowRow, names: &HashMap<i64, String>) {
+/// Edit the request message to show the outcome (and the hook's `extra` line), without
+/// buttons (best effort: logged).
+async fn edit_notice(
+    svc: &Services,
+    wf: &WorkflowRow,
+    names: &HashMap<i64, String>,
+    extra: Option<String>,
+) {
     let (Some(chat), Some(msg)) = (wf.notice_chat_id, wf.notice_message_id) else {
         return;
     };
-    let html = render::resolved_notice(wf, names);
+    let mut html = render::resolved_notice(svc, wf, names);
+    if let Some(x) = extra {
+        html.push('\n');
+        html.push_str(&x);
+    }
     if let Err(e) = svc.outbox.edit(chat, msg, &html, &[]).await {
         tracing::warn!(workflow_id = wf.id, error = %e, "request message not edited");
     }
@@ -652,15 +584,21 @@ async fn edit_notice(svc: &Services, wf: &WorkflowRow, names: &HashMap<i64, Stri
 
 /// Expire every pending workflow past its `expires_at`, restoring targets, in one transaction;
 /// then edit each request message and tell its chat once (the group, or for a personal
-/// verification the requester's private chat). Idempotent: a second run finds nothing.
-/// Run every minute by the scheduler and once at start-up (requests that expired while hearth
-/// was down). Returns how many expired.
+/// verification the requester's private chat) when its hook has an expiry note. Idempotent: a
+/// second run finds nothing. Run every minute by the scheduler and once at start-up (requests
+/// that expired while hearth was down); [`decide`] and [`cancel`] also expire on the spot a
+/// request they find past due. Returns how many expired.
 pub async fn sweep_expired(svc: &Services) -> StoreResult<usize> {
-    let now = svc.clock.now();
-    let due = svc.store.due_workflows(now).await?;
+    let due = svc.store.due_workflows(svc.clock.now()).await?;
+    expire(svc, due).await
+}
+
+/// Expire `due` (pending, past `expires_at`) as the sweep does. Returns how many expired here.
+async fn expire(svc: &Services, due: Vec<WorkflowRow>) -> StoreResult<usize> {
     if due.is_empty() {
         return Ok(0);
     }
+    let now = svc.clock.now();
     let mut plan = Vec::with_capacity(due.len());
     for wf in &due {
         plan.push((wf.id, target_change(svc, wf, Status::Expired).await?));
@@ -673,11 +611,21 @@ pub async fn sweep_expired(svc: &Services) -> StoreResult<usize> {
         svc.events.publish(HearthEvent::WorkflowExpired {
             chat_id: wf.chat_id,
             workflow_id: wf.id,
-            workflow_type: wf.kind.clone(),
+            workflow_type: wf.kind.as_str().to_string(),
             title: wf.target_title.clone(),
         });
-        edit_notice(svc, wf, &names).await;
-        let html = render::expired_notice(wf, &names);
+        let hook = svc.workflow_targets.get(wf.kind);
+        let extra = match hook {
+            Some(h) => h.after(svc, wf).await?,
+            None => None,
+        };
+        edit_notice(svc, wf, &names, extra).await;
+        let note = match hook {
+            Some(h) => h.expired_note(wf),
+            None => Some(""),
+        };
+        let Some(note) = note else { continue };
+        let html = render::expired_notice(svc, wf, &names, note);
         if let Err(e) = svc.outbox.send(Outbound::html(wf.chat_id, html)).await {
             tracing::warn!(workflow_id = wf.id, error = %e, "expiry notice not delivered");
         }
@@ -796,7 +744,8 @@ async fn about_requests(
 }
 
 /// Reply to a parse outcome: refusals as text, resolutions one by one with one line per item.
-/// Returns false for `NotApproval` (nothing sent).
+/// A viewer with nothing to decide but a request of their own pending is told they can't decide
+/// their own request, in the button's words. Returns false for `NotApproval` (nothing sent).
 pub async fn respond(
     svc: &Services,
     v: Viewer,
@@ -807,13 +756,19 @@ pub async fn respond(
 ) -> StoreResult<bool> {
     let html = match outcome {
         ParseOutcome::NotApproval => return Ok(false),
+        ParseOutcome::Refuse(Refusal::NothingActionable | Refusal::OutOfRange { count: 0, .. })
+            if list.is_empty() && has_own_request(svc, v).await? =>
+        {
+            // "approve", "approve 1", "/approve 1" by the requester: the same words as the button
+            crate::format::escape_html(&Denial::OwnRequest.to_string())
+        }
         ParseOutcome::Refuse(r) => crate::format::escape_html(&r.to_string()),
         ParseOutcome::Resolve(actions) => {
             let results = apply_actions(svc, v, list, &actions, via).await?;
             let mut ids: Vec<i64> = list.iter().map(|w| w.requester_id).collect();
             ids.push(v.user_id);
             let names = render::names(svc, &ids).await?;
-            render::outcome_lines(&results, &names)
+            render::outcome_lines(svc, &results, &names)
         }
     };
     if let Err(e) = svc
@@ -829,4 +784,13 @@ pub async fn respond(
         tracing::warn!(chat_id = v.chat_id, error = %e, "approval reply not delivered");
     }
     Ok(true)
+}
+
+/// True when `v` has a pending request of their own that others decide (a confirmation is
+/// theirs to decide, so it does not count).
+async fn has_own_request(svc: &Services, v: Viewer) -> StoreResult<bool> {
+    Ok(my_pending(svc, v)
+        .await?
+        .iter()
+        .any(|w| w.eligibility != Eligibility::Requester))
 }

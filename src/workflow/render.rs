@@ -1,15 +1,16 @@
 //! Text for workflows: request messages, outcome edits, notifications, the `/approvals` list
 //! (Telegram HTML; user text always escaped) and the agent's context section (plain, compact:
 //! every prompt token is paid by the user). The numbering is the actionable list's, so "1"
-//! means the same to the member, the bot and the model. Uses: store, services, agent (the
-//! section trait), format.
+//! means the same to the member, the bot and the model. What a request is about is worded by
+//! its kind's hook ([`super::WorkflowTarget`]). Uses: store, services, agent (the section
+//! trait), format.
 
 use std::collections::HashMap;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::{actionable, my_pending, Denial, Kind, Outcome, Status, Viewer};
+use super::{actionable, my_pending, Outcome, Status, Viewer};
 use crate::{
     agent::{prompt::Section, ContextSection, Scope},
     format::escape_html as e,
@@ -44,29 +45,15 @@ fn name(names: &HashMap<i64, String>, id: i64) -> &str {
     names.get(&id).map(String::as_str).unwrap_or("someone")
 }
 
-/// What is asked, plain: `delete "Water plants"`, `verify "Dishes"`.
-pub fn what(wf: &WorkflowRow) -> String {
-    let t = crate::context::clip(&wf.target_title, 80);
-    match Kind::parse(&wf.kind) {
-        Some(Kind::ChoreDeletion) => format!("delete “{t}”"),
-        Some(Kind::ChoreVerification) => format!("verify “{t}”"),
-        Some(Kind::PersonalVerification) => format!("verify personal chore “{t}”"),
-        None => format!("“{t}”"),
-    }
+/// What is asked, plain: `delete “Water plants”`, `verify “Dishes”` (the kind's hook).
+pub fn what(svc: &Services, wf: &WorkflowRow) -> String {
+    svc.workflow_targets.what(wf)
 }
 
 /// The request in one HTML sentence: "<b>Jack</b> wants to delete “Water plants”".
-pub fn describe(wf: &WorkflowRow, names: &HashMap<i64, String>) -> String {
+pub fn describe(svc: &Services, wf: &WorkflowRow, names: &HashMap<i64, String>) -> String {
     let who = e(name(names, wf.requester_id));
-    let t = e(&crate::context::clip(&wf.target_title, 80));
-    match Kind::parse(&wf.kind) {
-        Some(Kind::ChoreDeletion) => format!("<b>{who}</b> wants to delete “{t}”"),
-        Some(Kind::ChoreVerification) => format!("<b>{who}</b> says “{t}” is done"),
-        Some(Kind::PersonalVerification) => {
-            format!("<b>{who}</b> says their personal chore “{t}” is done")
-        }
-        None => format!("<b>{who}</b> asks about “{t}”"),
-    }
+    svc.workflow_targets.describe(wf, &who)
 }
 
 /// "2 days", "5 h", "12 min" from `now` until `at` ("now" when past).
@@ -83,21 +70,22 @@ pub fn until(now: DateTime<Utc>, at: DateTime<Utc>) -> String {
     }
 }
 
-/// The request message (sent with Approve / Reject buttons).
+/// The request message (sent with its hook's buttons).
 pub fn request_notice(
+    svc: &Services,
     wf: &WorkflowRow,
     names: &HashMap<i64, String>,
     now: DateTime<Utc>,
 ) -> String {
-    let ask = match Kind::parse(&wf.kind) {
-        Some(Kind::ChoreDeletion) => "Approve?",
-        _ => "Verify?",
-    };
-    format!(
-        "🙋 {} — {ask}\n<i>Tap a button or reply “approve” / “reject, reason”. Expires in {}.</i>",
-        describe(wf, names),
-        until(now, wf.expires_at)
-    )
+    let who = e(name(names, wf.requester_id));
+    let expires_in = until(now, wf.expires_at);
+    match svc.workflow_targets.get(wf.kind) {
+        Some(t) => t.request_notice(wf, &who, &expires_in),
+        None => format!(
+            "🙋 {} — Approve?\n<i>Expires in {expires_in}.</i>",
+            svc.workflow_targets.describe(wf, &who)
+        ),
+    }
 }
 
 /// The outcome as a short line: "✅ Approved by Lottie", "❌ Rejected by Lottie: too dusty".
@@ -111,27 +99,27 @@ pub fn status_line(wf: &WorkflowRow, names: &HashMap<i64, String>) -> String {
         .as_deref()
         .map(|r| format!(": {}", e(r)))
         .unwrap_or_default();
-    match Status::parse(&wf.status) {
-        Some(Status::Approved) => format!("✅ Approved{by}{reason}"),
-        Some(Status::Rejected) => format!("❌ Rejected{by}{reason}"),
-        Some(Status::Expired) => "⌛ Expired: nobody decided in time".into(),
-        Some(Status::Cancelled) => format!("🚫 Cancelled{by}{reason}"),
-        Some(Status::Pending) | None => "⏳ Pending".into(),
+    match wf.status {
+        Status::Approved => format!("✅ Approved{by}{reason}"),
+        Status::Rejected => format!("❌ Rejected{by}{reason}"),
+        Status::Expired => "⌛ Expired: nobody decided in time".into(),
+        Status::Cancelled => format!("🚫 Cancelled{by}{reason}"),
+        Status::Pending => "⏳ Pending".into(),
     }
 }
 
 /// The request message after resolution (sent as an edit, without buttons).
-pub fn resolved_notice(wf: &WorkflowRow, names: &HashMap<i64, String>) -> String {
-    format!("{}\n{}", describe(wf, names), status_line(wf, names))
+pub fn resolved_notice(svc: &Services, wf: &WorkflowRow, names: &HashMap<i64, String>) -> String {
+    format!("{}\n{}", describe(svc, wf, names), status_line(wf, names))
 }
 
 /// What the requester is told when someone else resolved their request elsewhere (a button,
 /// a private chat).
-pub fn requester_notice(wf: &WorkflowRow, names: &HashMap<i64, String>) -> String {
-    let verb = match Status::parse(&wf.status) {
-        Some(Status::Approved) => "approved",
-        Some(Status::Rejected) => "rejected",
-        Some(Status::Cancelled) => "cancelled",
+pub fn requester_notice(svc: &Services, wf: &WorkflowRow, names: &HashMap<i64, String>) -> String {
+    let verb = match wf.status {
+        Status::Approved => "approved",
+        Status::Rejected => "rejected",
+        Status::Cancelled => "cancelled",
         _ => "closed",
     };
     let by = wf
@@ -146,46 +134,49 @@ pub fn requester_notice(wf: &WorkflowRow, names: &HashMap<i64, String>) -> Strin
     format!(
         "{}: {by} {verb} your request to {}{reason}.",
         e(name(names, wf.requester_id)),
-        e(&what(wf))
+        e(&what(svc, wf))
     )
 }
 
-/// The one message sent when a request expires.
-pub fn expired_notice(wf: &WorkflowRow, names: &HashMap<i64, String>) -> String {
-    let after = match Kind::parse(&wf.kind) {
-        Some(Kind::ChoreVerification | Kind::PersonalVerification) => {
-            " The chore is back on the to-do list."
-        }
-        Some(Kind::ChoreDeletion) => " The chore stays.",
-        None => "",
-    };
+/// The one message sent when a request expires; `note` is what that means for the target (its
+/// hook's [`super::WorkflowTarget::expired_note`], e.g. " The chore stays.").
+pub fn expired_notice(
+    svc: &Services,
+    wf: &WorkflowRow,
+    names: &HashMap<i64, String>,
+    note: &str,
+) -> String {
     format!(
-        "⌛ Nobody decided on {}'s request to {} in time, so it expired.{after}",
+        "⌛ Nobody decided on {}'s request to {} in time, so it expired.{note}",
         e(name(names, wf.requester_id)),
-        e(&what(wf))
+        e(&what(svc, wf))
     )
 }
 
 /// One line per decided item of a batch: "1. ✅ Approved: Jack — delete “Bins”".
-pub fn outcome_lines(results: &[(usize, Outcome)], names: &HashMap<i64, String>) -> String {
+pub fn outcome_lines(
+    svc: &Services,
+    results: &[(usize, Outcome)],
+    names: &HashMap<i64, String>,
+) -> String {
     if results.is_empty() {
         return "Nothing changed.".into();
     }
     results
         .iter()
-        .map(|(n, o)| format!("{n}. {}", outcome_text(o, names)))
+        .map(|(n, o)| format!("{n}. {}", outcome_text(svc, o, names)))
         .collect::<Vec<_>>()
         .join("\n")
 }
 
 /// One outcome as HTML (without a number).
-pub fn outcome_text(o: &Outcome, names: &HashMap<i64, String>) -> String {
+pub fn outcome_text(svc: &Services, o: &Outcome, names: &HashMap<i64, String>) -> String {
     match o {
         Outcome::Done(wf) => {
-            let head = match Status::parse(&wf.status) {
-                Some(Status::Approved) => "✅ Approved",
-                Some(Status::Rejected) => "❌ Rejected",
-                Some(Status::Cancelled) => "🚫 Cancelled",
+            let head = match wf.status {
+                Status::Approved => "✅ Approved",
+                Status::Rejected => "❌ Rejected",
+                Status::Cancelled => "🚫 Cancelled",
                 _ => "Done",
             };
             let reason = wf
@@ -196,7 +187,7 @@ pub fn outcome_text(o: &Outcome, names: &HashMap<i64, String>) -> String {
             format!(
                 "{head}: {} — {}{reason}",
                 e(name(names, wf.requester_id)),
-                e(&what(wf))
+                e(&what(svc, wf))
             )
         }
         Outcome::Already { workflow, by } => {
@@ -222,17 +213,16 @@ pub fn outcome_text(o: &Outcome, names: &HashMap<i64, String>) -> String {
 /// A short plain result for a toast or a tool: "Approved.", "Already approved by Lottie.".
 pub fn outcome_plain(o: &Outcome) -> String {
     match o {
-        Outcome::Done(wf) => match Status::parse(&wf.status) {
-            Some(Status::Approved) => "Approved.".into(),
-            Some(Status::Rejected) => "Rejected.".into(),
-            Some(Status::Cancelled) => "Cancelled.".into(),
+        Outcome::Done(wf) => match wf.status {
+            Status::Approved => "Approved.".into(),
+            Status::Rejected => "Rejected.".into(),
+            Status::Cancelled => "Cancelled.".into(),
             _ => "Done.".into(),
         },
         Outcome::Already { workflow, by } => match by {
             Some(b) => format!("Already {} by {b}.", workflow.status),
             None => format!("Already {}.", workflow.status),
         },
-        Outcome::Denied(_, Denial::OwnRequest) => "You can't decide your own request.".into(),
         Outcome::Denied(_, d) => d.to_string(),
         Outcome::NotFound(_) => "This request no longer exists.".into(),
     }
@@ -240,6 +230,7 @@ pub fn outcome_plain(o: &Outcome) -> String {
 
 /// The `/approvals` message: the numbered actionable list and the viewer's own requests.
 pub fn approvals(
+    svc: &Services,
     list: &[WorkflowRow],
     mine: &[WorkflowRow],
     names: &HashMap<i64, String>,
@@ -253,7 +244,7 @@ pub fn approvals(
             s.push_str(&format!(
                 "{}. {} · expires in {}\n",
                 i + 1,
-                describe(wf, names),
+                describe(svc, wf, names),
                 until(now, wf.expires_at)
             ));
         }
@@ -266,7 +257,7 @@ pub fn approvals(
         for wf in mine {
             s.push_str(&format!(
                 "• {} · expires in {} · /cancel {}\n",
-                e(&what(wf)),
+                e(&what(svc, wf)),
                 until(now, wf.expires_at),
                 wf.id
             ));
@@ -294,7 +285,7 @@ pub async fn sections(svc: &Services, v: Viewer) -> StoreResult<Vec<Section>> {
                     "{}. {}: {} [id {}]",
                     i + 1,
                     name(&names, w.requester_id),
-                    what(w),
+                    what(svc, w),
                     w.id
                 )
             })
@@ -308,7 +299,7 @@ pub async fn sections(svc: &Services, v: Viewer) -> StoreResult<Vec<Section>> {
     if !mine.is_empty() {
         let body = mine
             .iter()
-            .map(|w| format!("- {} [id {}]", what(w), w.id))
+            .map(|w| format!("- {} [id {}]", what(svc, w), w.id))
             .collect::<Vec<_>>()
             .join("\n");
         out.push(Section {

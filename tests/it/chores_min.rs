@@ -50,7 +50,7 @@ async fn add_list_and_claim_with_fuzzy_titles() {
     assert_eq!(app.last_text(GROUP), "Say which chore, e.g. /done dishes.");
     assert!(app
         .store
-        .pending_for_viewer(&[GROUP], -1)
+        .pending_for_viewer(&[GROUP], -1, chrono::DateTime::UNIX_EPOCH)
         .await
         .unwrap()
         .is_empty());

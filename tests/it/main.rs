@@ -12,3 +12,4 @@ mod telegram;
 mod telegram_hardening;
 mod tokens;
 mod workflows;
+mod workflows_hardening;

@@ -45,7 +45,10 @@ async fn chore_status(app: &TestApp, id: i64) -> String {
 }
 
 async fn pending_of(app: &TestApp, chat: i64) -> Vec<WorkflowRow> {
-    app.store.pending_for_viewer(&[chat], -1).await.unwrap()
+    app.store
+        .pending_for_viewer(&[chat], -1, chrono::DateTime::UNIX_EPOCH)
+        .await
+        .unwrap()
 }
 
 fn system_text(req: &[ChatMessage]) -> String {
@@ -254,7 +257,7 @@ async fn buttons_authorize_edit_and_never_resolve_twice() {
     app.press(&group(), &jack(), msg, &approve).await;
     assert_eq!(
         callbacks(&app).last().unwrap(),
-        "You can't decide your own request."
+        "You can't decide your own request (you can /cancel it)."
     );
     assert_eq!(
         app.store.workflow(wf.id).await.unwrap().unwrap().status,
@@ -593,11 +596,12 @@ async fn rules_duplicates_claims_cancel_and_recurrence() {
     );
     assert_eq!(pending_of(&app, GROUP).await.len(), 2);
 
-    // the requester can't approve their own request, but may cancel it
+    // the requester can't approve their own request, but may cancel it (one message for the
+    // button, the command and text: issue 8 item 14)
     app.say(&group(), &jack(), "/approve 1").await;
     assert_eq!(
         app.last_text(GROUP),
-        "You have nothing to approve or reject right now."
+        "You can't decide your own request (you can /cancel it)."
     );
     app.say(&group(), &jack(), "/cancel dishes").await;
     assert_eq!(
@@ -647,8 +651,9 @@ async fn rules_duplicates_claims_cancel_and_recurrence() {
 
 #[tokio::test]
 async fn agent_tools_resolve_through_the_same_service() {
+    // with confirmations off (on by default: see workflows_hardening) the call runs at once
     let app = TestApp::with(
-        |_| {},
+        |c| c.agent.confirm_destructive = false,
         vec![
             Script::Tools(vec![(
                 "batch_respond_to_workflows".into(),
@@ -713,7 +718,7 @@ async fn agent_tools_resolve_through_the_same_service() {
         })
         .unwrap();
     assert!(
-        last_tool.contains("You can't decide your own request."),
+        last_tool.contains("You can't decide your own request"),
         "{last_tool}"
     );
     assert_eq!(

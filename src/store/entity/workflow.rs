@@ -1,6 +1,8 @@
 //! Entity `workflows`.
 use sea_orm::entity::prelude::*;
 
+use crate::store::{Eligibility, WorkflowKind, WorkflowStatus};
+
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "workflows")]
 pub struct Model {
@@ -8,16 +10,14 @@ pub struct Model {
     pub id: i64,
     /// The group (or, for a personal verification, the requester's private chat).
     pub chat_id: i64,
-    /// "chore_verification" | "chore_deletion" | "personal_verification" (routines add more).
-    pub kind: String,
-    /// "pending" | "approved" | "rejected" | "expired" | "cancelled"
-    pub status: String,
+    pub kind: WorkflowKind,
+    pub status: WorkflowStatus,
     pub requester_id: i64,
     pub target_id: Option<i64>,
     /// The target's title when the request was made.
     pub target_title: String,
-    /// Who may resolve: "others" | "partner" | "admins".
-    pub eligibility: String,
+    /// Who may resolve.
+    pub eligibility: Eligibility,
     /// The named resolver for "partner".
     pub partner_id: Option<i64>,
     pub created_at: DateTimeUtc,

@@ -1,6 +1,8 @@
 //! Entity `workflow_audit`: one row per workflow transition.
 use sea_orm::entity::prelude::*;
 
+use crate::store::{Via, WorkflowStatus};
+
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "workflow_audit")]
 pub struct Model {
@@ -10,12 +12,11 @@ pub struct Model {
     /// `None` for the scheduler or the system.
     pub actor_id: Option<i64>,
     pub at: DateTimeUtc,
-    pub from_status: String,
-    pub to_status: String,
+    pub from_status: WorkflowStatus,
+    pub to_status: WorkflowStatus,
     #[sea_orm(column_type = "Text", nullable)]
     pub reason: Option<String>,
-    /// "text" | "button" | "command" | "agent" | "scheduler" | "system"
-    pub via: String,
+    pub via: Via,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
