@@ -368,7 +368,8 @@ pub enum ChoreError {
     #[error("'{0}' isn't a member of this group I know. They need to write here first.")]
     UnknownMember(String),
     /// `resets`: when the next ISO week starts in the group's zone, e.g. "Mon 30 Nov 00:00
-    /// (Europe/London)" (see [`swap_limit_resets`]).
+    /// (Europe/London)" (see [`swap_limit_resets`]), and when pending claims count too, that
+    /// they do until decided.
     #[error("You've already done {MAX_SWAPS_PER_WEEK} of other people's chores this week (the limit); '{title}' stays with its assignee. The limit resets {resets}.")]
     SwapLimit { title: String, resets: String },
     #[error("'{0}' doesn't repeat, so there is no occurrence to skip.")]
@@ -821,14 +822,23 @@ pub async fn claim(
             let after = svc.store.chore(chore.id).await?.unwrap_or(chore);
             return Ok(Claimed::Completed(after));
         }
-    } else if chore.assignee_id.is_some_and(|a| a != actor_id)
-        && swaps_this_week(svc, chat_id, actor_id).await? >= MAX_SWAPS_PER_WEEK
-    {
-        let zone = zone_of(svc, chat_id).await?;
-        return Err(ChoreError::SwapLimit {
-            title: chore.title,
-            resets: swap_limit_resets(svc.clock.now(), zone),
-        });
+    } else if chore.assignee_id.is_some_and(|a| a != actor_id) {
+        let (done, pending) = swap_counts(svc, chat_id, actor_id).await?;
+        if done + pending >= MAX_SWAPS_PER_WEEK {
+            let zone = zone_of(svc, chat_id).await?;
+            let mut resets = swap_limit_resets(svc.clock.now(), zone);
+            if pending > 0 {
+                resets.push_str(&format!(
+                    "; your {pending} claim{} waiting for verification count{} until decided",
+                    if pending == 1 { "" } else { "s" },
+                    if pending == 1 { "s" } else { "" },
+                ));
+            }
+            return Err(ChoreError::SwapLimit {
+                title: chore.title,
+                resets,
+            });
+        }
     }
     let kind = if chore.personal {
         Kind::PersonalVerification
@@ -865,7 +875,10 @@ pub async fn claim(
 /// for a personal verification ("Bob"; "your partner" when unknown), else "anyone in the group
 /// but you" (the workflow service's rule: every other current member of the group).
 pub async fn verifier(svc: &Services, wf: &WorkflowRow) -> StoreResult<String> {
-    match wf.partner_id.filter(|_| wf.kind == Kind::PersonalVerification.as_str()) {
+    match wf
+        .partner_id
+        .filter(|_| wf.kind == Kind::PersonalVerification.as_str())
+    {
         Some(p) => Ok(workflow::render::names(svc, &[p])
             .await?
             .remove(&p)
@@ -877,6 +890,12 @@ pub async fn verifier(svc: &Services, wf: &WorkflowRow) -> StoreResult<String> {
 /// Swaps `user_id` made in `chat_id` this ISO week (group zone): approved swap completions
 /// plus pending verification claims of chores assigned to someone else.
 pub async fn swaps_this_week(svc: &Services, chat_id: i64, user_id: i64) -> StoreResult<usize> {
+    let (done, pending) = swap_counts(svc, chat_id, user_id).await?;
+    Ok(done + pending)
+}
+
+/// (approved swaps this ISO week, pending swap claims of any age) of `user_id` in `chat_id`.
+async fn swap_counts(svc: &Services, chat_id: i64, user_id: i64) -> StoreResult<(usize, usize)> {
     let now = svc.clock.now();
     let since = week_start(now, zone_of(svc, chat_id).await?);
     let done = svc
@@ -904,7 +923,7 @@ pub async fn swaps_this_week(svc: &Services, chat_id: i64, user_id: i64) -> Stor
             }
         }
     }
-    Ok(done + pending)
+    Ok((done, pending))
 }
 
 /// The chores of `chats` a viewer may claim with a bare "done <title>": to-do chores (for a
@@ -1674,7 +1693,10 @@ mod tests {
         // Sunday 29 Nov 23:30 local
         let now = utc("2026-11-30T04:30:00Z");
         assert_eq!(next_week_start(now, z), utc("2026-11-30T05:00:00Z"));
-        assert_eq!(swap_limit_resets(now, z), "Mon 30 Nov 00:00 (America/New_York)");
+        assert_eq!(
+            swap_limit_resets(now, z),
+            "Mon 30 Nov 00:00 (America/New_York)"
+        );
         // a Monday resets the Monday after
         let now = utc("2026-11-30T12:00:00Z");
         assert_eq!(next_week_start(now, z), utc("2026-12-07T05:00:00Z"));

@@ -64,7 +64,10 @@ mod tests {
     #[test]
     fn the_welcome_escapes_the_name() {
         let w = super::welcome("<b>Bob & co</b>");
-        assert!(w.contains("Welcome, &lt;b&gt;Bob &amp; co&lt;/b&gt;!"), "{w}");
+        assert!(
+            w.contains("Welcome, &lt;b&gt;Bob &amp; co&lt;/b&gt;!"),
+            "{w}"
+        );
         assert!(w.contains("/chores") && w.contains("/done"));
     }
 }

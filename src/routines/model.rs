@@ -543,7 +543,9 @@ pub fn normalize_prompt(template: &str) -> String {
         };
         if let Some(close) = close {
             // a jinja tag: copied through its end (or to the end of the text)
-            let end = rest[2..].find(close).map_or(rest.len(), |j| j + 2 + close.len());
+            let end = rest[2..]
+                .find(close)
+                .map_or(rest.len(), |j| j + 2 + close.len());
             out.push_str(&rest[..end]);
             rest = &rest[end..];
             continue;
@@ -661,7 +663,11 @@ mod tests {
             assert_eq!(fix_name(given), fixed, "{given}");
             assert!(validate_name(&fix_name(given)).is_ok());
         }
-        assert_eq!(fix_name(&"abc-".repeat(20)).len(), 31, "cut at 32, trailing _ trimmed");
+        assert_eq!(
+            fix_name(&"abc-".repeat(20)).len(),
+            31,
+            "cut at 32, trailing _ trimmed"
+        );
         assert_eq!(
             name_from_prompt("Post today's chores, please!"),
             "post_todays_chores_please"
@@ -847,12 +853,17 @@ mod tests {
         assert_eq!(render_prompt(&t, &v).unwrap(), format!("Remind: {words}"));
         // errors name the problem
         let e = validate_template("{{ dat }}").unwrap_err().to_string();
-        assert!(e.starts_with("prompt: 'dat' is not a placeholder; use {{ date }}"), "{e}");
+        assert!(
+            e.starts_with("prompt: 'dat' is not a placeholder; use {{ date }}"),
+            "{e}"
+        );
         let e = validate_template("oops {{ date").unwrap_err().to_string();
         assert!(e.starts_with("prompt: has a template error"), "{e}");
-        let e = validate_template("{% for a in range(10000) %}{% for b in range(10000) %}x{% endfor %}{% endfor %}")
-            .unwrap_err()
-            .to_string();
+        let e = validate_template(
+            "{% for a in range(10000) %}{% for b in range(10000) %}x{% endfor %}{% endfor %}",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.starts_with("prompt: can't be rendered"), "{e}");
     }
 }

@@ -89,11 +89,25 @@ mod tests {
             validate_name(t.name).unwrap();
             validate_template(t.prompt).unwrap_or_else(|e| panic!("{}: {e}", t.name));
             let out = render_prompt(t.prompt, &v).unwrap();
-            assert!(!out.contains("{{ date }}") || t.prompt.contains("state"), "{}: {out}", t.name);
-            assert!(!out.contains("{{ event }}") && !out.contains("{{ state }}"), "{}: {out}", t.name);
-            assert_eq!(find(&t.name.replace('_', "-")).map(|f| f.name), Some(t.name));
+            assert!(
+                !out.contains("{{ date }}") || t.prompt.contains("state"),
+                "{}: {out}",
+                t.name
+            );
+            assert!(
+                !out.contains("{{ event }}") && !out.contains("{{ state }}"),
+                "{}: {out}",
+                t.name
+            );
+            assert_eq!(
+                find(&t.name.replace('_', "-")).map(|f| f.name),
+                Some(t.name)
+            );
         }
         let out = render_prompt(find("bin_night").unwrap().prompt, &v).unwrap();
-        assert!(out.contains(r#"Bins noted so far: {"bins":"{{ date }} {event}"}."#), "{out}");
+        assert!(
+            out.contains(r#"Bins noted so far: {"bins":"{{ date }} {event}"}."#),
+            "{out}"
+        );
     }
 }

@@ -48,11 +48,7 @@ impl Store {
             key: Set(key.to_string()),
             value: Set(stamp(now)),
         })
-        .on_conflict(
-            OnConflict::column(kv::Column::Key)
-                .do_nothing()
-                .to_owned(),
-        )
+        .on_conflict(OnConflict::column(kv::Column::Key).do_nothing().to_owned())
         .exec(self.conn())
         .await;
         match inserted {

@@ -9,4 +9,5 @@ mod foundation;
 mod routines;
 mod telegram;
 mod tokens;
+mod ux_hardening;
 mod workflows;
