@@ -538,7 +538,18 @@ async fn the_migration_makes_stored_names_commands_and_keeps_old_prompts_renderi
         Alias, Expr, MigratorTrait, Query,
     };
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}?mode=rwc", dir.path().join("h.db").display());
+    // a SQLite file, or a fresh Postgres database when the suite runs against Postgres
+    let url = match std::env::var("HEARTH_TEST_DATABASE_URL") {
+        Ok(admin) if admin.starts_with("postgres") => {
+            let name = format!("hearth_mig_{}", std::process::id());
+            hearth::store::Store::create_postgres_database(&admin, &name)
+                .await
+                .unwrap();
+            let base = admin.rsplit_once('/').map(|(b, _)| b.to_string()).unwrap();
+            format!("{base}/{name}")
+        }
+        _ => format!("sqlite://{}?mode=rwc", dir.path().join("h.db").display()),
+    };
     let db = Database::connect(&url).await.unwrap();
     let all = migration::Migrator::migrations();
     let before = all
