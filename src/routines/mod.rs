@@ -37,7 +37,7 @@ pub const KEEP_RUNS: u64 = 50;
 /// What a routine operation can fail with. `Display` is the message for the user or the model.
 #[derive(Debug, thiserror::Error)]
 pub enum RoutineError {
-    /// Bad input: names the field and the rule, e.g. `name: 'X' must be 1-32 characters …`.
+    /// Bad input: names the field and the rule, e.g. `name: 'X' can't be a Telegram command: …`.
     #[error("{field}: {rule}")]
     Invalid { field: String, rule: String },
     /// No routine with that name in this chat.
