@@ -171,6 +171,8 @@ pub struct GroupConfig {
     /// Default IANA zone for new groups and DMs.
     #[serde(deserialize_with = "zone")]
     pub timezone: Tz,
+    /// Welcome a member who joins a group with `/chores` and `/done` (once; see `core::greet`).
+    pub greet_new_members: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

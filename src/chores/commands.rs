@@ -224,8 +224,10 @@ async fn reminders_command(
     }))
 }
 
-/// The reply to a claim of `query` (`/done`, "done dishes"): `None` when the request message
-/// itself (with buttons) is the answer in a group.
+/// The reply to a claim of `query` (`/done`, "done dishes"): always says who may verify (in a
+/// group anyone but the claimer; for a personal chore the partner, by name), so the claimer
+/// knows what happens next. A group claim's reply comes after the request message with its
+/// buttons.
 pub async fn claim_reply(
     svc: &Services,
     chat_id: i64,
@@ -235,22 +237,37 @@ pub async fn claim_reply(
 ) -> Result<Option<String>, ChoreError> {
     match claim(svc, chat_id, user_id, query).await? {
         Claimed::Requested {
-            delivered: true, ..
-        } if !private => Ok(None),
-        Claimed::Requested {
             workflow,
             delivered,
-        } => Ok(Some(if delivered {
+        } if !private => Ok(Some(if delivered {
             format!(
-                "Sent “{}” to your partner to verify.",
+                "Sent “{}” to the group for verification — anyone but you can approve.",
                 e(&workflow.target_title)
             )
         } else {
             format!(
-                "I couldn't message your partner about “{}”: they need to open a private chat with me first. The request waits in their /approvals.",
+                "I couldn't post the verification request for “{}” here; it waits in /approvals — anyone but you can approve.",
                 e(&workflow.target_title)
             )
         })),
+        Claimed::Requested {
+            workflow,
+            delivered,
+        } => {
+            let partner = super::verifier(svc, &workflow).await?;
+            let p = e(&partner);
+            Ok(Some(if delivered {
+                format!(
+                    "Sent “{}” to {p}, your accountability partner — only {p} can verify it.",
+                    e(&workflow.target_title)
+                )
+            } else {
+                format!(
+                    "I couldn't message {p}, your accountability partner, about “{}”: they need to open a private chat with me first. The request waits in their /approvals; only {p} can verify it.",
+                    e(&workflow.target_title)
+                )
+            }))
+        }
         Claimed::Completed(c) => Ok(Some(format!("✅ “{}” done.", e(&c.title)))),
     }
 }

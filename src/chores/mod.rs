@@ -180,6 +180,30 @@ pub fn week_start(now: DateTime<Utc>, zone: Tz) -> DateTime<Utc> {
     resolve_local(monday.and_time(NaiveTime::MIN), zone)
 }
 
+/// The start (UTC) of the ISO week after the one containing `now`, in `zone` (next Monday
+/// 00:00 local; across a DST change it is still local midnight).
+pub fn next_week_start(now: DateTime<Utc>, zone: Tz) -> DateTime<Utc> {
+    let local = now.with_timezone(&zone).date_naive();
+    let next_monday = local
+        .checked_add_days(Days::new(u64::from(
+            7 - local.weekday().num_days_from_monday(),
+        )))
+        .unwrap_or(local);
+    resolve_local(next_monday.and_time(NaiveTime::MIN), zone)
+}
+
+/// When the weekly swap limit ([`MAX_SWAPS_PER_WEEK`]) resets, for people: the next ISO week's
+/// start in the group's zone, "Mon 30 Nov 00:00 (Europe/London)".
+pub fn swap_limit_resets(now: DateTime<Utc>, zone: Tz) -> String {
+    format!(
+        "{} ({})",
+        next_week_start(now, zone)
+            .with_timezone(&zone)
+            .format("%a %-d %b %H:%M"),
+        zone.name()
+    )
+}
+
 /// The rotation members stored with a chore (rotation order).
 pub fn rotation_members(c: &ChoreRow) -> Vec<i64> {
     c.rotation_members
@@ -345,8 +369,11 @@ pub enum ChoreError {
     BadSchedule(String),
     #[error("'{0}' isn't a member of this group I know. They need to write here first.")]
     UnknownMember(String),
-    #[error("You've already done {MAX_SWAPS_PER_WEEK} of other people's chores this week (the limit); '{0}' stays with its assignee.")]
-    SwapLimit(String),
+    /// `resets`: when the next ISO week starts in the group's zone, e.g. "Mon 30 Nov 00:00
+    /// (Europe/London)" (see [`swap_limit_resets`]), and when pending claims count too, that
+    /// they do until decided.
+    #[error("You've already done {MAX_SWAPS_PER_WEEK} of other people's chores this week (the limit); '{title}' stays with its assignee. The limit resets {resets}.")]
+    SwapLimit { title: String, resets: String },
     #[error("'{0}' doesn't repeat, so there is no occurrence to skip.")]
     NotRecurring(String),
     #[error("{0}")]
@@ -797,10 +824,23 @@ pub async fn claim(
             let after = svc.store.chore(chore.id).await?.unwrap_or(chore);
             return Ok(Claimed::Completed(after));
         }
-    } else if chore.assignee_id.is_some_and(|a| a != actor_id)
-        && swaps_this_week(svc, chat_id, actor_id).await? >= MAX_SWAPS_PER_WEEK
-    {
-        return Err(ChoreError::SwapLimit(chore.title));
+    } else if chore.assignee_id.is_some_and(|a| a != actor_id) {
+        let (done, pending) = swap_counts(svc, chat_id, actor_id).await?;
+        if done + pending >= MAX_SWAPS_PER_WEEK {
+            let zone = zone_of(svc, chat_id).await?;
+            let mut resets = swap_limit_resets(svc.clock.now(), zone);
+            if pending > 0 {
+                resets.push_str(&format!(
+                    "; your {pending} claim{} waiting for verification count{} until decided",
+                    if pending == 1 { "" } else { "s" },
+                    if pending == 1 { "s" } else { "" },
+                ));
+            }
+            return Err(ChoreError::SwapLimit {
+                title: chore.title,
+                resets,
+            });
+        }
     }
     let kind = if chore.personal {
         Kind::PersonalVerification
@@ -834,9 +874,31 @@ pub async fn claim(
     }
 }
 
+/// Who may decide a verification request, in words for its requester: the partner's first name
+/// for a personal verification ("Bob"; "your partner" when unknown), else "anyone in the group
+/// but you" (the workflow service's rule: every other current member of the group).
+pub async fn verifier(svc: &Services, wf: &WorkflowRow) -> StoreResult<String> {
+    match wf
+        .partner_id
+        .filter(|_| wf.kind == Kind::PersonalVerification.as_str())
+    {
+        Some(p) => Ok(workflow::render::names(svc, &[p])
+            .await?
+            .remove(&p)
+            .unwrap_or_else(|| "your partner".into())),
+        None => Ok("anyone in the group but you".into()),
+    }
+}
+
 /// Swaps `user_id` made in `chat_id` this ISO week (group zone): approved swap completions
 /// plus pending verification claims of chores assigned to someone else.
 pub async fn swaps_this_week(svc: &Services, chat_id: i64, user_id: i64) -> StoreResult<usize> {
+    let (done, pending) = swap_counts(svc, chat_id, user_id).await?;
+    Ok(done + pending)
+}
+
+/// (approved swaps this ISO week, pending swap claims of any age) of `user_id` in `chat_id`.
+async fn swap_counts(svc: &Services, chat_id: i64, user_id: i64) -> StoreResult<(usize, usize)> {
     let now = svc.clock.now();
     let since = week_start(now, zone_of(svc, chat_id).await?);
     let done = svc
@@ -864,7 +926,7 @@ pub async fn swaps_this_week(svc: &Services, chat_id: i64, user_id: i64) -> Stor
             }
         }
     }
-    Ok(done + pending)
+    Ok((done, pending))
 }
 
 /// The chores of `chats` a viewer may claim with a bare "done <title>": to-do chores (for a
@@ -1627,6 +1689,21 @@ mod tests {
             ("Go running".into(), Some("Bob".into()))
         );
         assert_eq!(split_partner("Read @ home"), ("Read @ home".into(), None));
+    }
+
+    #[test]
+    fn swap_limit_resets_at_the_next_local_monday() {
+        let z = chrono_tz::America::New_York;
+        // Sunday 29 Nov 23:30 local
+        let now = utc("2026-11-30T04:30:00Z");
+        assert_eq!(next_week_start(now, z), utc("2026-11-30T05:00:00Z"));
+        assert_eq!(
+            swap_limit_resets(now, z),
+            "Mon 30 Nov 00:00 (America/New_York)"
+        );
+        // a Monday resets the Monday after
+        let now = utc("2026-11-30T12:00:00Z");
+        assert_eq!(next_week_start(now, z), utc("2026-12-07T05:00:00Z"));
     }
 
     #[test]

@@ -76,11 +76,10 @@ pub struct MemberStats {
 }
 
 impl MemberStats {
-    /// On-time completions in percent (100 when there were none to be late).
-    pub fn on_time_pct(&self) -> u32 {
-        (self.on_time * 100)
-            .checked_div(self.completions)
-            .unwrap_or(100)
+    /// On-time completions in percent of completions (rounded down); `None` when there were no
+    /// completions: a rate over nothing is not 100%.
+    pub fn on_time_pct(&self) -> Option<u32> {
+        (self.on_time * 100).checked_div(self.completions)
     }
 }
 
@@ -134,28 +133,57 @@ pub async fn group_stats(
     Ok(compute(&done, &chores, now))
 }
 
-/// The `/stats` message.
+/// The `/stats` message: one line per member ("Alice: 2 done, 50% on time, 3 pts, 1 overdue";
+/// a member with no completions in the period reads "nothing done, 1 overdue", never a rate),
+/// then the chores overdue now by name ("#3 Bins (Bob)"), so "1 overdue" can be acted on.
 pub async fn stats_html(svc: &Services, chat_id: i64, period: Period) -> StoreResult<String> {
     let rows = group_stats(svc, chat_id, period).await?;
-    if rows.is_empty() {
+    let now = svc.clock.now();
+    let overdue: Vec<ChoreRow> = svc
+        .store
+        .open_chores(chat_id)
+        .await?
+        .into_iter()
+        .filter(|c| !c.personal && is_overdue(c, now))
+        .collect();
+    if rows.is_empty() && overdue.is_empty() {
         return Ok(format!("No chores done {} yet.", period.label()));
     }
-    let ids: Vec<i64> = rows.iter().map(|r| r.user_id).collect();
+    let ids: Vec<i64> = rows
+        .iter()
+        .map(|r| r.user_id)
+        .chain(overdue.iter().filter_map(|c| c.assignee_id))
+        .collect();
     let names = crate::workflow::render::names(svc, &ids).await?;
+    let name = |id: i64| e(names.get(&id).map(String::as_str).unwrap_or("?"));
     let mut s = format!("<b>Chore stats, {}</b>\n", period.label());
     for r in &rows {
-        s.push_str(&format!(
-            "{}: {} done, {}% on time, {} pts{}\n",
-            e(names.get(&r.user_id).map(String::as_str).unwrap_or("?")),
-            r.completions,
-            r.on_time_pct(),
-            r.points,
-            if r.overdue > 0 {
-                format!(", {} overdue", r.overdue)
-            } else {
-                String::new()
-            }
-        ));
+        let done = match r.on_time_pct() {
+            Some(pct) => format!("{} done, {pct}% on time, {} pts", r.completions, r.points),
+            None => "nothing done".to_string(),
+        };
+        let late = if r.overdue > 0 {
+            format!(", {} overdue", r.overdue)
+        } else {
+            String::new()
+        };
+        s.push_str(&format!("{}: {done}{late}\n", name(r.user_id)));
+    }
+    if rows.iter().all(|r| r.completions == 0) {
+        s.push_str(&format!("No chores done {} yet.\n", period.label()));
+    }
+    if !overdue.is_empty() {
+        let list: Vec<String> = overdue
+            .iter()
+            .map(|c| {
+                let who = c
+                    .assignee_id
+                    .map(name)
+                    .unwrap_or_else(|| "unassigned".into());
+                format!("#{} {} ({who})", c.id, e(&c.title))
+            })
+            .collect();
+        s.push_str(&format!("⚠️ Overdue now: {}\n", list.join(", ")));
     }
     Ok(s.trim_end().to_string())
 }
@@ -195,15 +223,22 @@ pub async fn leaderboard(
 pub async fn send_leaderboard(svc: &Services, chat_id: i64, period: Period) -> anyhow::Result<()> {
     let (html, bars) = leaderboard(svc, chat_id, period).await?;
     if !bars.is_empty() {
-        let chart_bars: Vec<super::chart::Bar<'_>> = bars
-            .iter()
-            .map(|(n, p)| super::chart::Bar {
-                label: n,
-                value: *p,
-            })
-            .collect();
         let title = format!("Leaderboard, {}", period.label());
-        match super::chart::leaderboard_png(&title, &chart_bars, 640, 360) {
+        // Drawing (fonts, rasterising, PNG encoding) is CPU work of tens of milliseconds: it runs
+        // on the blocking pool so the async workers keep serving other chats meanwhile.
+        let drawn = tokio::task::spawn_blocking(move || {
+            let chart_bars: Vec<super::chart::Bar<'_>> = bars
+                .iter()
+                .map(|(n, p)| super::chart::Bar {
+                    label: n,
+                    value: *p,
+                })
+                .collect();
+            super::chart::leaderboard_png(&title, &chart_bars, 640, 360).map_err(|e| e.to_string())
+        })
+        .await
+        .unwrap_or_else(|join| Err(format!("chart task failed: {join}")));
+        match drawn {
             Ok(png) => match svc.outbox.send_photo(chat_id, png, &html).await {
                 Ok(()) => return Ok(()),
                 Err(err) => tracing::warn!(chat_id, error = %err, "leaderboard chart not sent"),

@@ -9,8 +9,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{
-    add, add_personal, assign, claim, edit, list_open, recurrence_of, request_deletion,
-    resolve_member, skip, ChoreError, Claimed, Deletion, ListFilter,
+    add, add_personal, assign, claim, edit, list_open, recurrence_of, repeats, request_deletion,
+    resolve_member, rotation::Rotation, rotation_members, skip, verifier, zone_of, ChoreError,
+    Claimed, Deletion, ListFilter,
 };
 use crate::{
     agent::{
@@ -18,8 +19,68 @@ use crate::{
         tools::{args, Scope, Tool, ToolError},
     },
     services::Services,
+    store::{ChoreRow, StoreResult},
     types::ChatKind,
 };
+
+/// What the model needs to confirm a chore to the member, in words it can repeat:
+///
+/// ```json
+/// {"id": 3, "title": "Bins", "status": "todo",
+///  "due": "Mon 23 Nov 19:00 (Europe/London)", "repeats": "Mon at 19:00",
+///  "assignee": "Bob", "rotation": "rotating: Bob, Carol", "points": 1}
+/// ```
+///
+/// `due` is local time in the chat's zone with the zone named (null: no due date); `repeats`
+/// is the recurrence in words ("no (one-off)" when it does not repeat); `assignee` a first name
+/// or null (unassigned); `rotation` "fixed" or the rotation in order. A personal chore has
+/// `partner` (first name, or null: self-verified) instead of assignee and rotation.
+pub async fn chore_facts(svc: &Services, c: &ChoreRow) -> StoreResult<Value> {
+    let zone = zone_of(svc, c.chat_id).await?;
+    let due = c.next_due.map(|d| {
+        format!(
+            "{} ({})",
+            d.with_timezone(&zone).format("%a %-d %b %H:%M"),
+            zone.name()
+        )
+    });
+    let repeats = recurrence_of(c)
+        .filter(repeats)
+        .map(|r| r.describe())
+        .unwrap_or_else(|| "no (one-off)".into());
+    let mut ids: Vec<i64> = rotation_members(c);
+    ids.extend(c.assignee_id);
+    ids.extend(c.partner_id);
+    let names = crate::workflow::render::names(svc, &ids).await?;
+    let name = |id: i64| names.get(&id).cloned().unwrap_or_else(|| "someone".into());
+    let mut out = json!({
+        "id": c.id,
+        "title": c.title,
+        "status": c.status,
+        "due": due,
+        "repeats": repeats,
+        "points": c.points,
+    });
+    if c.personal {
+        out["partner"] = json!(c.partner_id.map(name));
+    } else {
+        out["assignee"] = json!(c.assignee_id.map(name));
+        let mode = Rotation::parse(&c.rotation);
+        out["rotation"] = json!(match mode {
+            Rotation::Fixed => "fixed".to_string(),
+            m => format!(
+                "{}: {}",
+                m.describe(),
+                rotation_members(c)
+                    .into_iter()
+                    .map(name)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        });
+    }
+    Ok(out)
+}
 
 fn actor(scope: &Scope) -> Result<i64, ToolError> {
     scope
@@ -71,7 +132,7 @@ impl Tool for ChoreCreate {
         } else {
             add(svc, scope.chat.id, uid, &a.title).await.map_err(err)?
         };
-        Ok(json!({"id": chore.id, "title": chore.title}))
+        Ok(chore_facts(svc, &chore).await?)
     }
 }
 
@@ -115,19 +176,10 @@ impl Tool for ChoreList {
             _ => ListFilter::Open,
         };
         let cs = list_open(svc, scope.chat.id, filter).await?;
-        let out: Vec<Value> = cs
-            .iter()
-            .map(|c| {
-                json!({
-                    "id": c.id,
-                    "title": c.title,
-                    "status": c.status,
-                    "repeats": recurrence_of(c).map(|r| r.describe()),
-                    "due": c.next_due,
-                    "assignee_id": c.assignee_id,
-                })
-            })
-            .collect();
+        let mut out = Vec::with_capacity(cs.len());
+        for c in &cs {
+            out.push(chore_facts(svc, c).await?);
+        }
         Ok(json!({ "chores": out }))
     }
 }
@@ -160,8 +212,9 @@ impl Tool for ChoreClaim {
                 "request_id": workflow.id,
                 "status": "waiting for verification",
                 "request_message_sent": delivered,
+                "who_may_verify": verifier(svc, &workflow).await?,
             })),
-            Claimed::Completed(c) => Ok(json!({"id": c.id, "status": c.status})),
+            Claimed::Completed(c) => Ok(chore_facts(svc, &c).await?),
         }
     }
 }
@@ -258,6 +311,6 @@ impl Tool for ChoreUpdate {
             }
         }
         .map_err(err)?;
-        Ok(json!({"id": c.id, "title": c.title, "assignee_id": c.assignee_id, "due": c.next_due}))
+        Ok(chore_facts(svc, &c).await?)
     }
 }

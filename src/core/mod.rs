@@ -8,6 +8,7 @@
 //! messages from the last 15 minutes. Uses: services, agent, context, store.
 
 pub mod commands;
+pub mod greet;
 
 use std::{
     collections::HashMap,
@@ -568,6 +569,7 @@ impl Hearth {
             return Ok(());
         }
         self.resolve(chat, user, true).await?;
+        greet::on_joined(&self.svc, chat, user).await; // once per member, see greet.rs
         Ok(())
     }
 

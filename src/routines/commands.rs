@@ -1,5 +1,6 @@
 //! Routine chat commands: `/every`, `/cron`, `/at`, `/routines`, `/routine_pause`,
-//! `/routine_resume`, `/routine_delete`, `/routine_run`, `/routine_history`, `/routine_install`.
+//! `/routine_resume`, `/routine_delete`, `/routine_run`, `/routine_history`, `/routine_install`,
+//! and `/<name>` for any routine of the chat (names are command-safe, `[a-z0-9_]{1,32}`).
 //!
 //! Parses the command text, calls the routine service functions and replies through the outbox
 //! in Telegram HTML (user text escaped). Bad input gets the service's message naming the field
@@ -47,7 +48,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ),
     (
         "routine_install",
-        "Install a built-in routine, e.g. /routine_install morning-briefing",
+        "Install a built-in routine, e.g. /routine_install morning_briefing",
     ),
 ];
 
@@ -79,7 +80,12 @@ pub async fn handle(
         "routine_run" => run(svc, ctx, args).await,
         "routine_history" => history(svc, ctx, args).await,
         "routine_install" => install(svc, ctx, args).await,
-        _ => return None,
+        // `/<routine name>` runs it now, like /routine_run (tried after every other command)
+        name => match super::find(svc, ctx.chat.id, name).await {
+            Ok(r) if r.name == name => run(svc, ctx, name).await,
+            Ok(_) | Err(RoutineError::NotFound(_)) => return None,
+            Err(err) => Err(err),
+        },
     };
     let html = match html {
         Ok(h) => h,
@@ -210,7 +216,7 @@ fn created_text(c: &Created) -> String {
         String::new()
     };
     format!(
-        "Routine <b>{}</b> created: {}{}.\nPause it with /routine_pause {}, run it now with /routine_run {}.{api}",
+        "Routine <b>{}</b> created: {}{}.\nPause it with /routine_pause {}, run it now with /{}.{api}",
         e(&c.routine.name),
         e(&triggers.join(", ")),
         e(&next),
@@ -241,7 +247,7 @@ fn name_arg<'a>(args: &'a str, command: &str) -> Result<&'a str, RoutineError> {
 async fn list(svc: &Services, ctx: &CommandCtx<'_>) -> Result<String, RoutineError> {
     let all = super::list(svc, ctx.chat.id).await?;
     if all.is_empty() {
-        return Ok("No routines yet. Try /every 30m check the washing, /cron 0 8 * * 1-5 post today's chores, /at tomorrow 09:00 call the plumber, or /routine_install morning-briefing.".into());
+        return Ok("No routines yet. Try /every 30m check the washing, /cron 0 8 * * 1-5 post today's chores, /at tomorrow 09:00 call the plumber, or /routine_install morning_briefing.".into());
     }
     let mut lines = vec!["<b>Routines</b>".to_string()];
     for l in all {
@@ -418,7 +424,7 @@ async fn install(svc: &Services, ctx: &CommandCtx<'_>, args: &str) -> Result<Str
             ));
         }
         req.triggers = vec![trigger];
-        req.prompt = format!("{}{}", t.prompt, text);
+        req.prompt = format!("{}{}", t.prompt, super::model::literal(&text));
         req.name = None; // several reminders may coexist: named from the text
     } else if !rest.is_empty() {
         req.triggers = vec![rest.to_string()]; // the group's own schedule

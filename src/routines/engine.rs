@@ -484,7 +484,12 @@ impl RoutineEngine {
                 String::new()
             },
         };
-        let current = routine_message(&r, &inp, tick, &render_prompt(&r.prompt, &vars));
+        let prompt = render_prompt(&r.prompt, &vars).unwrap_or_else(|err| {
+            // created before the template check, or hand-edited: the text as written
+            tracing::warn!(routine_id = r.id, error = %err, "routine prompt not rendered");
+            r.prompt.clone()
+        });
+        let current = routine_message(&r, &inp, tick, &prompt);
         let scope = Scope {
             chat: chat.clone(),
             chat_kind,

@@ -37,7 +37,7 @@ pub const KEEP_RUNS: u64 = 50;
 /// What a routine operation can fail with. `Display` is the message for the user or the model.
 #[derive(Debug, thiserror::Error)]
 pub enum RoutineError {
-    /// Bad input: names the field and the rule, e.g. `name: 'X' must be 1-32 characters …`.
+    /// Bad input: names the field and the rule, e.g. `name: 'X' can't be a Telegram command: …`.
     #[error("{field}: {rule}")]
     Invalid { field: String, rule: String },
     /// No routine with that name in this chat.
@@ -104,6 +104,8 @@ pub struct Created {
 pub async fn create(svc: &Services, req: CreateRequest) -> Result<Created, RoutineError> {
     let now = svc.clock.now();
     model::validate_prompt(&req.prompt)?;
+    let prompt = model::normalize_prompt(req.prompt.trim());
+    model::validate_template(&prompt)?;
     if req.triggers.is_empty() || req.triggers.len() > model::MAX_TRIGGERS {
         return Err(RoutineError::invalid(
             "triggers",
@@ -169,7 +171,7 @@ pub async fn create(svc: &Services, req: CreateRequest) -> Result<Created, Routi
         let name = if attempt == 1 {
             base.clone()
         } else {
-            let suffix = format!("-{attempt}");
+            let suffix = format!("_{attempt}");
             let keep = model::MAX_NAME_LEN - suffix.len();
             format!("{}{suffix}", &base[..base.len().min(keep)])
         };
@@ -177,7 +179,7 @@ pub async fn create(svc: &Services, req: CreateRequest) -> Result<Created, Routi
             chat_id: req.chat_id,
             name: name.clone(),
             owner_id: req.owner_id,
-            prompt: req.prompt.trim().to_string(),
+            prompt: prompt.clone(),
             zone: zone.name().into(),
             quiet: req.quiet,
             api_args: api.unwrap_or(false),
@@ -283,12 +285,14 @@ pub fn token_hash(token: &str) -> String {
 /// The routine called `name` in `chat_id`.
 ///
 /// Errors: [`RoutineError::NotFound`].
+/// The name may be given as it was before names became command-safe ("morning-briefing" finds
+/// `morning_briefing`, see [`model::fix_name`]).
 pub async fn find(svc: &Services, chat_id: i64, name: &str) -> Result<RoutineRow, RoutineError> {
-    let name = name.trim().trim_start_matches('@').to_ascii_lowercase();
+    let given = name.trim().trim_start_matches(['@', '/']);
     svc.store
-        .routine_by_name(chat_id, &name)
+        .routine_by_name(chat_id, &model::fix_name(given))
         .await?
-        .ok_or(RoutineError::NotFound(crate::context::clip(&name, 40)))
+        .ok_or(RoutineError::NotFound(crate::context::clip(given, 40)))
 }
 
 async fn find_managed(

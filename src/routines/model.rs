@@ -55,29 +55,55 @@ pub const EVENT_KINDS: &[(&str, &[&str])] = &[
     ("member_joined", &["user_id", "name"]),
 ];
 
-/// Check a routine name against `^[a-z0-9-]{1,32}$`.
+/// Whether `b` may appear in a routine name: the characters of a Telegram bot command
+/// (`a-z`, `0-9`, `_`; Bot API `BotCommand.command`), so every routine is also `/name`.
+fn name_byte_ok(b: u8) -> bool {
+    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'
+}
+
+/// The legal name closest to `name`: lower-cased, every run of other characters ('-', spaces,
+/// accents…) becomes one `_`, `_` trimmed at both ends, at most [`MAX_NAME_LEN`] bytes;
+/// `"routine"` when nothing is left. `"Morning-Briefing"` → `"morning_briefing"`. The migration
+/// `m20261130_000008_routine_names` applies the same rule to stored names.
+pub fn fix_name(name: &str) -> String {
+    let mut out = String::new();
+    for c in name.trim().chars().flat_map(char::to_lowercase) {
+        if c.is_ascii() && name_byte_ok(c as u8) {
+            out.push(c);
+        } else if !out.is_empty() && !out.ends_with('_') {
+            out.push('_');
+        }
+    }
+    out.truncate(MAX_NAME_LEN);
+    let out = out.trim_matches('_').to_string();
+    if out.is_empty() {
+        "routine".into()
+    } else {
+        out
+    }
+}
+
+/// Check a routine name against `^[a-z0-9_]{1,32}$` (a Telegram command, so `/name` runs it).
 ///
-/// Errors: `name: '<given>' must be 1-32 characters of a-z, 0-9 and '-'`.
+/// Errors: `name: '<given>' can't be a Telegram command: use 1-32 characters of a-z, 0-9 and
+/// _, e.g. '<fix_name(given)>'`.
 pub fn validate_name(name: &str) -> Result<(), RoutineError> {
-    let ok = !name.is_empty()
-        && name.len() <= MAX_NAME_LEN
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    let ok = !name.is_empty() && name.len() <= MAX_NAME_LEN && name.bytes().all(name_byte_ok);
     if ok {
         Ok(())
     } else {
         Err(RoutineError::invalid(
             "name",
             format!(
-                "'{}' must be 1-32 characters of a-z, 0-9 and '-'",
-                crate::context::clip(name, 40)
+                "'{}' can't be a Telegram command: use 1-32 characters of a-z, 0-9 and _, e.g. '{}'",
+                crate::context::clip(name, 40),
+                fix_name(name)
             ),
         ))
     }
 }
 
-/// A name made from the prompt's first words: `"Post today's chores!"` → `"post-todays-chores"`.
+/// A name made from the prompt's first words: `"Post today's chores!"` → `"post_todays_chores"`.
 /// Always valid; `"routine"` when the prompt has no latin letters or digits.
 pub fn name_from_prompt(prompt: &str) -> String {
     let mut out = String::new();
@@ -97,7 +123,7 @@ pub fn name_from_prompt(prompt: &str) -> String {
             break;
         }
         if !out.is_empty() {
-            out.push('-');
+            out.push('_');
         }
         out.push_str(&w);
     }
@@ -475,16 +501,133 @@ pub struct PromptVars {
     pub event: String,
 }
 
-/// Fill `{date}`, `{time}`, `{tickCount}`, `{state}`, `{apiArgs}` and `{event}` in `template`;
-/// other braces are left as written.
-pub fn render_prompt(template: &str, v: &PromptVars) -> String {
-    template
-        .replace("{date}", &v.date)
-        .replace("{time}", &v.time)
-        .replace("{tickCount}", &v.tick_count.to_string())
-        .replace("{state}", &v.state)
-        .replace("{apiArgs}", &v.api_args)
-        .replace("{event}", &v.event)
+/// The placeholders a prompt may use, as minijinja variables: `{{ date }}`, `{{ time }}`,
+/// `{{ tickCount }}`, `{{ state }}`, `{{ apiArgs }}`, `{{ event }}`.
+pub const PLACEHOLDERS: &[&str] = &["date", "time", "tickCount", "state", "apiArgs", "event"];
+
+/// Template instructions one prompt render may execute (minijinja fuel): far above any prompt
+/// (a 2,000-character prompt with a loop over the state uses a few hundred), low enough that a
+/// runaway loop stops in milliseconds.
+const PROMPT_FUEL: u64 = 20_000;
+
+/// The environment prompts render in: no HTML escaping (prompts are text for the model),
+/// unknown variables are errors, [`PROMPT_FUEL`] per render.
+fn env() -> &'static minijinja::Environment<'static> {
+    static ENV: std::sync::OnceLock<minijinja::Environment<'static>> = std::sync::OnceLock::new();
+    ENV.get_or_init(|| {
+        let mut env = minijinja::Environment::new();
+        env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
+        env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+        env.set_fuel(Some(PROMPT_FUEL));
+        env.set_keep_trailing_newline(true);
+        env
+    })
+}
+
+/// Rewrite the first syntax, a known placeholder in single braces (`{date}`), as minijinja's
+/// `{{ date }}`, in one left-to-right pass over the template only (never over values).
+/// `{{ … }}`, `{% … %}` and `{# … #}` are copied as written; other braces (`{other}`) stay.
+/// Routines created before minijinja are rewritten by the migration
+/// `m20261130_000008_routine_names`; commands and tools still accept the single-brace form.
+pub fn normalize_prompt(template: &str) -> String {
+    let mut out = String::with_capacity(template.len() + 16);
+    let mut rest = template;
+    while let Some(i) = rest.find('{') {
+        out.push_str(&rest[..i]);
+        rest = &rest[i..];
+        let close = match rest.as_bytes().get(1) {
+            Some(b'{') => Some("}}"),
+            Some(b'%') => Some("%}"),
+            Some(b'#') => Some("#}"),
+            _ => None,
+        };
+        if let Some(close) = close {
+            // a jinja tag: copied through its end (or to the end of the text)
+            let end = rest[2..]
+                .find(close)
+                .map_or(rest.len(), |j| j + 2 + close.len());
+            out.push_str(&rest[..end]);
+            rest = &rest[end..];
+            continue;
+        }
+        match PLACEHOLDERS
+            .iter()
+            .find(|p| rest[1..].starts_with(**p) && rest[1 + p.len()..].starts_with('}'))
+        {
+            Some(p) => {
+                out.push_str(&format!("{{{{ {p} }}}}"));
+                rest = &rest[p.len() + 2..];
+            }
+            None => {
+                out.push('{');
+                rest = &rest[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Text that renders as itself, for putting a member's words into a template
+/// (`oneoff-reminder`): every `{` becomes `{{ "{" }}`, so nothing in it starts a tag.
+pub fn literal(text: &str) -> String {
+    text.replace('{', "{{ \"{\" }}")
+}
+
+/// Check a (normalized) prompt template: it parses, names only [`PLACEHOLDERS`], and renders
+/// within the fuel with sample values.
+///
+/// Errors: `prompt: …` naming the template error or the unknown placeholder.
+pub fn validate_template(template: &str) -> Result<(), RoutineError> {
+    let t = env().template_from_str(template).map_err(|e| {
+        RoutineError::invalid(
+            "prompt",
+            format!(
+                "has a template error: {e}; placeholders are written {{{{ date }}}}, and a literal '{{{{' as {{{{ \"{{{{\" }}}}"
+            ),
+        )
+    })?;
+    let mut unknown: Vec<String> = t
+        .undeclared_variables(false)
+        .into_iter()
+        .filter(|v| !PLACEHOLDERS.contains(&v.as_str()))
+        .filter(|v| !env().globals().any(|(g, _)| g == v)) // range(), namespace(), …
+        .collect();
+    unknown.sort();
+    if let Some(v) = unknown.first() {
+        return Err(RoutineError::invalid(
+            "prompt",
+            format!(
+                "'{}' is not a placeholder; use {}",
+                crate::context::clip(v, 40),
+                PLACEHOLDERS
+                    .iter()
+                    .map(|p| format!("{{{{ {p} }}}}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
+    }
+    render_prompt(template, &PromptVars::default()).map(|_| ())
+}
+
+/// Render `template` (minijinja syntax, see [`normalize_prompt`]) with `v`. Values are inserted
+/// once, as text: a state or event that contains `{event}` or `{{ date }}` is never expanded.
+///
+/// Errors: `prompt: …` when the template does not parse, names an unknown variable or runs out
+/// of fuel (creation checks this first with [`validate_template`]).
+pub fn render_prompt(template: &str, v: &PromptVars) -> Result<String, RoutineError> {
+    let ctx = minijinja::context! {
+        date => v.date,
+        time => v.time,
+        tickCount => v.tick_count,
+        state => v.state,
+        apiArgs => v.api_args,
+        event => v.event,
+    };
+    env()
+        .render_str(template, ctx)
+        .map_err(|e| RoutineError::invalid("prompt", format!("can't be rendered: {e}")))
 }
 
 #[cfg(test)]
@@ -498,16 +641,36 @@ mod tests {
 
     #[test]
     fn names() {
-        for ok in ["a", "bin-night", "x1-2", &"a".repeat(32)] {
+        for ok in ["a", "bin_night", "x1_2", &"a".repeat(32)] {
             assert!(validate_name(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "Bin", "bin night", "bin_night", "é", &"a".repeat(33)] {
+        for bad in ["", "Bin", "bin night", "bin-night", "é", &"a".repeat(33)] {
             let e = validate_name(bad).unwrap_err().to_string();
             assert!(e.starts_with("name: "), "{e}");
         }
         assert_eq!(
+            validate_name("morning-briefing").unwrap_err().to_string(),
+            "name: 'morning-briefing' can't be a Telegram command: use 1-32 characters of a-z, 0-9 and _, e.g. 'morning_briefing'"
+        );
+        for (given, fixed) in [
+            ("morning-briefing", "morning_briefing"),
+            ("Bin Night!", "bin_night"),
+            ("--a--b--", "a_b"),
+            ("café-öl", "caf_l"),
+            ("日本語", "routine"),
+            ("", "routine"),
+        ] {
+            assert_eq!(fix_name(given), fixed, "{given}");
+            assert!(validate_name(&fix_name(given)).is_ok());
+        }
+        assert_eq!(
+            fix_name(&"abc-".repeat(20)).len(),
+            31,
+            "cut at 32, trailing _ trimmed"
+        );
+        assert_eq!(
             name_from_prompt("Post today's chores, please!"),
-            "post-todays-chores-please"
+            "post_todays_chores_please"
         );
         assert_eq!(name_from_prompt("日本語"), "routine");
         let long = name_from_prompt("supercalifragilistic expialidocious words");
@@ -663,12 +826,44 @@ mod tests {
             api_args: String::new(),
             event: "{}".into(),
         };
+        let t = normalize_prompt("{date} {time} #{tickCount} {state} [{apiArgs}] {event} {other}");
         assert_eq!(
-            render_prompt(
-                "{date} {time} #{tickCount} {state} [{apiArgs}] {event} {other}",
-                &v
-            ),
+            t,
+            "{{ date }} {{ time }} #{{ tickCount }} {{ state }} [{{ apiArgs }}] {{ event }} {other}"
+        );
+        assert_eq!(normalize_prompt(&t), t, "normalizing twice changes nothing");
+        assert_eq!(
+            render_prompt(&t, &v).unwrap(),
             "Mon 2026-11-23 08:00 #3 {\"bins\":\"blue\"} [] {} {other}"
         );
+        // values are inserted once: a state holding placeholders stays as written
+        let v = PromptVars {
+            state: "{event} {{ date }} {% if 1 %}x{% endif %}".into(),
+            event: "{state}".into(),
+            ..v
+        };
+        assert_eq!(
+            render_prompt(&normalize_prompt("{state} | {event}"), &v).unwrap(),
+            "{event} {{ date }} {% if 1 %}x{% endif %} | {state}"
+        );
+        // a member's words are literal
+        let words = "check {{ date }} {% raw %} {#";
+        let t = format!("Remind: {}", literal(words));
+        validate_template(&t).unwrap();
+        assert_eq!(render_prompt(&t, &v).unwrap(), format!("Remind: {words}"));
+        // errors name the problem
+        let e = validate_template("{{ dat }}").unwrap_err().to_string();
+        assert!(
+            e.starts_with("prompt: 'dat' is not a placeholder; use {{ date }}"),
+            "{e}"
+        );
+        let e = validate_template("oops {{ date").unwrap_err().to_string();
+        assert!(e.starts_with("prompt: has a template error"), "{e}");
+        let e = validate_template(
+            "{% for a in range(10000) %}{% for b in range(10000) %}x{% endfor %}{% endfor %}",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("prompt: can't be rendered"), "{e}");
     }
 }

@@ -28,3 +28,43 @@ impl Store {
         Ok(())
     }
 }
+
+impl Store {
+    /// Claim `key` at `now` unless it was claimed at or after `since`: true for exactly one
+    /// caller per claim, even with two processes on one database (an insert that loses a race
+    /// does nothing; the refresh is a conditional update). The value is the claim time, RFC 3339
+    /// UTC with microseconds (fixed width, so text order is time order).
+    pub async fn kv_claim(
+        &self,
+        key: &str,
+        now: chrono::DateTime<chrono::Utc>,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> StoreResult<bool> {
+        use sea_orm::{ColumnTrait, QueryFilter};
+        let stamp = |t: chrono::DateTime<chrono::Utc>| {
+            t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+        };
+        let inserted = kv::Entity::insert(kv::ActiveModel {
+            key: Set(key.to_string()),
+            value: Set(stamp(now)),
+        })
+        .on_conflict(OnConflict::column(kv::Column::Key).do_nothing().to_owned())
+        .exec(self.conn())
+        .await;
+        match inserted {
+            Ok(_) => return Ok(true),
+            Err(sea_orm::DbErr::RecordNotInserted) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let r = kv::Entity::update_many()
+            .col_expr(
+                kv::Column::Value,
+                sea_orm::sea_query::Expr::value(stamp(now)),
+            )
+            .filter(kv::Column::Key.eq(key))
+            .filter(kv::Column::Value.lt(stamp(since)))
+            .exec(self.conn())
+            .await?;
+        Ok(r.rows_affected == 1)
+    }
+}

@@ -146,7 +146,7 @@ async fn swaps_credit_the_claimer_keep_the_turn_and_are_limited_per_week() {
     app.say(&group(), &carol(), "/done laundry").await;
     assert_eq!(
         app.last_text(GROUP),
-        "You've already done 2 of other people's chores this week (the limit); 'Laundry' stays with its assignee."
+        "You've already done 2 of other people's chores this week (the limit); 'Laundry' stays with its assignee. The limit resets Mon 23 Nov 00:00 (UTC); your 1 claim waiting for verification counts until decided."
     );
     assert_eq!(chore(&app, 3).await.status, "todo");
     // her own chores are never swaps; next ISO week the limit resets

@@ -57,7 +57,14 @@ async fn add_list_and_claim_with_fuzzy_titles() {
 
     // a typo still finds the one chore; the request goes to the group with buttons
     app.say(&group(), &lottie(), "/done wash dishs").await;
-    let last = app.messenger.sent().pop().unwrap();
+    // then the claimer is told who may verify
+    assert_eq!(
+        app.last_text(GROUP),
+        "Sent “Wash dishes” to the group for verification — anyone but you can approve."
+    );
+    let mut sent = app.messenger.sent();
+    sent.pop();
+    let last = sent.pop().unwrap();
     assert!(
         last.html.contains("Lottie</b> says “Wash dishes” is done"),
         "{}",

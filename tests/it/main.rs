@@ -11,5 +11,6 @@ mod routines;
 mod telegram;
 mod telegram_hardening;
 mod tokens;
+mod ux_hardening;
 mod workflows;
 mod workflows_hardening;

@@ -98,14 +98,14 @@ async fn every_command_creates_lists_and_fires_into_the_group() {
     let reply = app.last_text(GROUP);
     assert!(
         reply.starts_with(
-            "Routine check-the-washing created: every 30m · next Sat 21 Nov 10:30 UTC."
+            "Routine check_the_washing created: every 30m · next Sat 21 Nov 10:30 UTC."
         ),
         "{reply}"
     );
     app.say(&group(), &alice(), "/routines").await;
     assert!(app
         .last_text(GROUP)
-        .contains("check-the-washing — every 30m · next Sat 21 Nov 10:30 UTC"));
+        .contains("check_the_washing — every 30m · next Sat 21 Nov 10:30 UTC"));
 
     // not due yet
     app.clock.advance(chrono::Duration::minutes(29));
@@ -116,10 +116,10 @@ async fn every_command_creates_lists_and_fires_into_the_group() {
     assert_eq!(app.last_text(GROUP), "Washing is done? Go check!");
     let prompt = user_texts(&app).pop().unwrap();
     assert!(
-        prompt.starts_with("[Routine 'check-the-washing' (every 30m), run 1]\ncheck the washing"),
+        prompt.starts_with("[Routine 'check_the_washing' (every 30m), run 1]\ncheck the washing"),
         "{prompt}"
     );
-    let rs = runs(&app, "check-the-washing").await;
+    let rs = runs(&app, "check_the_washing").await;
     assert_eq!(rs.len(), 1);
     assert_eq!(
         (rs[0].status.as_str(), rs[0].source.as_str(), rs[0].catch_up),
@@ -136,11 +136,11 @@ async fn every_command_creates_lists_and_fires_into_the_group() {
         Some(now(&app) + chrono::Duration::minutes(30))
     );
 
-    app.say(&group(), &bob(), "/routine_history check-the-washing")
+    app.say(&group(), &bob(), "/routine_history check_the_washing")
         .await;
     let h = app.last_text(GROUP);
     assert!(
-        h.contains("check-the-washing — last 1 runs") && h.contains("every · success"),
+        h.contains("check_the_washing — last 1 runs") && h.contains("every · success"),
         "{h}"
     );
 }
@@ -246,9 +246,9 @@ async fn cron_fires_once_at_fall_back_and_after_the_spring_gap() {
     );
     app.clock
         .set(Utc.with_ymd_and_hms(2027, 3, 14, 7, 0, 0).unwrap());
-    let before = runs(&app, "gap-check").await.len();
+    let before = runs(&app, "gap_check").await.len();
     tick(&app, &e).await;
-    assert_eq!(runs(&app, "gap-check").await.len(), before + 1);
+    assert_eq!(runs(&app, "gap_check").await.len(), before + 1);
     let t = app.store.routine_triggers(c.routine.id).await.unwrap();
     assert_eq!(
         t[0].next_fire_at,
@@ -285,7 +285,7 @@ async fn oneoff_three_months_away_fires_once_then_is_spent() {
         "{}",
         app.last_text(GROUP)
     );
-    let name = "remind-us-to-renew";
+    let name = "remind_us_to_renew";
     for days in [1, 30, 89] {
         app.clock.set(t0() + chrono::Duration::days(days));
         assert_eq!(
@@ -322,7 +322,7 @@ async fn oneoff_due_during_downtime_fires_once_at_start_up_as_catch_up() {
     let e = engine(&app); // the new process
     e.start_up().await.unwrap();
     assert_eq!(tick(&app, &e).await.claimed, 1);
-    let rs = runs(&app, "take-the-cake-out").await;
+    let rs = runs(&app, "take_the_cake_out").await;
     assert_eq!(
         (rs.len(), rs[0].catch_up, rs[0].status.as_str()),
         (1, true, "success")
@@ -348,14 +348,14 @@ async fn catch_up_runs_exactly_once_after_downtime_and_not_again() {
     e2.start_up().await.unwrap();
     let rep = tick(&app, &e2).await;
     assert_eq!(rep.claimed, 1, "one run, not one per missed slot");
-    let rs = runs(&app, "water-the-plants").await;
+    let rs = runs(&app, "water_the_plants").await;
     assert_eq!((rs.len(), rs[0].catch_up), (1, true));
     assert!(user_texts(&app)
         .last()
         .unwrap()
         .contains("[Catch-up: I was offline at the scheduled time (Sat 21 Nov 10:30)"));
     assert!(
-        runs(&app, "morning-post").await.is_empty(),
+        runs(&app, "morning_post").await.is_empty(),
         "created after the last slot: no catch-up"
     );
     // a second restart shortly after does not catch up again
@@ -368,9 +368,9 @@ async fn catch_up_runs_exactly_once_after_downtime_and_not_again() {
         .set(Utc.with_ymd_and_hms(2026, 11, 24, 12, 0, 0).unwrap());
     let e4 = engine(&app);
     tick(&app, &e4).await;
-    let rs = runs(&app, "morning-post").await;
+    let rs = runs(&app, "morning_post").await;
     assert_eq!((rs.len(), rs[0].catch_up), (1, true));
-    let r = routine(&app, "morning-post").await;
+    let r = routine(&app, "morning_post").await;
     let t = app.store.routine_triggers(r.id).await.unwrap();
     assert_eq!(
         t[0].next_fire_at,
@@ -473,43 +473,43 @@ async fn pause_skips_fires_and_manual_run_still_works() {
     let app = app_with_group(vec![]).await;
     let e = engine(&app);
     app.say(&group(), &alice(), "/every 1h stretch break").await;
-    app.say(&group(), &bob(), "/routine_pause stretch-break")
+    app.say(&group(), &bob(), "/routine_pause stretch_break")
         .await;
     assert!(app
         .last_text(GROUP)
-        .starts_with("not allowed: only the owner of 'stretch-break' or a group admin"));
-    app.say(&group(), &alice(), "/routine_pause stretch-break")
+        .starts_with("not allowed: only the owner of 'stretch_break' or a group admin"));
+    app.say(&group(), &alice(), "/routine_pause stretch_break")
         .await;
     assert!(app
         .last_text(GROUP)
-        .starts_with("Routine stretch-break paused"));
+        .starts_with("Routine stretch_break paused"));
     app.clock.advance(chrono::Duration::hours(1));
     assert_eq!(tick(&app, &e).await.claimed, 1);
     assert_eq!(app.model.calls(), 0);
-    let rs = runs(&app, "stretch-break").await;
+    let rs = runs(&app, "stretch_break").await;
     assert_eq!(
         (rs[0].status.as_str(), rs[0].reason.as_deref()),
         ("skipped", Some("paused"))
     );
     // a manual run works while paused
-    app.say(&group(), &alice(), "/routine_run stretch-break")
+    app.say(&group(), &alice(), "/routine_run stretch_break")
         .await;
-    assert_eq!(app.last_text(GROUP), "Running stretch-break now.");
+    assert_eq!(app.last_text(GROUP), "Running stretch_break now.");
     assert_eq!(tick(&app, &e).await.queued_started, 1);
     assert_eq!(app.model.calls(), 1);
-    let rs = runs(&app, "stretch-break").await;
+    let rs = runs(&app, "stretch_break").await;
     assert_eq!(
         (rs[1].status.as_str(), rs[1].source.as_str()),
         ("success", "manual")
     );
-    app.say(&group(), &alice(), "/routine_resume stretch-break")
+    app.say(&group(), &alice(), "/routine_resume stretch_break")
         .await;
     app.clock.advance(chrono::Duration::hours(1));
     tick(&app, &e).await;
     assert_eq!(app.model.calls(), 2);
-    app.say(&group(), &alice(), "/routine_delete stretch-break")
+    app.say(&group(), &alice(), "/routine_delete stretch_break")
         .await;
-    assert_eq!(app.last_text(GROUP), "Routine stretch-break deleted.");
+    assert_eq!(app.last_text(GROUP), "Routine stretch_break deleted.");
     assert!(app.store.routines_of_chat(GROUP).await.unwrap().is_empty());
 }
 
@@ -594,11 +594,11 @@ async fn quiet_token_is_silent_only_for_quiet_routines() {
     let before = app.texts(GROUP).len();
     tick(&app, &e).await;
     assert_eq!(app.texts(GROUP).len(), before, "a quiet [~] sends nothing");
-    let rs = runs(&app, "watch-the-oven").await;
+    let rs = runs(&app, "watch_the_oven").await;
     assert_eq!(rs[0].status, "silent");
     assert!(user_texts(&app)[0]
         .contains("[Quiet: if there is nothing worth saying, reply exactly [~]]"));
-    app.say(&group(), &alice(), "/routine_delete watch-the-oven")
+    app.say(&group(), &alice(), "/routine_delete watch_the_oven")
         .await;
     routines::create(&app.hearth.svc, req("loud oven", &["every 30m"], "UTC"))
         .await
@@ -610,7 +610,7 @@ async fn quiet_token_is_silent_only_for_quiet_routines() {
         "[~]",
         "a non-quiet routine's [~] is sent as is"
     );
-    assert_eq!(runs(&app, "loud-oven").await[0].status, "success");
+    assert_eq!(runs(&app, "loud_oven").await[0].status, "success");
 }
 
 #[tokio::test]
@@ -754,11 +754,11 @@ async fn agent_tools_create_from_natural_language_and_a_routine_deletes_itself()
 async fn event_trigger_fires_with_filters_and_the_event_in_the_prompt() {
     let app = app_with_group(vec![]).await;
     let e = engine(&app);
-    app.say(&group(), &alice(), "/routine_install overdue-nudge")
+    app.say(&group(), &alice(), "/routine_install overdue_nudge")
         .await;
     assert!(
         app.last_text(GROUP)
-            .starts_with("Routine overdue-nudge created: event chore_overdue"),
+            .starts_with("Routine overdue_nudge created: event chore_overdue"),
         "{}",
         app.last_text(GROUP)
     );
@@ -782,7 +782,7 @@ async fn event_trigger_fires_with_filters_and_the_event_in_the_prompt() {
     e.settle().await;
     let p = user_texts(&app).pop().unwrap();
     assert!(p.contains(r#"A chore just went overdue: {"kind":"chore_overdue","chat_id":-1001,"chore_id":7,"title":"Dishes","assignee_id":1}"#), "{p}");
-    assert_eq!(runs(&app, "overdue-nudge").await[0].source, "event");
+    assert_eq!(runs(&app, "overdue_nudge").await[0].source, "event");
     // another chat's event fires nothing here
     let other = HearthEvent::ChoreOverdue {
         chat_id: -5,
@@ -801,14 +801,14 @@ async fn event_trigger_fires_with_filters_and_the_event_in_the_prompt() {
         assignee_id: Some(2),
     });
     for _ in 0..1000 {
-        if runs(&app, "only-bobs").await.len() == 1 {
+        if runs(&app, "only_bobs").await.len() == 1 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     e.settle().await;
-    assert_eq!(runs(&app, "only-bobs").await.len(), 1);
-    assert_eq!(runs(&app, "overdue-nudge").await.len(), 2);
+    assert_eq!(runs(&app, "only_bobs").await.len(), 1);
+    assert_eq!(runs(&app, "overdue_nudge").await.len(), 2);
     stop.cancel();
     listener.await.unwrap();
 }
@@ -820,35 +820,35 @@ async fn templates_install_and_the_chat_limit_holds() {
     app.say(&group(), &alice(), "/routine_install").await;
     let list = app.last_text(GROUP);
     for t in [
-        "morning-briefing",
-        "weekly-leaderboard",
-        "bin-night",
-        "overdue-nudge",
-        "oneoff-reminder",
+        "morning_briefing",
+        "weekly_leaderboard",
+        "bin_night",
+        "overdue_nudge",
+        "oneoff_reminder",
     ] {
         assert!(list.contains(t), "{list}");
     }
-    app.say(&group(), &alice(), "/routine_install morning-briefing")
+    app.say(&group(), &alice(), "/routine_install morning_briefing")
         .await;
     assert!(app.last_text(GROUP).starts_with(
-        "Routine morning-briefing created: cron 0 8 * * 1-5 (UTC) · next Mon 23 Nov 08:00 UTC."
+        "Routine morning_briefing created: cron 0 8 * * 1-5 (UTC) · next Mon 23 Nov 08:00 UTC."
     ));
     app.say(
         &group(),
         &alice(),
-        "/routine_install bin-night cron 0 20 * * 2",
+        "/routine_install bin_night cron 0 20 * * 2",
     )
     .await;
     assert!(
         app.last_text(GROUP)
-            .starts_with("Routine bin-night created: cron 0 20 * * 2 (UTC)"),
+            .starts_with("Routine bin_night created: cron 0 20 * * 2 (UTC)"),
         "{}",
         app.last_text(GROUP)
     );
     app.say(
         &group(),
         &alice(),
-        "/routine_install oneoff-reminder tomorrow 09:00 call the plumber",
+        "/routine_install oneoff_reminder tomorrow 09:00 call the plumber",
     )
     .await;
     assert!(
@@ -857,12 +857,12 @@ async fn templates_install_and_the_chat_limit_holds() {
         "{}",
         app.last_text(GROUP)
     );
-    app.say(&group(), &alice(), "/routine_delete bin-night")
+    app.say(&group(), &alice(), "/routine_delete bin_night")
         .await;
     app.say(
         &group(),
         &alice(),
-        "/routine_install oneoff-reminder tomorrow 09:00 call the plumber",
+        "/routine_install oneoff_reminder tomorrow 09:00 call the plumber",
     )
     .await;
     assert!(
@@ -870,11 +870,11 @@ async fn templates_install_and_the_chat_limit_holds() {
         "{}",
         app.last_text(GROUP)
     );
-    app.say(&group(), &alice(), "/routine_install morning-briefing")
+    app.say(&group(), &alice(), "/routine_install morning_briefing")
         .await;
     assert!(
         app.last_text(GROUP)
-            .starts_with("name: 'morning-briefing' is already used in this chat"),
+            .starts_with("name: 'morning_briefing' is already used in this chat"),
         "{}",
         app.last_text(GROUP)
     );
@@ -935,7 +935,7 @@ async fn api_trigger_answers_202_401_404_413_423_429() {
         "token kept in the context log"
     );
     assert!(log.iter().any(|m| m.text.contains("one-time secret")));
-    app.say(&group(), &bob(), "/routine_install bin-night api")
+    app.say(&group(), &bob(), "/routine_install bin_night api")
         .await;
     assert!(
         app.last_text(GROUP)
@@ -947,7 +947,7 @@ async fn api_trigger_answers_202_401_404_413_423_429() {
         .texts(bob().id)
         .last()
         .unwrap()
-        .starts_with("Api token for routine bin-night (shown once):"));
+        .starts_with("Api token for routine bin_night (shown once):"));
     let plain = routines::create(&app.hearth.svc, req("no api here", &["every 1h"], "UTC"))
         .await
         .unwrap();
@@ -1221,7 +1221,7 @@ async fn real_binary_fires_a_due_every_30s_routine_into_the_group() {
     wiremock::Mock::given(wiremock::matchers::method("POST"))
         .and(wiremock::matchers::path("/v1/chat/completions"))
         .and(wiremock::matchers::body_string_contains(
-            "[Routine 'laundry-check' (every 30s)",
+            "[Routine 'laundry_check' (every 30s)",
         ))
         .respond_with(completion("Time to move the laundry to the dryer."))
         .with_priority(1)
@@ -1259,7 +1259,7 @@ async fn real_binary_fires_a_due_every_30s_routine_into_the_group() {
             &hearth.svc,
             CreateRequest {
                 chat_id: -500,
-                name: Some("laundry-check".into()),
+                name: Some("laundry_check".into()),
                 ..req("Check the laundry", &["every 30s"], "UTC")
             },
         )

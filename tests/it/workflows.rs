@@ -500,7 +500,7 @@ async fn personal_verification_is_private_to_the_partner() {
     app.say(&bob_dm, &bob(), "/done run").await;
     assert_eq!(
         app.last_text(bob().id),
-        "Sent “Run 5k” to your partner to verify."
+        "Sent “Run 5k” to Lottie, your accountability partner — only Lottie can verify it."
     );
     // the partner got a private message with buttons
     let to_lottie: Vec<_> = app
