@@ -24,7 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261121_000004_routines::Migration),
             Box::new(m20261121_000005_chores::Migration),
             Box::new(m20261130_000008_routine_names::Migration),
-Box::new(m20261130_000009_turn_text::Migration),
+            Box::new(m20261130_000009_turn_text::Migration),
         ]
     }
 }
