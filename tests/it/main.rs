@@ -6,6 +6,7 @@ mod chores;
 mod chores_min;
 mod cross;
 mod foundation;
+mod router_hardening;
 mod routines;
 mod telegram;
 mod tokens;
