@@ -4,7 +4,7 @@
 //! toast, and a redelivered tap never resolves twice (the transition is conditional).
 //! Uses: services, types, the workflow service.
 
-use super::{decide, render, Decide, Decision, Outcome, Via};
+use super::{decide, render, Decide, Outcome, Via};
 use crate::{
     services::Services,
     store::StoreResult,
@@ -12,7 +12,7 @@ use crate::{
 };
 
 /// Callback data prefix of workflow buttons.
-pub const PREFIX: &str = "wf:";
+pub const PREFIX: &str = super::parse::CALLBACK_PREFIX;
 
 /// The button row of a request message.
 pub fn for_request(workflow_id: i64) -> Vec<Vec<Button>> {
@@ -29,17 +29,7 @@ pub fn for_request(workflow_id: i64) -> Vec<Vec<Button>> {
 }
 
 /// Parse workflow callback data: `wf:a:12` → (Approve, 12). `None` for anything else.
-pub fn parse_data(data: &str) -> Option<(Decision, i64)> {
-    let rest = data.strip_prefix(PREFIX)?;
-    let (d, id) = rest.split_once(':')?;
-    let decision = match d {
-        "a" => Decision::Approve,
-        "r" => Decision::Reject,
-        _ => return None,
-    };
-    let id: i64 = id.parse().ok().filter(|i| *i > 0)?;
-    Some((decision, id))
-}
+pub use super::parse::parse_callback_data as parse_data;
 
 /// Handle a tap when its data is a workflow button: decide, answer the callback at once with
 /// the outcome as a toast (the request message is edited by the service). Returns false when
@@ -96,6 +86,7 @@ async fn answer(svc: &Services, c: &CallbackQuery, text: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::workflow::Decision;
 
     #[test]
     fn data_round_trips_and_fits() {

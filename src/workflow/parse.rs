@@ -1866,6 +1866,24 @@ fn join_numbers(numbers: &[usize]) -> String {
     }
 }
 
+/// Callback data prefix of workflow buttons (`wf:a:<id>` approves, `wf:r:<id>` rejects).
+pub const CALLBACK_PREFIX: &str = "wf:";
+
+/// Parse workflow callback data: `wf:a:12` → (Approve, 12). `None` for anything else (a client
+/// may send any bytes as callback data). Lives here, beside the text parser, so the fuzz
+/// targets (`fuzz/`) compile it without the rest of hearth.
+pub fn parse_callback_data(data: &str) -> Option<(Decision, i64)> {
+    let rest = data.strip_prefix(CALLBACK_PREFIX)?;
+    let (d, id) = rest.split_once(':')?;
+    let decision = match d {
+        "a" => Decision::Approve,
+        "r" => Decision::Reject,
+        _ => return None,
+    };
+    let id: i64 = id.parse().ok().filter(|i| *i > 0)?;
+    Some((decision, id))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
