@@ -21,6 +21,7 @@ use crate::{
     http::{self, Readiness},
     messenger::Messenger,
     outbox::Outbox,
+    router::Router,
     routines::RoutineEngine,
     scheduler::Scheduler,
     services::{BotIdentity, ChatLocks, Services},
@@ -73,7 +74,19 @@ pub fn agent(
         .with_confirm_gate(crate::workflow::confirm::Gate))
 }
 
-/// Build the core over a messenger.
+/// The domains' command sets and text steps, in the order the router tries them: chores'
+/// "done dishes" claim before approval replies (as before the router took registrations).
+/// A new domain registers here; the core is not touched.
+pub fn router() -> Router {
+    Router::new()
+        .commands(crate::workflow::commands::WorkflowCommands)
+        .commands(crate::chores::commands::ChoreCommands)
+        .commands(crate::routines::commands::RoutineCommands)
+        .text(crate::chores::commands::ChoreClaims)
+        .text(crate::workflow::commands::ApprovalReplies)
+}
+
+/// Build the core over a messenger with the domains of [`router`].
 pub fn core(
     cfg: Arc<Config>,
     store: Store,
@@ -81,6 +94,19 @@ pub fn core(
     messenger: Arc<dyn Messenger>,
     bot: BotIdentity,
     agent: Agent,
+) -> Arc<Hearth> {
+    core_with(cfg, store, clock, messenger, bot, agent, router())
+}
+
+/// Build the core over a messenger with the domains registered in `router`.
+pub fn core_with(
+    cfg: Arc<Config>,
+    store: Store,
+    clock: SharedClock,
+    messenger: Arc<dyn Messenger>,
+    bot: BotIdentity,
+    agent: Agent,
+    router: Router,
 ) -> Arc<Hearth> {
     let outbox = Outbox::new(messenger, store.clone(), clock.clone(), &bot.name);
     // what each workflow kind is about: the workflow service reaches its targets only here
@@ -99,7 +125,7 @@ pub fn core(
         events: EventBus::default(),
         workflow_targets,
     };
-    Hearth::new(svc, agent)
+    Hearth::new(svc, agent, router)
 }
 
 /// The routine engine over the core's services (same chat locks) and agent: records runs a
@@ -222,7 +248,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         agent,
     );
 
-    match telegram::sync_commands(&bot, &store, &me).await {
+    match telegram::sync_commands(&bot, &store, &me, &hearth.menu()).await {
         Ok(true) => tracing::info!("command menu updated"),
         Ok(false) => {}
         Err(e) => tracing::warn!(error = %e, "setMyCommands failed; will retry at next start"),

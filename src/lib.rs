@@ -6,6 +6,7 @@
 
 pub mod agent;
 pub mod app;
+pub mod casefold;
 pub mod chores;
 pub mod clock;
 pub mod config;
@@ -17,6 +18,7 @@ pub mod format;
 pub mod http;
 pub mod messenger;
 pub mod outbox;
+pub mod router;
 pub mod routines;
 pub mod schedule;
 pub mod scheduler;

@@ -2,8 +2,8 @@
 //! `/done`, `/assign`, `/editchore`, `/skip`, `/deletechore`, `/stats`, `/leaderboard`,
 //! `/reminders dm|group`. In a private chat `/addpersonal`, and `/chores`, `/done`,
 //! `/editchore`, `/skip`, `/deletechore` act on the member's personal chores. Also the
-//! deterministic "done dishes" reply ([`handle_text_claim`]).
-//! Uses: core::commands (context and shape), the chores service, stats, format.
+//! deterministic "done dishes" reply ([`handle_text_claim`], the router's [`ChoreClaims`] step).
+//! Uses: router (context, shape, traits), the chores service, stats, format.
 
 use super::{
     add, add_personal, assign, claim, edit, list_open, recurrence_of, request_deletion,
@@ -14,8 +14,8 @@ use super::{
     zone_of, ChoreError, Claimed, Deletion, ListFilter, MAX_SWAPS_PER_WEEK,
 };
 use crate::{
-    core::commands::{Command, CommandCtx},
     format::escape_html as e,
+    router::{Command, CommandCtx, CommandSet, TextCtx, TextHandler},
     services::Services,
     store::{ChoreRow, StoreResult, CHORE_PENDING},
     types::{ChatKind, Outbound},
@@ -54,6 +54,60 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ),
     ("reminders", "Where reminders go: /reminders dm or group"),
 ];
+
+/// The chore commands as a registered [`CommandSet`].
+pub struct ChoreCommands;
+
+#[async_trait::async_trait]
+impl CommandSet for ChoreCommands {
+    fn menu(&self) -> &'static [(&'static str, &'static str)] {
+        COMMANDS
+    }
+    async fn handle(
+        &self,
+        svc: &Services,
+        ctx: &CommandCtx<'_>,
+        cmd: &Command,
+    ) -> Option<anyhow::Result<()>> {
+        handle(svc, ctx, cmd).await
+    }
+    fn help_note(&self) -> Option<String> {
+        Some(format!(
+            "Doing someone else's chore is a swap: you get the points, they keep their turn (at most {MAX_SWAPS_PER_WEEK} a week)."
+        ))
+    }
+    async fn rezone(
+        &self,
+        svc: &Services,
+        chat_id: i64,
+        old: chrono_tz::Tz,
+        new: chrono_tz::Tz,
+    ) -> anyhow::Result<()> {
+        super::rezone(svc, chat_id, old, new).await?;
+        Ok(())
+    }
+}
+
+/// The router's text step for "done dishes" (see [`handle_text_claim`]).
+pub struct ChoreClaims;
+
+#[async_trait::async_trait]
+impl TextHandler for ChoreClaims {
+    fn name(&self) -> &'static str {
+        "chore_claim"
+    }
+    async fn handle(&self, svc: &Services, msg: &TextCtx<'_>) -> StoreResult<bool> {
+        handle_text_claim(
+            svc,
+            msg.chat.id,
+            msg.private(),
+            msg.from.id,
+            msg.text,
+            msg.reply_to,
+        )
+        .await
+    }
+}
 
 /// Handle a chore command; `None` when the name is not one of them.
 pub async fn handle(

@@ -588,12 +588,13 @@ pub fn parse_spec(input: &str, now: DateTime<Utc>, zone: Tz) -> Result<ChoreSpec
     };
     let mut title = title;
     if recurrence.is_none() {
-        if let Some(i) = title.to_lowercase().rfind(" by ") {
-            let at = schedule::parse_at(&title[i + 4..], now, zone)?;
+        // offsets into `title` itself, never into a lower-cased copy (issue 8, item 24)
+        if let Some(by) = crate::casefold::Folded::new(&title).rfind(" by ") {
+            let at = schedule::parse_at(&title[by.end..], now, zone)?;
             recurrence = Some(Recurrence::Once {
                 due: Some(at.with_timezone(&zone).naive_local()),
             });
-            title.truncate(i);
+            title.truncate(by.start);
         }
     }
     Ok(ChoreSpec {
@@ -940,8 +941,9 @@ fn claimable_by(chores: &[ChoreRow], user_id: i64) -> Vec<&ChoreRow> {
 
 /// Core routing: a message that is clearly a claim — it starts with "done", "did" or
 /// "finished" and the rest fuzzy-matches exactly one open chore of this chat the sender may
-/// claim ("done dishes") — returns that chore's id; anything else returns `None` and goes on
-/// to the agent. No model call.
+/// claim ("done dishes"), or failing that exactly one chore they can see (one already waiting
+/// for verification: the `/done` answer explains) — returns that chore's id; anything else
+/// returns `None` and goes on to the agent. No model call.
 pub async fn text_claim(
     svc: &Services,
     chat_id: i64,
@@ -953,10 +955,9 @@ pub async fn text_claim(
         return Ok(None); // "did the dishes?" is a question
     }
     let t = t.trim_end_matches(['!', '.']);
-    let lower = t.to_lowercase();
     let Some(rest) = ["done ", "did ", "finished "]
         .iter()
-        .find_map(|p| lower.strip_prefix(p).and_then(|_| t.get(p.len()..)))
+        .find_map(|p| crate::casefold::strip_prefix_ci(t, p))
     else {
         return Ok(None);
     };
@@ -969,7 +970,18 @@ pub async fn text_claim(
         .into_iter()
         .cloned()
         .collect();
-    Ok(match find(&open, rest) {
+    if let Lookup::One(c) = find(&open, rest) {
+        return Ok(Some(c.id));
+    }
+    // "done bathroom" for a chore already waiting for verification (or done) is still a claim:
+    // the caller answers it as `/done` does ("already waiting…") instead of staying silent
+    // (issue 8, item 13). Personal chores stay their owner's.
+    let visible: Vec<ChoreRow> = chores
+        .iter()
+        .filter(|c| !c.personal || c.owner_id == Some(user_id))
+        .cloned()
+        .collect();
+    Ok(match find(&visible, rest) {
         Lookup::One(c) => Some(c.id),
         _ => None,
     })
@@ -1104,8 +1116,8 @@ pub async fn list_open(
 /// least-completed with "least"); "rotate" alone: every active member takes turns.
 pub async fn assign(svc: &Services, chat_id: i64, input: &str) -> Result<ChoreRow, ChoreError> {
     let (rest, names, rotate, least) = split_people(input.trim());
-    let (query, nobody) = match rest.to_lowercase().strip_suffix(" nobody") {
-        Some(q) => (rest[..q.len()].to_string(), true),
+    let (query, nobody) = match crate::casefold::strip_suffix_ci(&rest, " nobody") {
+        Some(q) => (q.to_string(), true),
         None => (rest, false),
     };
     let chores = list(svc, chat_id).await?;

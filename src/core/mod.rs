@@ -3,9 +3,11 @@
 //! Owns the message flow of `DESIGN.md`: persist the inbound message (unique on chat + message
 //! id, before any work) → one worker per chat (events of a chat in order, chats in parallel;
 //! the chat lock is shared with routines) → resolve chat and member → append to the chat's
-//! context log → route (command | button | approval reply | agent turn | context only) → reply
-//! through the outbox → mark the inbound message done. Start-up recovery re-runs unfinished
-//! messages from the last 15 minutes. Uses: services, agent, context, store.
+//! context log → route (command | button | registered text handlers | agent turn | context
+//! only) → reply through the outbox → mark the inbound message done. Commands and text steps go
+//! through the [`Router`] the wiring registered (the core names no domain there). Start-up
+//! recovery re-runs unfinished messages from the last 15 minutes.
+//! Uses: router, services, agent, context, store.
 
 pub mod commands;
 pub mod greet;
@@ -25,6 +27,7 @@ use tokio_util::task::TaskTracker;
 use crate::{
     agent::{Agent, Scope, TurnRequest},
     format,
+    router::{Router, TextCtx},
     services::Services,
     store::{ChatRow, MemberRow, NewMessage, StoreError},
     types::{CallbackQuery, ChatKind, Content, InboundEvent, InboundMessage, Outbound},
@@ -55,6 +58,8 @@ struct Job {
 pub struct Hearth {
     pub svc: Services,
     pub agent: Agent,
+    /// The registered command sets and text handlers.
+    router: Router,
     queues: std::sync::Mutex<HashMap<i64, mpsc::UnboundedSender<Job>>>,
     tracker: TaskTracker,
     closed: AtomicBool,
@@ -64,17 +69,24 @@ pub struct Hearth {
 }
 
 impl Hearth {
-    /// Build the core.
-    pub fn new(svc: Services, agent: Agent) -> Arc<Self> {
+    /// Build the core over the domains registered in `router`.
+    pub fn new(svc: Services, agent: Agent, router: Router) -> Arc<Self> {
         Arc::new(Self {
             svc,
             agent,
+            router,
             queues: Default::default(),
             tracker: TaskTracker::new(),
             closed: AtomicBool::new(false),
             pending: AtomicUsize::new(0),
             idle: Notify::new(),
         })
+    }
+
+    /// The command menu: the foundation's commands, then each registered set's (what
+    /// `setMyCommands` publishes and /help lists).
+    pub fn menu(&self) -> Vec<crate::router::MenuEntry> {
+        commands::menu(&self.router)
     }
 
     /// Take an event from an adapter: filter, persist messages (dedupe), queue for the chat.
@@ -418,7 +430,7 @@ impl Hearth {
                     reply_to,
                     has_model: self.agent.has_model(),
                 };
-                if let Err(e) = commands::dispatch(&self.svc, &ctx, &cmd).await {
+                if let Err(e) = commands::dispatch(&self.svc, &self.router, &ctx, &cmd).await {
                     tracing::error!(chat_id = chat.id, command = %cmd.name, error = %format!("{e:#}"), "command failed");
                     self.reply(chat.id, reply_to, "Sorry, that didn't work because of a problem on my side. Please try again.").await;
                 }
@@ -426,26 +438,24 @@ impl Hearth {
             return Ok(()); // a command for another bot is context only
         }
 
-        // 2b. "done dishes": a claim that matches exactly one open chore (chores): no model call
-        if crate::chores::commands::handle_text_claim(
-            &self.svc, chat.id, private, m.from.id, text, reply_to,
-        )
-        .await?
-        {
-            return Ok(());
-        }
-
-        // 3. approval replies the parser fully understands (workflows): no model call
-        let viewer = crate::workflow::Viewer {
-            user_id: m.from.id,
-            chat_id: chat.id,
-            private,
+        // 3. registered text steps (approval replies, "done dishes", …), in order: the first
+        // that recognises the message answers it, with no model call
+        let msg = TextCtx {
+            chat: &chat,
+            chat_kind: m.chat.kind,
+            from: &m.from,
+            member: member.as_ref(),
+            text,
+            message_id: m.message_id,
+            addressed,
+            reply_to,
+            replied_to: m.reply_to.as_ref().map(|r| r.message_id),
         };
-        let replied_to = m.reply_to.as_ref().map(|r| r.message_id);
-        if crate::workflow::handle_reply(&self.svc, viewer, text, addressed, reply_to, replied_to)
-            .await?
-        {
-            return Ok(());
+        for handler in self.router.text_handlers() {
+            if handler.handle(&self.svc, &msg).await? {
+                tracing::debug!(chat_id = chat.id, handler = handler.name(), "text handled");
+                return Ok(());
+            }
         }
 
         // 4. agent turn when addressed, or every message in `always` mode

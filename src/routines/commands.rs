@@ -4,7 +4,7 @@
 //!
 //! Parses the command text, calls the routine service functions and replies through the outbox
 //! in Telegram HTML (user text escaped). Bad input gets the service's message naming the field
-//! and the rule. Uses: routines (service, model, templates), core::commands (context), format.
+//! and the rule. Uses: routines (service, model, templates), router (context, traits), format.
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
@@ -14,8 +14,8 @@ use super::{
     Created, RoutineError,
 };
 use crate::{
-    core::commands::{Command, CommandCtx},
     format::escape_html as e,
+    router::{Command, CommandCtx, CommandSet},
     services::{zone_of as chat_zone, Services},
     types::ChatKind,
 };
@@ -51,6 +51,29 @@ pub const COMMANDS: &[(&str, &str)] = &[
         "Install a built-in routine, e.g. /routine_install morning_briefing",
     ),
 ];
+
+/// The routine commands as a registered [`CommandSet`].
+pub struct RoutineCommands;
+
+#[async_trait::async_trait]
+impl CommandSet for RoutineCommands {
+    fn menu(&self) -> &'static [(&'static str, &'static str)] {
+        COMMANDS
+    }
+    async fn handle(
+        &self,
+        svc: &Services,
+        ctx: &CommandCtx<'_>,
+        cmd: &Command,
+    ) -> Option<anyhow::Result<()>> {
+        handle(svc, ctx, cmd).await
+    }
+    /// Routines that followed the chat's zone move with it.
+    async fn rezone(&self, svc: &Services, chat_id: i64, old: Tz, new: Tz) -> anyhow::Result<()> {
+        super::rezone(svc, chat_id, old, new).await?;
+        Ok(())
+    }
+}
 
 /// Handle a routine command; `None` when `cmd` is not one of them.
 pub async fn handle(

@@ -39,7 +39,7 @@ pub use client::{TgBot, TgError};
 
 use crate::{
     config::{Config, TelegramConfig},
-    core::{commands::menu, Hearth},
+    core::Hearth,
     format::{html_to_plain, split_html, MAX_MESSAGE_LEN},
     messenger::{Messenger, SendError, Sent},
     services::BotIdentity,
@@ -106,11 +106,16 @@ pub async fn connect(bot: &TgBot, stop: &CancellationToken) -> anyhow::Result<Op
     }
 }
 
-/// Publish the command menu when it differs from what this bot last published.
-pub async fn sync_commands(bot: &TgBot, store: &Store, me: &BotIdentity) -> anyhow::Result<bool> {
+/// Publish the command menu (`menu`: [`Hearth::menu`], from the registered command sets) when
+/// it differs from what this bot last published.
+pub async fn sync_commands(
+    bot: &TgBot,
+    store: &Store,
+    me: &BotIdentity,
+    menu: &[crate::router::MenuEntry],
+) -> anyhow::Result<bool> {
     let mut h = Sha256::new();
-    let menu = menu();
-    for (c, d) in &menu {
+    for (c, d) in menu {
         h.update(c.as_bytes());
         h.update([0]);
         h.update(d.as_bytes());

@@ -14,7 +14,7 @@ use crate::{
 };
 
 /// Callback data prefix of workflow buttons.
-pub const PREFIX: &str = "wf:";
+pub const PREFIX: &str = super::parse::CALLBACK_PREFIX;
 
 /// The button row of a request message.
 pub fn for_request(workflow_id: i64) -> Vec<Vec<Button>> {
@@ -45,29 +45,8 @@ pub fn for_confirmation(workflow_id: i64) -> Vec<Vec<Button>> {
     ]]
 }
 
-/// What a tap asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Tap {
-    /// Approve or reject (`wf:a:` / `wf:r:`).
-    Decide(Decision),
-    /// Cancel, by the requester (`wf:c:`).
-    Cancel,
-}
-
 /// Parse workflow callback data: `wf:a:12` → (Decide(Approve), 12), `wf:c:12` → (Cancel, 12).
-/// `None` for anything else.
-pub fn parse_data(data: &str) -> Option<(Tap, i64)> {
-    let rest = data.strip_prefix(PREFIX)?;
-    let (d, id) = rest.split_once(':')?;
-    let tap = match d {
-        "a" => Tap::Decide(Decision::Approve),
-        "r" => Tap::Decide(Decision::Reject),
-        "c" => Tap::Cancel,
-        _ => return None,
-    };
-    let id: i64 = id.parse().ok().filter(|i| *i > 0)?;
-    Some((tap, id))
-}
+pub use super::parse::{parse_callback_data as parse_data, Tap};
 
 /// Handle a tap when its data is a workflow button: decide, answer the callback at once with
 /// the outcome as a toast (the request message is edited by the service). Returns false when
@@ -129,6 +108,7 @@ async fn answer(svc: &Services, c: &CallbackQuery, text: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::workflow::Decision;
 
     #[test]
     fn data_round_trips_and_fits() {

@@ -1,15 +1,16 @@
 //! Workflow commands: `/approvals`, `/approve <targets>`, `/reject <targets> [reason]`,
 //! `/cancel [request]`. They use the same actionable list, parser and service path as text
-//! replies and buttons. Uses: core::commands (context and shape), the workflow service.
+//! replies and buttons. Also the router's approval-reply text step ([`ApprovalReplies`]).
+//! Uses: router (context, shape, traits), the workflow service.
 
 use super::{
     actionable, cancel, items, my_pending, parse, render, respond, Decision, Outcome, Via, Viewer,
 };
 use crate::{
-    core::commands::{Command, CommandCtx},
     format::escape_html as e,
+    router::{Command, CommandCtx, CommandSet, TextCtx, TextHandler},
     services::Services,
-    store::WorkflowRow,
+    store::{StoreResult, WorkflowRow},
     types::ChatKind,
 };
 
@@ -23,6 +24,83 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("reject", "Reject requests, e.g. /reject 2 not clean yet"),
     ("cancel", "Cancel one of your pending requests"),
 ];
+
+/// The workflow commands as a registered [`CommandSet`].
+pub struct WorkflowCommands;
+
+#[async_trait::async_trait]
+impl CommandSet for WorkflowCommands {
+    fn menu(&self) -> &'static [(&'static str, &'static str)] {
+        COMMANDS
+    }
+    async fn handle(
+        &self,
+        svc: &Services,
+        ctx: &CommandCtx<'_>,
+        cmd: &Command,
+    ) -> Option<anyhow::Result<()>> {
+        handle(svc, ctx, cmd).await
+    }
+}
+
+/// The router's text step for approval replies ("approve both", "reject 2"): resolves what the
+/// parser fully understands against the sender's actionable list, without a model call (see
+/// [`super::handle_reply`]). A requester deciding their own request ("approve bathroom") is
+/// told they can't ([`super::Denial::OwnRequest`]) instead of being left without an answer
+/// (issue 8, item 13). Anything else is declined and goes on to the agent.
+pub struct ApprovalReplies;
+
+#[async_trait::async_trait]
+impl TextHandler for ApprovalReplies {
+    fn name(&self) -> &'static str {
+        "approval_reply"
+    }
+
+    async fn handle(&self, svc: &Services, msg: &TextCtx<'_>) -> StoreResult<bool> {
+        let v = Viewer {
+            user_id: msg.from.id,
+            chat_id: msg.chat.id,
+            private: msg.private(),
+        };
+        if super::handle_reply(
+            svc,
+            v,
+            msg.text,
+            msg.addressed,
+            msg.reply_to,
+            msg.replied_to,
+        )
+        .await?
+        {
+            return Ok(true);
+        }
+        own_request_reply(svc, v, msg).await
+    }
+}
+
+/// "approve bathroom" by the member who asked for it: the text names only the sender's own
+/// pending requests with an explicit verb (a bare "yes" does not count). Answers with the one
+/// own-request message every path uses and returns true; false when that is not the case.
+async fn own_request_reply(svc: &Services, v: Viewer, msg: &TextCtx<'_>) -> StoreResult<bool> {
+    let mine = my_pending(svc, v).await?;
+    if mine.is_empty() {
+        return Ok(false);
+    }
+    let own = items(&mine);
+    let plain = super::strip_mention(msg.text, &svc.bot.username);
+    let explicit = matches!(
+        parse::parse_reply(plain, &own, false),
+        parse::ParseOutcome::Resolve(_)
+    );
+    if !explicit {
+        return Ok(false);
+    }
+    let html = e(&super::Denial::OwnRequest.to_string());
+    if let Err(err) = svc.outbox.send(msg.reply(html)).await {
+        tracing::warn!(chat_id = v.chat_id, error = %err, "own-request reply not delivered");
+    }
+    Ok(true)
+}
 
 /// The viewer a command acts for.
 pub fn viewer(ctx: &CommandCtx<'_>) -> Viewer {

@@ -702,14 +702,14 @@ pub async fn handle_reply(
 }
 
 /// `text` without a leading `@bot` mention.
-fn strip_mention<'a>(text: &'a str, bot: &str) -> &'a str {
+pub(crate) fn strip_mention<'a>(text: &'a str, bot: &str) -> &'a str {
     let t = text.trim_start();
     match t.strip_prefix('@') {
-        Some(rest) if rest.len() >= bot.len() && rest[..bot.len()].eq_ignore_ascii_case(bot) => {
-            rest[bot.len()..]
-                .trim_start_matches([',', ':'])
-                .trim_start()
-        }
+        // never slice by the name's byte length: it may end inside a character (issue 8, item 24)
+        Some(rest) => match crate::casefold::strip_prefix_ci(rest, bot) {
+            Some(after) => after.trim_start_matches([',', ':']).trim_start(),
+            None => t,
+        },
         _ => t,
     }
 }

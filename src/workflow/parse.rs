@@ -1866,6 +1866,35 @@ fn join_numbers(numbers: &[usize]) -> String {
     }
 }
 
+/// Callback data prefix of workflow buttons (`wf:a:<id>` approves, `wf:r:<id>` rejects).
+pub const CALLBACK_PREFIX: &str = "wf:";
+
+/// Parse workflow callback data: `wf:a:12` → (Decide(Approve), 12), `wf:c:12` → (Cancel, 12);
+/// `None` for anything else (a client
+/// may send any bytes as callback data). Lives here, beside the text parser, so the fuzz
+/// targets (`fuzz/`) compile it without the rest of hearth.
+pub fn parse_callback_data(data: &str) -> Option<(Tap, i64)> {
+    let rest = data.strip_prefix(CALLBACK_PREFIX)?;
+    let (d, id) = rest.split_once(':')?;
+    let tap = match d {
+        "a" => Tap::Decide(Decision::Approve),
+        "r" => Tap::Decide(Decision::Reject),
+        "c" => Tap::Cancel,
+        _ => return None,
+    };
+    let id: i64 = id.parse().ok().filter(|i| *i > 0)?;
+    Some((tap, id))
+}
+
+/// What a workflow button tap asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tap {
+    /// Approve or reject (`wf:a:` / `wf:r:`).
+    Decide(Decision),
+    /// Cancel, by the requester (`wf:c:`, a confirmation's Cancel).
+    Cancel,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,6 +7,7 @@ mod chores_min;
 mod cross;
 mod foundation;
 mod llm_hardening;
+mod router_hardening;
 mod routines;
 mod telegram;
 mod telegram_hardening;

@@ -409,11 +409,14 @@ async fn commands_menu_is_set_once_per_change() {
     let bot =
         hearth::telegram::bot(&secrecy::SecretString::from("123:TEST"), &app.fake.url()).unwrap();
     let me = hearth::telegram::identity(&bot).await.unwrap();
-    assert!(hearth::telegram::sync_commands(&bot, &app.store, &me)
-        .await
-        .unwrap());
+    let menu = app.hearth.menu();
     assert!(
-        !hearth::telegram::sync_commands(&bot, &app.store, &me)
+        hearth::telegram::sync_commands(&bot, &app.store, &me, &menu)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !hearth::telegram::sync_commands(&bot, &app.store, &me, &menu)
             .await
             .unwrap(),
         "unchanged list is not sent again"
