@@ -53,6 +53,7 @@ pub struct Config {
     pub log: LogConfig,
     pub workflows: WorkflowsConfig,
     pub routines: RoutinesConfig,
+    pub runtime: RuntimeConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -128,6 +129,11 @@ pub struct GroupConfig {
     /// Default IANA zone for new groups and DMs.
     #[serde(deserialize_with = "zone")]
     pub timezone: Tz,
+    /// Messages for the model one member may send in one chat per `flood_window`; past it they
+    /// get one "slow down" and the excess is kept as context only (issue 8, item 20).
+    pub flood_budget: u32,
+    #[serde(deserialize_with = "duration")]
+    pub flood_window: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -183,6 +189,24 @@ pub struct WorkflowsConfig {
 #[serde(deny_unknown_fields)]
 pub struct RoutinesConfig {
     pub max_per_chat: u32,
+}
+
+/// Durability of in-flight work (issue 8): leases, heartbeat, recovery.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeConfig {
+    /// How long a process holds an inbound message without renewing it; after that another
+    /// process's recovery may take it (the worst-case wait after a crash).
+    #[serde(deserialize_with = "duration")]
+    pub lease: Duration,
+    /// How often a process renews all its leases (one statement per period); below `lease`.
+    #[serde(deserialize_with = "duration")]
+    pub heartbeat: Duration,
+    /// How often recovery looks for messages whose lease lapsed (besides at start-up).
+    #[serde(deserialize_with = "duration")]
+    pub recovery_interval: Duration,
+    /// Started turns after which a message is given up (the chat is told once).
+    pub max_attempts: u32,
 }
 
 impl Config {
@@ -247,6 +271,15 @@ impl Config {
         if self.context.group_messages == 0 || self.context.dm_messages == 0 {
             return Err(ConfigError::new(
                 "context.group_messages / context.dm_messages: must be at least 1",
+            ));
+        }
+        if self.runtime.heartbeat.is_zero()
+            || self.runtime.heartbeat >= self.runtime.lease
+            || self.runtime.recovery_interval.is_zero()
+            || self.runtime.max_attempts == 0
+        {
+            return Err(ConfigError::new(
+                "runtime: heartbeat must be shorter than lease; recovery_interval and max_attempts must be above 0",
             ));
         }
         if self.database.max_connections == 0 {

@@ -9,6 +9,7 @@ mod m20261121_000001_foundation;
 mod m20261121_000002_workflows;
 mod m20261121_000004_routines;
 mod m20261121_000005_chores;
+mod m20261130_000006_leases;
 
 /// The ordered list of migrations.
 pub struct Migrator;
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261121_000002_workflows::Migration),
             Box::new(m20261121_000004_routines::Migration),
             Box::new(m20261121_000005_chores::Migration),
+            Box::new(m20261130_000006_leases::Migration),
         ]
     }
 }
