@@ -5,6 +5,7 @@ mod binary;
 mod chores;
 mod chores_min;
 mod cross;
+mod durability;
 mod foundation;
 mod routines;
 mod telegram;
