@@ -213,7 +213,10 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         Ok(false) => {}
         Err(e) => tracing::warn!(error = %e, "setMyCommands failed; will retry at next start"),
     }
-    tracing::info!(process = hearth.owner(), "process identity (owner of its leases)");
+    tracing::info!(
+        process = hearth.owner(),
+        "process identity (owner of its leases)"
+    );
     let recovery_started = std::time::Instant::now();
     let recovered = hearth.recover().await?;
     tracing::info!(

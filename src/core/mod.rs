@@ -124,6 +124,9 @@ struct FloodState {
     warned: bool,
 }
 
+/// A message recovery gave up, with its decoded event (for the time and chat kind).
+type GivenUp = (InboundRow, Option<InboundEvent>);
+
 tokio::task_local! {
     /// The inbound message the current chat-worker task is processing (for `Outbox::send_for`).
     static CURRENT_INBOUND: i64;
@@ -353,7 +356,7 @@ impl Hearth {
             .take_lapsed_inbound(&self.owner, now, self.lease_end(now))
             .await?;
         let mut n = 0;
-        let mut given_up: Vec<(InboundRow, Option<InboundEvent>)> = Vec::new();
+        let mut given_up: Vec<GivenUp> = Vec::new();
         for row in rows {
             let ev = match serde_json::from_str::<InboundEvent>(&row.payload) {
                 Ok(ev) => ev,
@@ -367,7 +370,13 @@ impl Hearth {
                 }
             };
             if row.received_at < since {
-                tracing::warn!(inbound = row.id, chat_id = row.chat_id, attempts = row.attempts, cause = "too old to answer", "message given up");
+                tracing::warn!(
+                    inbound = row.id,
+                    chat_id = row.chat_id,
+                    attempts = row.attempts,
+                    cause = "too old to answer",
+                    "message given up"
+                );
                 self.svc
                     .store
                     .finish_inbound(row.id, InboundStatus::Abandoned, now)
@@ -376,7 +385,13 @@ impl Hearth {
                 continue;
             }
             if row.attempts >= max {
-                tracing::warn!(inbound = row.id, chat_id = row.chat_id, attempts = row.attempts, cause = "too many attempts", "message given up");
+                tracing::warn!(
+                    inbound = row.id,
+                    chat_id = row.chat_id,
+                    attempts = row.attempts,
+                    cause = "too many attempts",
+                    "message given up"
+                );
                 self.svc
                     .store
                     .finish_inbound(row.id, InboundStatus::Failed, now)
@@ -400,8 +415,8 @@ impl Hearth {
 
     /// Tell each chat once which of its messages were given up, in the chat's local time:
     /// "Sorry, I couldn't answer your message from 10:42 — please ask again."
-    async fn tell_given_up(&self, rows: Vec<(InboundRow, Option<InboundEvent>)>) {
-        let mut by_chat: Vec<(i64, Vec<(InboundRow, Option<InboundEvent>)>)> = Vec::new();
+    async fn tell_given_up(&self, rows: Vec<GivenUp>) {
+        let mut by_chat: Vec<(i64, Vec<GivenUp>)> = Vec::new();
         for r in rows {
             match by_chat.iter_mut().find(|(c, _)| *c == r.0.chat_id) {
                 Some((_, v)) => v.push(r),
@@ -506,7 +521,9 @@ impl Hearth {
         match self.svc.store.release_leases(&self.owner).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(count = n, "leases released for the next start"),
-            Err(e) => tracing::warn!(error = %e, "could not release leases; they lapse on their own"),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not release leases; they lapse on their own")
+            }
         }
     }
 
@@ -545,7 +562,11 @@ impl Hearth {
         {
             Ok(Some(a)) => a,
             Ok(None) => {
-                tracing::debug!(chat_id, inbound = id, "held by another process or finished; skipped");
+                tracing::debug!(
+                    chat_id,
+                    inbound = id,
+                    "held by another process or finished; skipped"
+                );
                 return false;
             }
             Err(e) => {
@@ -562,12 +583,20 @@ impl Hearth {
             Ok(None) => true,
             Ok(Some(r)) => {
                 if r.sent_at.is_none() {
-                    tracing::info!(chat_id, inbound = id, "resending a stored reply that was never confirmed");
+                    tracing::info!(
+                        chat_id,
+                        inbound = id,
+                        "resending a stored reply that was never confirmed"
+                    );
                     if let Err(e) = self.svc.outbox.resend(&r).await {
                         tracing::error!(chat_id, inbound = id, error = %e, "stored reply not delivered");
                     }
                 } else {
-                    tracing::info!(chat_id, inbound = id, "reply already confirmed; not sent again");
+                    tracing::info!(
+                        chat_id,
+                        inbound = id,
+                        "reply already confirmed; not sent again"
+                    );
                 }
                 if let Err(e) = self
                     .svc

@@ -12,7 +12,13 @@ use hearth::{
 
 use crate::support::{alice, bob, carol, dm, group, t0, test_store, TestApp, GROUP};
 
-fn msg(chat: ChatRef, from: UserRef, id: i64, text: &str, at: chrono::DateTime<chrono::Utc>) -> InboundEvent {
+fn msg(
+    chat: ChatRef,
+    from: UserRef,
+    id: i64,
+    text: &str,
+    at: chrono::DateTime<chrono::Utc>,
+) -> InboundEvent {
     InboundEvent::Message(InboundMessage {
         update_id: None,
         chat,
@@ -74,7 +80,11 @@ async fn recovery_takes_a_message_only_after_its_lease_lapsed() {
     let clock = ManualClock::new(t0());
     let a = TestApp::on_store(store.clone(), clock.clone(), |_| {}, vec![]).await;
     let b = TestApp::on_store(store.clone(), clock.clone(), |_| {}, vec![]).await;
-    assert_ne!(a.hearth.owner(), b.hearth.owner(), "each process has its own id");
+    assert_ne!(
+        a.hearth.owner(),
+        b.hearth.owner(),
+        "each process has its own id"
+    );
 
     // A holds a message (lease 30 s by default) while its turn runs
     let ev = msg(group(), alice(), 700, "@hearth_bot question", t0());
@@ -100,13 +110,21 @@ async fn recovery_takes_a_message_only_after_its_lease_lapsed() {
     clock.advance(Duration::seconds(20));
     assert_eq!(a.hearth.heartbeat().await.unwrap(), 1);
     clock.advance(Duration::seconds(25)); // 45 s after accept, lease renewed to 50 s
-    assert_eq!(b.hearth.recover().await.unwrap(), 0, "renewed lease still live");
+    assert_eq!(
+        b.hearth.recover().await.unwrap(),
+        0,
+        "renewed lease still live"
+    );
 
     // A dies: no more heartbeats; the lease lapses and B takes the message, once
     clock.advance(Duration::seconds(10));
     assert_eq!(b.hearth.recover().await.unwrap(), 1);
     b.hearth.idle().await;
-    assert_eq!(a.hearth.recover().await.unwrap(), 0, "B holds or finished it");
+    assert_eq!(
+        a.hearth.recover().await.unwrap(),
+        0,
+        "B holds or finished it"
+    );
     a.hearth.idle().await;
     assert_eq!(b.texts(GROUP), vec!["ok".to_string()]);
     assert!(a.texts(GROUP).is_empty());
@@ -140,7 +158,11 @@ async fn two_processes_on_one_database_answer_every_message_once() {
     a.hearth.idle().await;
     b.hearth.idle().await;
     for u in &users {
-        assert_eq!(a.texts(u.id).len() + b.texts(u.id).len(), 1, "answered once");
+        assert_eq!(
+            a.texts(u.id).len() + b.texts(u.id).len(),
+            1,
+            "answered once"
+        );
     }
     assert_eq!(a.model.calls() + b.model.calls(), 10);
     // a later recovery pass (periodic) finds nothing
@@ -188,14 +210,22 @@ async fn only_started_turns_count_and_a_given_up_message_is_told_once() {
     assert_eq!(status(&store, GROUP, 820).await, ("done".into(), 3));
     let texts = app.texts(GROUP);
     let notice = "Sorry, I couldn't answer your message from 11:42 — please ask again.";
-    assert_eq!(texts.iter().filter(|t| *t == notice).count(), 1, "{texts:?}");
+    assert_eq!(
+        texts.iter().filter(|t| *t == notice).count(),
+        1,
+        "{texts:?}"
+    );
     assert_eq!(texts.len(), 7, "{texts:?}");
     let sent = app.messenger.sent();
     let n = sent
         .iter()
         .find(|o| o.html.contains("couldn't answer"))
         .unwrap();
-    assert_eq!(n.reply_to, Some(801), "the notice replies to the lost message");
+    assert_eq!(
+        n.reply_to,
+        Some(801),
+        "the notice replies to the lost message"
+    );
 
     // told once: later passes say nothing more
     clock.advance(Duration::minutes(1));
@@ -210,7 +240,13 @@ async fn a_message_too_old_to_answer_is_given_up_with_one_notice() {
     let clock = ManualClock::new(t0());
     let old = msg(group(), alice(), 900, "@hearth_bot old one", t0());
     left_by_dead_process(&store, &old, t0(), 0).await;
-    let old2 = msg(group(), bob(), 901, "@hearth_bot old two", t0() + Duration::minutes(1));
+    let old2 = msg(
+        group(),
+        bob(),
+        901,
+        "@hearth_bot old two",
+        t0() + Duration::minutes(1),
+    );
     left_by_dead_process(&store, &old2, t0() + Duration::minutes(1), 1).await;
     clock.advance(Duration::minutes(40));
     let app = TestApp::on_store(store.clone(), clock.clone(), |_| {}, vec![]).await;
@@ -229,7 +265,12 @@ async fn a_message_too_old_to_answer_is_given_up_with_one_notice() {
 async fn a_reply_is_stored_before_sending_and_confirmed_after() {
     let app = TestApp::with(|_| {}, vec![Script::Text("Dinner is at 7.".into())]).await;
     let id = app.say(&group(), &alice(), "@hearth_bot dinner?").await;
-    let row = app.store.inbound_by_message(GROUP, id).await.unwrap().unwrap();
+    let row = app
+        .store
+        .inbound_by_message(GROUP, id)
+        .await
+        .unwrap()
+        .unwrap();
     let reply = app.store.reply_for(row.id).await.unwrap().expect("stored");
     assert_eq!(reply.html, "Dinner is at 7.");
     assert_eq!(reply.reply_to, Some(id));
@@ -256,7 +297,13 @@ async fn a_stored_unsent_reply_is_resent_without_calling_the_model() {
     assert_eq!(app.texts(GROUP), vec!["The answer".to_string()]);
     assert_eq!(app.messenger.sent()[0].reply_to, Some(950));
     assert_eq!(status(&store, GROUP, 950).await.0, "done");
-    assert!(store.reply_for(id).await.unwrap().unwrap().sent_at.is_some());
+    assert!(store
+        .reply_for(id)
+        .await
+        .unwrap()
+        .unwrap()
+        .sent_at
+        .is_some());
 }
 
 #[tokio::test]
@@ -295,7 +342,13 @@ async fn a_flooding_member_gets_one_slow_down_and_the_others_their_turn() {
     // lock is held meanwhile (as by a long turn) so they all wait in the queue
     let busy = app.hearth.svc.locks.lock(GROUP).await;
     for i in 0..30 {
-        let ev = msg(group(), alice(), 1000 + i, &format!("@hearth_bot q{i}"), t0());
+        let ev = msg(
+            group(),
+            alice(),
+            1000 + i,
+            &format!("@hearth_bot q{i}"),
+            t0(),
+        );
         app.hearth.accept(ev).await.unwrap();
     }
     app.hearth
@@ -309,7 +362,11 @@ async fn a_flooding_member_gets_one_slow_down_and_the_others_their_turn() {
     drop(busy);
     app.hearth.idle().await;
 
-    assert_eq!(app.model.calls(), 3 + 1 + 1, "the excess never reaches the model");
+    assert_eq!(
+        app.model.calls(),
+        3 + 1 + 1,
+        "the excess never reaches the model"
+    );
     let sent: Vec<_> = app
         .messenger
         .sent()
@@ -321,25 +378,46 @@ async fn a_flooding_member_gets_one_slow_down_and_the_others_their_turn() {
         .filter(|o| o.html.contains("slow down"))
         .collect();
     assert_eq!(slow.len(), 1, "one polite slow down");
-    assert_eq!(slow[0].reply_to, Some(1003), "on the first message past the budget");
+    assert_eq!(
+        slow[0].reply_to,
+        Some(1003),
+        "on the first message past the budget"
+    );
     let answered: Vec<i64> = sent
         .iter()
         .filter(|o| o.html == "answer")
         .filter_map(|o| o.reply_to)
         .collect();
     assert_eq!(answered.len(), 4);
-    let bob_at = answered.iter().position(|id| *id == 2000).expect("Bob answered");
-    assert!(bob_at <= 2, "Bob answered in his turn, not after Alice's queue: {answered:?}");
+    let bob_at = answered
+        .iter()
+        .position(|id| *id == 2000)
+        .expect("Bob answered");
+    assert!(
+        bob_at <= 2,
+        "Bob answered in his turn, not after Alice's queue: {answered:?}"
+    );
     let alices: Vec<i64> = answered.iter().copied().filter(|id| *id < 2000).collect();
-    assert_eq!(alices, vec![1000, 1001, 1002], "one member's messages stay in order");
-    assert_eq!(app.texts(carol().id), vec!["answer".to_string()], "other chats unaffected");
+    assert_eq!(
+        alices,
+        vec![1000, 1001, 1002],
+        "one member's messages stay in order"
+    );
+    assert_eq!(
+        app.texts(carol().id),
+        vec!["answer".to_string()],
+        "other chats unaffected"
+    );
     // the excess is kept as context: all 30 of Alice's messages are in the log
     let window = app
         .store
         .window(GROUP, t0() - Duration::hours(1), 100, None)
         .await
         .unwrap();
-    let from_alice = window.iter().filter(|m| m.sender_user_id == Some(1)).count();
+    let from_alice = window
+        .iter()
+        .filter(|m| m.sender_user_id == Some(1))
+        .count();
     assert_eq!(from_alice, 30);
 
     // a minute later her budget is back
