@@ -406,6 +406,8 @@ impl Hearth {
             });
             n += 1;
         }
+        // a message from days ago (a long outage) is given up without a notice nobody expects
+        given_up.retain(|(row, _)| now - row.received_at < chrono::Duration::hours(24));
         self.tell_given_up(given_up).await;
         if n > 0 {
             tracing::info!(count = n, owner = %self.owner, "recovering unfinished messages");
@@ -1035,5 +1037,27 @@ fn given_up_notice(times: &[String]) -> String {
             "Sorry, I couldn't answer {} of your messages (from {first} to {last}) — please ask again.",
             times.len()
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::given_up_notice;
+
+    #[test]
+    fn the_give_up_notice_names_the_times() {
+        let t = |v: &[&str]| given_up_notice(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(
+            t(&["10:42"]),
+            "Sorry, I couldn't answer your message from 10:42 — please ask again."
+        );
+        assert_eq!(
+            t(&["10:42", "10:43"]),
+            "Sorry, I couldn't answer your messages from 10:42 and 10:43 — please ask again."
+        );
+        assert_eq!(
+            t(&["10:42", "10:43", "10:50"]),
+            "Sorry, I couldn't answer 3 of your messages (from 10:42 to 10:50) — please ask again."
+        );
     }
 }

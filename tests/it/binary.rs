@@ -470,8 +470,8 @@ async fn sigkill_with_60_queued_messages_then_restart_answers_each_once() {
     let dir = tempfile::tempdir().unwrap();
     let db = binary_db_url(dir.path()).await;
     let log = dir.path().join("hearth.log");
-    // a slow model (3 s a turn): all 60 are queued, 6 turns in flight, when the process dies
-    let slow = slow_model(3_000).await;
+    // a slow model (15 s a turn): all 60 are queued, 6 turns in flight, when the process dies
+    let slow = slow_model(15_000).await;
     let a = Daemon::start(&fake, &slow.uri(), &db, &log).await;
     let (updates, keys) = sixty_mentions();
     for u in &updates {
@@ -555,22 +555,28 @@ async fn crash_loop_never_fails_untouched_queued_messages() {
     let dir = tempfile::tempdir().unwrap();
     let db = binary_db_url(dir.path()).await;
     let log = dir.path().join("hearth.log");
-    let slow = slow_model(400).await;
+    // cycle 1: killed with all 60 queued (6 turns in flight on a 15 s model)
+    let very_slow = slow_model(15_000).await;
     let (updates, keys) = sixty_mentions();
-    let first = Daemon::start(&fake, &slow.uri(), &db, &log).await;
+    let first = Daemon::start(&fake, &very_slow.uri(), &db, &log).await;
     for u in &updates {
         first.post(u).await;
     }
-    let mut d = Some(first);
-    // three kill/restart cycles, each killed mid-turn after one more answer per chat
-    for cycle in 1..=3 {
+    first.kill9();
+    assert!(replies_with(&fake, "answer").len() <= 6);
+    // cycles 2 and 3: restarted, killed mid-turn (1 s into a 2 s model call) after one more
+    // answer per chat
+    let slow = slow_model(2_000).await;
+    for cycle in 2..=3 {
+        let d = Daemon::start(&fake, &slow.uri(), &db, &log).await;
         let seen = replies_with(&fake, "answer").len();
+        assert!(
+            seen < 54,
+            "messages still queued at cycle {cycle} ({seen} answered)"
+        );
         wait_replies(&fake, "answer", seen + 6, Duration::from_secs(30)).await;
-        tokio::time::sleep(Duration::from_millis(150)).await;
-        d.take().unwrap().kill9();
-        if cycle < 3 {
-            d = Some(Daemon::start(&fake, &slow.uri(), &db, &log).await);
-        }
+        tokio::time::sleep(Duration::from_millis(1_000)).await;
+        d.kill9();
     }
     let fast = slow_model(0).await;
     let last = Daemon::start(&fake, &fast.uri(), &db, &log).await;
