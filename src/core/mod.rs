@@ -62,6 +62,9 @@ struct Job {
     inbound_id: Option<i64>,
     /// Past the member's flood budget: kept as context only; `true` = send the one "slow down".
     flood: Option<bool>,
+    /// Turns started on it before (by any process): 0 for a fresh message, so the hot path never
+    /// looks for a stored reply.
+    prior_attempts: i32,
 }
 
 impl Job {
@@ -213,6 +216,7 @@ impl Hearth {
             ev,
             inbound_id,
             flood,
+            prior_attempts: 0,
         });
         Ok(Accepted::Queued)
     }
@@ -403,6 +407,7 @@ impl Hearth {
                 ev,
                 inbound_id: Some(row.id),
                 flood: None,
+                prior_attempts: row.attempts,
             });
             n += 1;
         }
@@ -554,16 +559,16 @@ impl Hearth {
     /// Start the turn on a persisted message: take the lease and count the attempt (one
     /// statement). Returns false when the message must not run here (held by another live
     /// process, already finished, or the store failed: recovery retries it).
-    async fn start_turn(&self, id: i64, chat_id: i64) -> bool {
+    async fn start_turn(&self, id: i64, chat_id: i64, prior_attempts: i32) -> bool {
         let now = self.svc.clock.now();
-        let attempts = match self
+        match self
             .svc
             .store
             .start_turn(id, &self.owner, now, self.lease_end(now))
             .await
         {
-            Ok(Some(a)) => a,
-            Ok(None) => {
+            Ok(true) => {}
+            Ok(false) => {
                 tracing::debug!(
                     chat_id,
                     inbound = id,
@@ -576,8 +581,8 @@ impl Hearth {
                 self.release_one(id).await;
                 return false;
             }
-        };
-        if attempts <= 1 {
+        }
+        if prior_attempts == 0 {
             return true; // first turn: no reply can have been decided before
         }
         // a reply decided by an earlier turn is sent (or not) again without calling the model
@@ -663,7 +668,7 @@ impl Hearth {
         let chat_id = job.ev.chat().id;
         let reply_chat = job.ev.chat().clone();
         if let Some(id) = job.inbound_id {
-            if !self.start_turn(id, chat_id).await {
+            if !self.start_turn(id, chat_id, job.prior_attempts).await {
                 self.settle_one();
                 return;
             }

@@ -123,15 +123,15 @@ impl Store {
 
     /// A turn starts on message `id` in process `owner`: in ONE conditional update, count the
     /// attempt and (re)take the lease until `lease_until` — only if the message is still pending
-    /// and held by `owner`, by nobody, or by a lapsed lease. Returns `Some(attempts)` (this one
-    /// included) when the turn may run, `None` when another process holds it or it is finished.
+    /// and held by `owner`, by nobody, or by a lapsed lease. Returns true when the turn may run,
+    /// false when another process holds it or it is finished.
     pub async fn start_turn(
         &self,
         id: i64,
         owner: &str,
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
-    ) -> StoreResult<Option<i32>> {
+    ) -> StoreResult<bool> {
         let r = inbound::Entity::update_many()
             .col_expr(
                 inbound::Column::Attempts,
@@ -148,13 +148,7 @@ impl Store {
             )
             .exec(self.conn())
             .await?;
-        if r.rows_affected == 0 {
-            return Ok(None);
-        }
-        Ok(inbound::Entity::find_by_id(id)
-            .one(self.conn())
-            .await?
-            .map(|m| m.attempts))
+        Ok(r.rows_affected == 1)
     }
 
     /// The heartbeat: extend every pending lease `owner` holds to `lease_until`, in one
