@@ -1,7 +1,9 @@
 //! Inbound pipeline benchmark: an update persisted, chat and member resolved, the message logged,
 //! the context window built, an instant fake model answering, the reply handed to the messenger
-//! and recorded — with 1,000 chats and 100,000 stored messages. Also the window query alone at
-//! two history sizes, to show it does not grow with history.
+//! and recorded — with 1,000 chats and 100,000 stored messages. Includes the durability work of
+//! issue 8: the lease taken at accept, the turn start (attempt + lease, one statement), the reply
+//! stored before sending and confirmed after; the heartbeat and periodic recovery run beside it.
+//! Also the window query alone at two history sizes, to show it does not grow with history.
 //!
 //! Run: `cargo bench --bench pipeline`. Prints p50/p99 of hearth's own time per message.
 
@@ -90,6 +92,8 @@ fn setup(dir: &std::path::Path) -> Bench {
             bot,
             agent,
         );
+        // the lease heartbeat and periodic recovery, as `hearth run` starts them
+        hearth.spawn_lease_tasks(tokio_util::sync::CancellationToken::new());
         // production checkpoints the WAL every 30 s from the scheduler; do the same here
         let ck = store.clone();
         tokio::spawn(async move {

@@ -164,11 +164,9 @@ pub async fn start_scheduler(
             "0 17 * * * *",
             hearth.clone(),
             |h| async move {
-                let now = h.svc.clock.now();
-                let recovery =
-                    chrono::Duration::from_std(crate::core::RECOVERY_WINDOW).unwrap_or_default();
-                let purge = now - chrono::Duration::days(7);
-                if let Err(e) = h.svc.store.sweep_inbound(now - recovery, purge).await {
+                // unfinished messages are recovery's (leases); this only purges finished ones
+                let purge = h.svc.clock.now() - chrono::Duration::days(7);
+                if let Err(e) = h.svc.store.purge_inbound(purge).await {
                     tracing::warn!(error = %e, "inbound cleanup failed");
                 }
             },
@@ -253,7 +251,18 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         Ok(false) => {}
         Err(e) => tracing::warn!(error = %e, "setMyCommands failed; will retry at next start"),
     }
-    hearth.recover().await?;
+    tracing::info!(
+        process = hearth.owner(),
+        "process identity (owner of its leases)"
+    );
+    let recovery_started = std::time::Instant::now();
+    let recovered = hearth.recover().await?;
+    tracing::info!(
+        queued = recovered,
+        ms = recovery_started.elapsed().as_millis() as u64,
+        "start-up recovery done"
+    );
+    hearth.spawn_lease_tasks(stop.clone());
     sweep_expired(&hearth).await;
     let routines = routine_engine(&hearth, &stop).await?;
     let sched = start_scheduler(&hearth, &routines).await?;
@@ -326,8 +335,9 @@ pub async fn console(cfg: Config) -> anyhow::Result<()> {
     }
     let hearth = core(cfg, store, clock, Arc::new(messenger.clone()), me, agent);
     hearth.recover().await?;
-    sweep_expired(&hearth).await;
     let stop = CancellationToken::new();
+    hearth.spawn_lease_tasks(stop.clone());
+    sweep_expired(&hearth).await;
     let routines = routine_engine(&hearth, &stop).await?;
     let sched = start_scheduler(&hearth, &routines).await?;
     let stdin = tokio::io::BufReader::new(tokio::io::stdin());

@@ -54,6 +54,7 @@ pub struct Config {
     pub workflows: WorkflowsConfig,
     pub routines: RoutinesConfig,
     pub agent: AgentConfig,
+    pub runtime: RuntimeConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -173,6 +174,11 @@ pub struct GroupConfig {
     pub timezone: Tz,
     /// Welcome a member who joins a group with `/chores` and `/done` (once; see `core::greet`).
     pub greet_new_members: bool,
+    /// Messages for the model one member may send in one chat per `flood_window`; past it they
+    /// get one "slow down" and the excess is kept as context only (issue 8, item 20).
+    pub flood_budget: u32,
+    #[serde(deserialize_with = "duration")]
+    pub flood_window: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -241,6 +247,24 @@ pub struct AgentConfig {
     /// How long such a confirmation waits before it expires (nothing is done). At least 1 min.
     #[serde(deserialize_with = "duration")]
     pub confirm_expiry: Duration,
+}
+
+/// Durability of in-flight work (issue 8): leases, heartbeat, recovery.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeConfig {
+    /// How long a process holds an inbound message without renewing it; after that another
+    /// process's recovery may take it (the worst-case wait after a crash).
+    #[serde(deserialize_with = "duration")]
+    pub lease: Duration,
+    /// How often a process renews all its leases (one statement per period); below `lease`.
+    #[serde(deserialize_with = "duration")]
+    pub heartbeat: Duration,
+    /// How often recovery looks for messages whose lease lapsed (besides at start-up).
+    #[serde(deserialize_with = "duration")]
+    pub recovery_interval: Duration,
+    /// Started turns after which a message is given up (the chat is told once).
+    pub max_attempts: u32,
 }
 
 impl Config {
@@ -324,6 +348,15 @@ impl Config {
         {
             return Err(ConfigError::new(
                 "telegram.limit_* / telegram.retry_attempts: must be at least 1",
+            ));
+        }
+        if self.runtime.heartbeat.is_zero()
+            || self.runtime.heartbeat >= self.runtime.lease
+            || self.runtime.recovery_interval.is_zero()
+            || self.runtime.max_attempts == 0
+        {
+            return Err(ConfigError::new(
+                "runtime: heartbeat must be shorter than lease; recovery_interval and max_attempts must be above 0",
             ));
         }
         if self.database.max_connections == 0 {

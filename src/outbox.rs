@@ -9,7 +9,7 @@ use crate::{
     clock::SharedClock,
     format::html_to_plain,
     messenger::{Messenger, SendError, Sent},
-    store::{NewMessage, Store},
+    store::{NewMessage, ReplyRow, Store},
     types::{Button, Outbound},
 };
 
@@ -54,6 +54,64 @@ impl Outbox {
     /// Deliver and record. Returns the delivered parts (empty for a silent or empty message).
     pub async fn send(&self, msg: Outbound) -> Result<Vec<Sent>, SendError> {
         self.deliver(msg, None).await
+    }
+
+    /// Deliver the reply decided for inbound message `inbound_id`, decided once (issue 8): the
+    /// reply (html, buttons, reply_to) is persisted BEFORE sending and the Telegram message ids
+    /// AFTER, so a process killed in between leaves a stored, unconfirmed reply that recovery
+    /// resends ([`Outbox::resend`]) without calling the model again. If storing fails the reply
+    /// is still sent (a lost reply is worse than a rare duplicate).
+    pub async fn send_for(&self, inbound_id: i64, msg: Outbound) -> Result<Vec<Sent>, SendError> {
+        if Self::is_silent(&html_to_plain(&msg.html)) || msg.html.trim().is_empty() {
+            return Ok(vec![]);
+        }
+        let buttons = serde_json::to_string(&msg.buttons).unwrap_or_else(|_| "[]".into());
+        if let Err(e) = self
+            .store
+            .save_reply(
+                inbound_id,
+                msg.chat_id,
+                &msg.html,
+                &buttons,
+                msg.reply_to,
+                self.clock.now(),
+            )
+            .await
+        {
+            tracing::warn!(error = %e, chat_id = msg.chat_id, inbound = inbound_id, "could not store the reply before sending");
+        }
+        let sent = self.deliver(msg.clone(), None).await?;
+        self.confirm(inbound_id, msg.chat_id, &sent).await;
+        Ok(sent)
+    }
+
+    /// Send a stored reply that was never confirmed (recovery after a crash between deciding and
+    /// confirming): no model call. A confirmed reply is never sent again: callers check
+    /// `sent_at` first; this refuses one too (returns `Ok(vec![])`).
+    pub async fn resend(&self, row: &ReplyRow) -> Result<Vec<Sent>, SendError> {
+        if row.sent_at.is_some() {
+            return Ok(vec![]);
+        }
+        let msg = Outbound {
+            chat_id: row.chat_id,
+            html: row.html.clone(),
+            buttons: serde_json::from_str(&row.buttons).unwrap_or_default(),
+            reply_to: row.reply_to,
+        };
+        let sent = self.deliver(msg, None).await?;
+        self.confirm(row.inbound_id, row.chat_id, &sent).await;
+        Ok(sent)
+    }
+
+    async fn confirm(&self, inbound_id: i64, chat_id: i64, sent: &[Sent]) {
+        let ids: Vec<i64> = sent.iter().map(|s| s.message_id).collect();
+        if let Err(e) = self
+            .store
+            .confirm_reply(inbound_id, &ids, self.clock.now())
+            .await
+        {
+            tracing::warn!(error = %e, chat_id, inbound = inbound_id, "could not record that the reply was sent");
+        }
     }
 
     /// Deliver a message that carries a one-time secret (an api token): the chat sees it, the

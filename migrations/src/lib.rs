@@ -9,6 +9,7 @@ mod m20261121_000001_foundation;
 mod m20261121_000002_workflows;
 mod m20261121_000004_routines;
 mod m20261121_000005_chores;
+mod m20261130_000006_leases;
 mod m20261130_000008_routine_names;
 mod m20261130_000009_turn_text;
 
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261121_000002_workflows::Migration),
             Box::new(m20261121_000004_routines::Migration),
             Box::new(m20261121_000005_chores::Migration),
+            Box::new(m20261130_000006_leases::Migration),
             Box::new(m20261130_000008_routine_names::Migration),
             Box::new(m20261130_000009_turn_text::Migration),
         ]

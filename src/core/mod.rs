@@ -5,15 +5,28 @@
 //! the chat lock is shared with routines) → resolve chat and member → append to the chat's
 //! context log → route (command | button | registered text handlers | agent turn | context
 //! only) → reply through the outbox → mark the inbound message done. Commands and text steps go
-//! through the [`Router`] the wiring registered (the core names no domain there). Start-up
-//! recovery re-runs unfinished messages from the last 15 minutes.
+//! through the [`Router`] the wiring registered (the core names no domain there).
+//!
+//! Durability (issue 8, DESIGN.md "Processes"): each process has a random id ([`Hearth::owner`],
+//! logged at start-up). An accepted message is held by its process with a lease (owner +
+//! `lease_until`), renewed for all held messages in one statement per heartbeat
+//! ([`Hearth::heartbeat`]); recovery, at start-up and every `runtime.recovery_interval`, takes
+//! only messages whose lease lapsed. An attempt is counted when a turn starts on a message, never
+//! for queued ones; after `runtime.max_attempts` started turns, or when older than
+//! [`RECOVERY_WINDOW`], a message is given up: logged at warn with its cause and the chat told
+//! once. An agent reply is persisted before sending and confirmed after (`Outbox::send_for`);
+//! recovery resends a stored unconfirmed reply without a model call. Inside a chat's worker,
+//! members take turns (round-robin, each member's messages in order), and a member past the
+//! flood budget (`group.flood_budget` per `group.flood_window`) gets one "slow down" while the
+//! excess is kept as context only.
+//!
 //! Uses: router, services, agent, context, store.
 
 pub mod commands;
 pub mod greet;
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet, VecDeque},
     sync::{
         atomic::{AtomicBool, AtomicUsize, Ordering},
         Arc,
@@ -21,22 +34,22 @@ use std::{
     time::Duration,
 };
 
-use tokio::sync::{mpsc, Notify};
-use tokio_util::task::TaskTracker;
+use chrono::{DateTime, Utc};
+use tokio::sync::Notify;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
     agent::{Agent, Scope, TurnRequest},
     format,
     router::{Router, TextCtx},
     services::Services,
-    store::{ChatRow, MemberRow, NewMessage, StoreError},
+    store::{ChatRow, InboundRow, InboundStatus, MemberRow, NewMessage, StoreError},
     types::{CallbackQuery, ChatKind, Content, InboundEvent, InboundMessage, Outbound},
 };
 
-/// Unfinished inbound messages younger than this are processed again at start-up.
+/// Unfinished inbound messages younger than this are processed again by recovery; older ones
+/// are given up (too old to answer) and the chat is told.
 pub const RECOVERY_WINDOW: Duration = Duration::from_secs(15 * 60);
-/// Attempts after which a message is given up (a poison message must not loop forever).
-const MAX_ATTEMPTS: i32 = 3;
 
 /// What [`Hearth::accept`] did with an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +65,79 @@ pub enum Accepted {
 struct Job {
     ev: InboundEvent,
     inbound_id: Option<i64>,
+    /// Past the member's flood budget: kept as context only; `true` = send the one "slow down".
+    flood: Option<bool>,
+    /// Turns started on it before (by any process): 0 for a fresh message, so the hot path never
+    /// looks for a stored reply.
+    prior_attempts: i32,
+}
+
+impl Job {
+    /// The member whose turn this is inside the chat's fair queue.
+    fn member(&self) -> i64 {
+        match &self.ev {
+            InboundEvent::Message(m) => m.from.id,
+            InboundEvent::Callback(c) => c.from.id,
+            InboundEvent::MemberJoined { user, .. } | InboundEvent::MemberLeft { user, .. } => {
+                user.id
+            }
+        }
+    }
+}
+
+/// A chat's queue: members take turns (round-robin), each member's events stay in order
+/// (issue 8, item 20: one flooding member does not starve the others).
+#[derive(Default)]
+struct FairQueue {
+    /// Members with queued events, the next one first.
+    order: VecDeque<i64>,
+    jobs: HashMap<i64, VecDeque<Job>>,
+}
+
+impl FairQueue {
+    fn push(&mut self, job: Job) {
+        let member = job.member();
+        let q = self.jobs.entry(member).or_default();
+        if q.is_empty() {
+            self.order.push_back(member);
+        }
+        q.push_back(job);
+    }
+
+    fn pop(&mut self) -> Option<Job> {
+        let member = self.order.pop_front()?;
+        let q = self.jobs.get_mut(&member)?;
+        let job = q.pop_front();
+        if q.is_empty() {
+            self.jobs.remove(&member);
+        } else {
+            self.order.push_back(member);
+        }
+        job
+    }
+}
+
+/// One chat's worker handle.
+#[derive(Default)]
+struct ChatQueue {
+    q: std::sync::Mutex<FairQueue>,
+    wake: Notify,
+    closed: AtomicBool,
+}
+
+/// A member's flood counter in one chat (fixed window from the first counted message).
+struct FloodState {
+    window_start: DateTime<Utc>,
+    count: u32,
+    warned: bool,
+}
+
+/// A message recovery gave up, with its decoded event (for the time and chat kind).
+type GivenUp = (InboundRow, Option<InboundEvent>);
+
+tokio::task_local! {
+    /// The inbound message the current chat-worker task is processing (for `Outbox::send_for`).
+    static CURRENT_INBOUND: i64;
 }
 
 /// The running core.
@@ -60,8 +146,14 @@ pub struct Hearth {
     pub agent: Agent,
     /// The registered command sets and text handlers.
     router: Router,
-    queues: std::sync::Mutex<HashMap<i64, mpsc::UnboundedSender<Job>>>,
+    queues: std::sync::Mutex<HashMap<i64, Arc<ChatQueue>>>,
     tracker: TaskTracker,
+    /// This process's id: owner of the leases it takes. Random, logged at start-up.
+    owner: String,
+    /// Inbound ids queued or running in this process (recovery never queues one twice).
+    inflight: std::sync::Mutex<HashSet<i64>>,
+    /// Flood counters per (chat, member).
+    flood: std::sync::Mutex<HashMap<(i64, i64), FloodState>>,
     closed: AtomicBool,
     /// Events queued and not yet processed.
     pending: AtomicUsize,
@@ -77,6 +169,9 @@ impl Hearth {
             router,
             queues: Default::default(),
             tracker: TaskTracker::new(),
+            owner: format!("{}-{:08x}", std::process::id(), rand::random::<u32>()),
+            inflight: Default::default(),
+            flood: Default::default(),
             closed: AtomicBool::new(false),
             pending: AtomicUsize::new(0),
             idle: Notify::new(),
@@ -103,15 +198,17 @@ impl Hearth {
         let inbound_id = match &ev {
             InboundEvent::Message(m) => {
                 let payload = serde_json::to_string(&ev).unwrap_or_default();
+                let now = self.svc.clock.now();
                 match self
                     .svc
                     .store
-                    .insert_inbound(
+                    .insert_inbound_leased(
                         m.chat.id,
                         m.message_id,
                         m.update_id,
                         &payload,
-                        self.svc.clock.now(),
+                        now,
+                        Some((&self.owner, self.lease_end(now))),
                     )
                     .await?
                 {
@@ -128,8 +225,70 @@ impl Hearth {
             }
             _ => None,
         };
-        self.enqueue(Job { ev, inbound_id });
+        let flood = self.flood_check(&ev);
+        self.enqueue(Job {
+            ev,
+            inbound_id,
+            flood,
+            prior_attempts: 0,
+        });
         Ok(Accepted::Queued)
+    }
+
+    /// This process's id (the owner recorded on the leases it holds).
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    fn lease_end(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        now + chrono::Duration::from_std(self.svc.config.runtime.lease)
+            .unwrap_or(chrono::Duration::seconds(30))
+    }
+
+    /// Count a message meant for the model against its sender's flood budget. Returns `None`
+    /// within budget (or not for the model), `Some(notify)` past it, `notify` true only for the
+    /// first excess message of the window.
+    fn flood_check(&self, ev: &InboundEvent) -> Option<bool> {
+        let InboundEvent::Message(m) = ev else {
+            return None;
+        };
+        let for_model = m.chat.kind == ChatKind::Private
+            || m.mentions_bot
+            || m.reply_to.as_ref().is_some_and(|r| r.to_bot)
+            || self.svc.config.group.reply_mode == crate::config::ReplyMode::Always;
+        let text = match &m.content {
+            Content::Text { text } => text.trim(),
+            Content::Unsupported { .. } => return None,
+        };
+        if !for_model || text.starts_with('/') {
+            return None;
+        }
+        let group = &self.svc.config.group;
+        let window = chrono::Duration::from_std(group.flood_window).unwrap_or_default();
+        let now = self.svc.clock.now();
+        let mut map = self.flood.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() > 10_000 {
+            map.retain(|_, s| now - s.window_start < window);
+        }
+        let st = map.entry((m.chat.id, m.from.id)).or_insert(FloodState {
+            window_start: now,
+            count: 0,
+            warned: false,
+        });
+        if now - st.window_start >= window {
+            *st = FloodState {
+                window_start: now,
+                count: 0,
+                warned: false,
+            };
+        }
+        st.count += 1;
+        if st.count <= group.flood_budget {
+            return None;
+        }
+        let notify = !st.warned;
+        st.warned = true;
+        Some(notify)
     }
 
     fn allowed(&self, ev: &InboundEvent) -> bool {
@@ -165,77 +324,227 @@ impl Hearth {
 
     fn enqueue(self: &Arc<Self>, job: Job) {
         let chat_id = job.ev.chat().id;
+        if self.closed.load(Ordering::SeqCst) {
+            // shutting down: the message stays pending for recovery
+            tracing::debug!(chat_id, inbound = ?job.inbound_id, "worker closed; left for recovery");
+            return;
+        }
+        if let Some(id) = job.inbound_id {
+            let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+            if !inflight.insert(id) {
+                return; // already queued here
+            }
+        }
         self.pending.fetch_add(1, Ordering::SeqCst);
         let mut queues = self.queues.lock().unwrap_or_else(|p| p.into_inner());
-        let tx = queues.entry(chat_id).or_insert_with(|| {
-            let (tx, mut rx) = mpsc::unbounded_channel::<Job>();
+        let cq = queues.entry(chat_id).or_insert_with(|| {
+            let cq = Arc::new(ChatQueue::default());
             let me = self.clone();
+            let worker = cq.clone();
             self.tracker.spawn(async move {
-                while let Some(job) = rx.recv().await {
-                    let _turn = me.svc.locks.lock(chat_id).await;
-                    me.process(job).await;
+                loop {
+                    let next = worker.q.lock().unwrap_or_else(|p| p.into_inner()).pop();
+                    match next {
+                        Some(job) => {
+                            let _turn = me.svc.locks.lock(chat_id).await;
+                            me.process(job).await;
+                        }
+                        None if worker.closed.load(Ordering::SeqCst) => break,
+                        None => worker.wake.notified().await,
+                    }
                 }
             });
-            tx
+            cq
         });
-        if let Err(mpsc::error::SendError(job)) = tx.send(job) {
-            // the worker is gone (shutting down); the message stays pending for recovery
-            self.pending.fetch_sub(1, Ordering::SeqCst);
-            tracing::debug!(chat_id, inbound = ?job.inbound_id, "worker closed; left for recovery");
-        }
+        cq.q.lock().unwrap_or_else(|p| p.into_inner()).push(job);
+        cq.wake.notify_one();
     }
 
-    /// Re-queue unfinished inbound messages from the last [`RECOVERY_WINDOW`]; older ones are
-    /// marked abandoned. Returns how many were queued.
+    /// Take every pending message whose lease lapsed (or that nobody holds) and queue it here;
+    /// give up — warn log, one notice per chat — those older than [`RECOVERY_WINDOW`] or with
+    /// `runtime.max_attempts` started turns. Run at start-up and every
+    /// `runtime.recovery_interval`. Returns how many were queued.
     pub async fn recover(self: &Arc<Self>) -> Result<usize, StoreError> {
         let now = self.svc.clock.now();
         let since = now - chrono::Duration::from_std(RECOVERY_WINDOW).unwrap_or_default();
-        self.svc
+        let max = i32::try_from(self.svc.config.runtime.max_attempts).unwrap_or(i32::MAX);
+        let rows = self
+            .svc
             .store
-            .sweep_inbound(since, now - chrono::Duration::days(7))
+            .take_lapsed_inbound(&self.owner, now, self.lease_end(now))
             .await?;
-        let rows = self.svc.store.pending_inbound(since).await?;
         let mut n = 0;
+        let mut given_up: Vec<GivenUp> = Vec::new();
         for row in rows {
-            if row.attempts >= MAX_ATTEMPTS {
-                self.svc.store.finish_inbound(row.id, "failed", now).await?;
+            let ev = match serde_json::from_str::<InboundEvent>(&row.payload) {
+                Ok(ev) => ev,
+                Err(e) => {
+                    tracing::warn!(inbound = row.id, chat_id = row.chat_id, error = %e, "message given up: unreadable payload");
+                    self.svc
+                        .store
+                        .finish_inbound(row.id, InboundStatus::Failed, now)
+                        .await?;
+                    continue;
+                }
+            };
+            if row.received_at < since {
+                tracing::warn!(
+                    inbound = row.id,
+                    chat_id = row.chat_id,
+                    attempts = row.attempts,
+                    cause = "too old to answer",
+                    "message given up"
+                );
+                self.svc
+                    .store
+                    .finish_inbound(row.id, InboundStatus::Abandoned, now)
+                    .await?;
+                given_up.push((row, Some(ev)));
                 continue;
             }
-            match serde_json::from_str::<InboundEvent>(&row.payload) {
-                Ok(ev) => {
-                    self.svc.store.bump_inbound_attempt(row.id).await?;
-                    self.enqueue(Job {
-                        ev,
-                        inbound_id: Some(row.id),
-                    });
-                    n += 1;
-                }
-                Err(e) => {
-                    tracing::warn!(inbound = row.id, error = %e, "unreadable inbound payload");
-                    self.svc.store.finish_inbound(row.id, "failed", now).await?;
-                }
+            if row.attempts >= max {
+                tracing::warn!(
+                    inbound = row.id,
+                    chat_id = row.chat_id,
+                    attempts = row.attempts,
+                    cause = "too many attempts",
+                    "message given up"
+                );
+                self.svc
+                    .store
+                    .finish_inbound(row.id, InboundStatus::Failed, now)
+                    .await?;
+                given_up.push((row, Some(ev)));
+                continue;
             }
+            self.enqueue(Job {
+                ev,
+                inbound_id: Some(row.id),
+                flood: None,
+                prior_attempts: row.attempts,
+            });
+            n += 1;
         }
+        // a message from days ago (a long outage) is given up without a notice nobody expects
+        given_up.retain(|(row, _)| now - row.received_at < chrono::Duration::hours(24));
+        self.tell_given_up(given_up).await;
         if n > 0 {
-            tracing::info!(count = n, "recovering unfinished messages");
+            tracing::info!(count = n, owner = %self.owner, "recovering unfinished messages");
         }
         Ok(n)
+    }
+
+    /// Tell each chat once which of its messages were given up, in the chat's local time:
+    /// "Sorry, I couldn't answer your message from 10:42 — please ask again."
+    async fn tell_given_up(&self, rows: Vec<GivenUp>) {
+        let mut by_chat: Vec<(i64, Vec<GivenUp>)> = Vec::new();
+        for r in rows {
+            match by_chat.iter_mut().find(|(c, _)| *c == r.0.chat_id) {
+                Some((_, v)) => v.push(r),
+                None => by_chat.push((r.0.chat_id, vec![r])),
+            }
+        }
+        for (chat_id, rows) in by_chat {
+            let zone = match self.svc.store.chat(chat_id).await {
+                Ok(Some(c)) => crate::services::zone_of(&c),
+                _ => self.svc.config.group.timezone,
+            };
+            let mut reply_to = None;
+            let mut times = Vec::new();
+            for (row, ev) in &rows {
+                let (at, group_msg) = match ev {
+                    Some(InboundEvent::Message(m)) => (m.date, m.chat.kind == ChatKind::Group),
+                    _ => (row.received_at, false),
+                };
+                if group_msg && reply_to.is_none() {
+                    reply_to = Some(row.message_id);
+                }
+                times.push(at.with_timezone(&zone).format("%H:%M").to_string());
+            }
+            let text = given_up_notice(&times);
+            self.reply(chat_id, reply_to, &text).await;
+        }
+    }
+
+    /// The heartbeat: renew every lease this process holds, in one statement.
+    pub async fn heartbeat(&self) -> Result<u64, StoreError> {
+        let now = self.svc.clock.now();
+        self.svc
+            .store
+            .renew_leases(&self.owner, self.lease_end(now))
+            .await
+    }
+
+    /// Spawn the heartbeat (every `runtime.heartbeat`) and the periodic recovery (every
+    /// `runtime.recovery_interval`) until `stop`. Failures are logged and retried next period.
+    pub fn spawn_lease_tasks(self: &Arc<Self>, stop: CancellationToken) {
+        let rt = &self.svc.config.runtime;
+        let (beat, every) = (rt.heartbeat, rt.recovery_interval);
+        let me = self.clone();
+        let stop2 = stop.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(beat);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = stop2.cancelled() => break,
+                    _ = tick.tick() => {
+                        if let Err(e) = me.heartbeat().await {
+                            tracing::warn!(error = %e, "lease heartbeat failed; retrying next beat");
+                        }
+                    }
+                }
+            }
+        });
+        let me = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await; // start-up recovery already ran
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tick.tick() => {
+                        if me.closed.load(Ordering::SeqCst) {
+                            break;
+                        }
+                        if let Err(e) = me.recover().await {
+                            tracing::warn!(error = %e, "periodic recovery failed; retrying");
+                        }
+                    }
+                }
+            }
+        });
     }
 
     /// Stop taking events, let queued work finish for at most `grace`, then return.
     /// Unfinished messages stay pending and are recovered at the next start.
     pub async fn shutdown(&self, grace: Duration) {
         self.closed.store(true, Ordering::SeqCst);
-        self.queues
+        for cq in self
+            .queues
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .clear();
+            .drain()
+            .map(|(_, cq)| cq)
+        {
+            cq.closed.store(true, Ordering::SeqCst);
+            cq.wake.notify_one();
+        }
         self.tracker.close();
         if tokio::time::timeout(grace, self.tracker.wait())
             .await
             .is_err()
         {
             tracing::warn!("shutdown grace period over; unfinished messages will be recovered at the next start");
+        }
+        // hand what is left to the next process at once instead of after the lease lapses
+        match self.svc.store.release_leases(&self.owner).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(count = n, "leases released for the next start"),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not release leases; they lapse on their own")
+            }
         }
     }
 
@@ -251,17 +560,152 @@ impl Hearth {
     }
 
     async fn process(&self, job: Job) {
+        let inbound_id = job.inbound_id;
+        self.process_inner(job).await;
+        if let Some(id) = inbound_id {
+            self.inflight
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&id);
+        }
+    }
+
+    /// Start the turn on a persisted message: take the lease and count the attempt (one
+    /// statement). Returns false when the message must not run here (held by another live
+    /// process, already finished, or the store failed: recovery retries it).
+    async fn start_turn(&self, id: i64, chat_id: i64, prior_attempts: i32) -> bool {
+        let now = self.svc.clock.now();
+        match self
+            .svc
+            .store
+            .start_turn(id, &self.owner, now, self.lease_end(now))
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::debug!(
+                    chat_id,
+                    inbound = id,
+                    "held by another process or finished; skipped"
+                );
+                return false;
+            }
+            Err(e) => {
+                tracing::warn!(chat_id, inbound = id, error = %e, "could not start a turn; left for recovery");
+                self.release_one(id).await;
+                return false;
+            }
+        }
+        if prior_attempts == 0 {
+            return true; // first turn: no reply can have been decided before
+        }
+        // a reply decided by an earlier turn is sent (or not) again without calling the model
+        match self.svc.store.reply_for(id).await {
+            Ok(None) => true,
+            Ok(Some(r)) => {
+                if r.sent_at.is_none() {
+                    tracing::info!(
+                        chat_id,
+                        inbound = id,
+                        "resending a stored reply that was never confirmed"
+                    );
+                    if let Err(e) = self.svc.outbox.resend(&r).await {
+                        tracing::error!(chat_id, inbound = id, error = %e, "stored reply not delivered");
+                    }
+                } else {
+                    tracing::info!(
+                        chat_id,
+                        inbound = id,
+                        "reply already confirmed; not sent again"
+                    );
+                }
+                if let Err(e) = self
+                    .svc
+                    .store
+                    .finish_inbound(id, InboundStatus::Done, self.svc.clock.now())
+                    .await
+                {
+                    tracing::warn!(chat_id, error = %e, "could not mark a message done");
+                }
+                false
+            }
+            Err(e) => {
+                tracing::warn!(chat_id, inbound = id, error = %e, "could not read a stored reply; left for recovery");
+                self.release_one(id).await;
+                false
+            }
+        }
+    }
+
+    /// Hand one message back to recovery (the heartbeat would otherwise keep renewing it).
+    async fn release_one(&self, id: i64) {
+        if let Err(e) = self.svc.store.release_inbound(id).await {
+            tracing::warn!(inbound = id, error = %e, "could not release a lease; it lapses on its own");
+        }
+    }
+
+    /// Past the flood budget: keep the message in the context log only (no model call); the
+    /// first excess message of the window gets one polite "slow down".
+    async fn keep_as_context(&self, m: InboundMessage, notify: bool) -> Result<(), StoreError> {
+        let (chat, _member) = self.resolve(&m.chat, &m.from).await?;
+        self.svc
+            .store
+            .append_message(NewMessage {
+                chat_id: chat.id,
+                sender_user_id: Some(m.from.id),
+                sender_name: m.from.label(),
+                from_bot: false,
+                text: m.text(),
+                tg_message_id: Some(m.message_id),
+                reply_to: m.reply_to.as_ref().map(|r| r.message_id),
+                created_at: m.date,
+            })
+            .await?;
+        tracing::info!(
+            chat_id = chat.id,
+            user_id = m.from.id,
+            "flood budget exceeded: message kept as context only"
+        );
+        if notify {
+            let reply_to = (m.chat.kind != ChatKind::Private).then_some(m.message_id);
+            let text = format!(
+                "{}, that's a lot of messages at once — please slow down a little. I've read them, but I'll answer the others first and you again in a moment.",
+                m.from.label()
+            );
+            self.reply(chat.id, reply_to, &text).await;
+        }
+        Ok(())
+    }
+
+    async fn process_inner(&self, job: Job) {
         use futures::FutureExt;
         let chat_id = job.ev.chat().id;
         let reply_chat = job.ev.chat().clone();
+        if let Some(id) = job.inbound_id {
+            if !self.start_turn(id, chat_id, job.prior_attempts).await {
+                self.settle_one();
+                return;
+            }
+        }
+        let flood = job.flood;
         let handled = async {
             match job.ev {
-                InboundEvent::Message(m) => self.on_message(m).await,
+                InboundEvent::Message(m) => match flood {
+                    Some(notify) => self.keep_as_context(m, notify).await,
+                    None => self.on_message(m).await,
+                },
                 InboundEvent::Callback(c) => self.on_callback(c).await,
                 InboundEvent::MemberJoined { chat, user } => {
                     self.on_member_joined(&chat, &user).await
                 }
                 InboundEvent::MemberLeft { chat, user } => self.on_member_left(&chat, &user).await,
+            }
+        };
+        // the agent turn sends its reply through `Outbox::send_for(inbound_id, …)`
+        let handled = async {
+            match job.inbound_id {
+                Some(id) => CURRENT_INBOUND.scope(id, handled).await,
+                None => handled.await,
             }
         };
         // A bug in one handler must not take the chat's worker down with it: the panic is
@@ -280,7 +724,7 @@ impl Hearth {
                     let _ = self
                         .svc
                         .store
-                        .finish_inbound(id, "failed", self.svc.clock.now())
+                        .finish_inbound(id, InboundStatus::Failed, self.svc.clock.now())
                         .await;
                     self.reply(
                         reply_chat.id,
@@ -299,7 +743,7 @@ impl Hearth {
                     if let Err(e) = self
                         .svc
                         .store
-                        .finish_inbound(id, "done", self.svc.clock.now())
+                        .finish_inbound(id, InboundStatus::Done, self.svc.clock.now())
                         .await
                     {
                         tracing::warn!(chat_id, error = %e, "could not mark a message done");
@@ -307,8 +751,11 @@ impl Hearth {
                 }
             }
             Err(e) => {
-                // left pending: recovered at the next start (bounded by MAX_ATTEMPTS)
+                // left pending and released: recovery retries it (bounded by runtime.max_attempts)
                 tracing::error!(chat_id, error = %e, "processing failed");
+                if let Some(id) = job.inbound_id {
+                    self.release_one(id).await;
+                }
             }
         }
         self.settle_one();
@@ -515,13 +962,21 @@ impl Hearth {
         typing.abort();
         match &outcome.result {
             Ok(text) => {
-                self.send(Outbound {
+                let out = Outbound {
                     chat_id: chat.id,
                     html: format::markdown_to_html(text),
                     buttons: vec![],
                     reply_to,
-                })
-                .await;
+                };
+                match CURRENT_INBOUND.try_with(|id| *id) {
+                    // decided once: stored before sending, confirmed after (issue 8, item 6)
+                    Ok(id) => {
+                        if let Err(e) = self.svc.outbox.send_for(id, out).await {
+                            tracing::error!(chat_id = chat.id, error = %e, "reply not delivered");
+                        }
+                    }
+                    Err(_) => self.send(out).await,
+                }
             }
             Err(_) => {
                 // a failure notice is not conversation: kept out of the context log
@@ -612,5 +1067,42 @@ impl Hearth {
         if let Err(e) = self.svc.outbox.send(out).await {
             tracing::error!(chat_id, error = %e, "reply not delivered");
         }
+    }
+}
+
+/// The one notice for messages given up in a chat, times already in the chat's zone ("10:42").
+fn given_up_notice(times: &[String]) -> String {
+    match times {
+        [] => String::new(),
+        [one] => format!("Sorry, I couldn't answer your message from {one} — please ask again."),
+        [a, b] => format!(
+            "Sorry, I couldn't answer your messages from {a} and {b} — please ask again."
+        ),
+        [first, .., last] => format!(
+            "Sorry, I couldn't answer {} of your messages (from {first} to {last}) — please ask again.",
+            times.len()
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::given_up_notice;
+
+    #[test]
+    fn the_give_up_notice_names_the_times() {
+        let t = |v: &[&str]| given_up_notice(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(
+            t(&["10:42"]),
+            "Sorry, I couldn't answer your message from 10:42 — please ask again."
+        );
+        assert_eq!(
+            t(&["10:42", "10:43"]),
+            "Sorry, I couldn't answer your messages from 10:42 and 10:43 — please ask again."
+        );
+        assert_eq!(
+            t(&["10:42", "10:43", "10:50"]),
+            "Sorry, I couldn't answer 3 of your messages (from 10:42 to 10:50) — please ask again."
+        );
     }
 }

@@ -26,12 +26,14 @@ pub use chores::{
     ChoreChange, ChoreEdit, NewChore, NewCompletion, CHORE_ARCHIVED, CHORE_COMPLETED,
     CHORE_PENDING, CHORE_TODO,
 };
+pub use entity::reply::Model as ReplyRow;
 pub use entity::{
     chat::Model as ChatRow, chore::Model as ChoreRow, chore_completion::Model as CompletionRow,
     inbound::Model as InboundRow, message::Model as MessageRow, routine::Model as RoutineRow,
     routine_run::Model as RunRow, routine_trigger::Model as TriggerRow, turn::Model as TurnRow,
     user::Model as UserRow, workflow::Model as WorkflowRow, workflow_audit::Model as AuditRow,
 };
+pub use inbound::InboundStatus;
 pub use log::NewMessage;
 pub use routines::{NewRoutine, NewRun, NewTrigger, RoutineCounters, RunEnd};
 pub use turns::NewTurn;

@@ -270,3 +270,337 @@ async fn check_online_reports_what_works() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("gpt-9 NOT listed"));
 }
+
+// ---- issue 8: durability across process boundaries (webhook mode: updates POSTed directly) ----
+
+const WEBHOOK_SECRET: &str = "s3cret-token";
+
+/// A fresh database URL for the real binary: a SQLite file in `dir`, or a new Postgres database
+/// when `HEARTH_TEST_DATABASE_URL` names a Postgres server.
+async fn binary_db_url(dir: &std::path::Path) -> String {
+    match std::env::var("HEARTH_TEST_DATABASE_URL") {
+        Ok(url) if url.starts_with("postgres") => {
+            let name = format!(
+                "hearth_bin_{}_{}",
+                std::process::id(),
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos()
+                    % 1_000_000_000
+            );
+            hearth::store::Store::create_postgres_database(&url, &name)
+                .await
+                .unwrap();
+            let base = url.rsplit_once('/').map(|(b, _)| b.to_string()).unwrap();
+            format!("{base}/{name}")
+        }
+        _ => format!("sqlite://{}?mode=rwc", dir.join("hearth.db").display()),
+    }
+}
+
+/// `hearth run` in webhook mode with short leases (2 s, heartbeat 0.5 s, recovery every 1 s);
+/// stderr goes to `log`.
+struct Daemon {
+    child: tokio::process::Child,
+    port: u16,
+}
+
+impl Daemon {
+    async fn start(fake: &FakeBotApi, llm: &str, db_url: &str, log: &std::path::Path) -> Daemon {
+        let port = free_port();
+        let child = tokio::process::Command::new(BIN)
+            .arg("run")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("TELEGRAM_BOT_TOKEN", "123:TEST")
+            .env("OPENAI_API_KEY", "sk-test")
+            .env("HEARTH_TELEGRAM__API_URL", fake.url())
+            .env("HEARTH_TELEGRAM__MODE", "webhook")
+            .env(
+                "HEARTH_TELEGRAM__WEBHOOK_URL",
+                "https://bot.example.test/telegram/webhook",
+            )
+            .env("HEARTH_TELEGRAM__WEBHOOK_SECRET", WEBHOOK_SECRET)
+            .env("HEARTH_LLM__BASE_URL", format!("{llm}/v1"))
+            .env("HEARTH_DATABASE__URL", db_url)
+            .env("HEARTH_HTTP__LISTEN", format!("127.0.0.1:{port}"))
+            .env("HEARTH_RUNTIME__LEASE", "2s")
+            .env("HEARTH_RUNTIME__HEARTBEAT", "500ms")
+            .env("HEARTH_RUNTIME__RECOVERY_INTERVAL", "1s")
+            .env("HEARTH_GROUP__FLOOD_BUDGET", "1000")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(log)
+                    .unwrap(),
+            ))
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let d = Daemon { child, port };
+        let client = reqwest::Client::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = client
+                .get(format!("http://127.0.0.1:{port}/readyz"))
+                .send()
+                .await
+            {
+                if r.status() == 200 {
+                    return d;
+                }
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "daemon not ready in 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// POST one update to this process's webhook; returns once hearth accepted it (durable).
+    async fn post(&self, update: &serde_json::Value) {
+        let r = reqwest::Client::new()
+            .post(format!("http://127.0.0.1:{}/telegram/webhook", self.port))
+            .header("X-Telegram-Bot-Api-Secret-Token", WEBHOOK_SECRET)
+            .json(update)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+
+    fn kill9(mut self) {
+        let pid = self.child.id().unwrap().to_string();
+        assert!(Command::new("kill")
+            .args(["-KILL", &pid])
+            .status()
+            .unwrap()
+            .success());
+        let _ = self.child.start_kill();
+    }
+
+    async fn stop(mut self) {
+        let pid = self.child.id().unwrap().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let _ = tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await;
+    }
+}
+
+/// (chat id, replied-to message id) of every sendMessage whose text is `text`.
+fn replies_with(fake: &FakeBotApi, text: &str) -> Vec<(i64, i64)> {
+    fake.calls_to("sendMessage")
+        .into_iter()
+        .filter(|b| b["text"] == text)
+        .map(|b| {
+            let params = match &b["reply_parameters"] {
+                serde_json::Value::String(s) => serde_json::from_str(s).unwrap_or_default(),
+                v => v.clone(),
+            };
+            let to = params["message_id"]
+                .as_i64()
+                .or_else(|| b["reply_to_message_id"].as_i64())
+                .unwrap_or(0);
+            (b["chat_id"].as_i64().unwrap_or(0), to)
+        })
+        .collect()
+}
+
+/// Wait until `n` replies `text` were sent; panics after `timeout`.
+async fn wait_replies(fake: &FakeBotApi, text: &str, n: usize, timeout: Duration) {
+    let deadline = std::time::Instant::now() + timeout;
+    while replies_with(fake, text).len() < n {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {} of {n} replies after {timeout:?}",
+            replies_with(fake, text).len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Each expected (chat, message) answered exactly once.
+fn assert_each_answered_once(fake: &FakeBotApi, text: &str, expected: &[(i64, i64)]) {
+    let got = replies_with(fake, text);
+    for key in expected {
+        let n = got.iter().filter(|k| *k == key).count();
+        assert_eq!(n, 1, "message {key:?} answered {n} times");
+    }
+    assert_eq!(got.len(), expected.len(), "no reply to anything else");
+}
+
+/// 60 mentions: 6 groups × 10 messages. Returns (updates, expected reply keys).
+fn sixty_mentions() -> (Vec<serde_json::Value>, Vec<(i64, i64)>) {
+    let mut updates = Vec::new();
+    let mut keys = Vec::new();
+    for i in 0..10i64 {
+        for c in 0..6i64 {
+            let chat = -600 - c;
+            let mid = 100 + i;
+            updates.push(FakeBotApi::text_message(
+                1_000 + i * 6 + c,
+                Chat::group(chat, &format!("Group {c}")),
+                User::new(10 + c, "Ann").with_username(&format!("ann{c}")),
+                mid,
+                &format!("@hearth_bot question {i}"),
+            ));
+            keys.push((chat, mid));
+        }
+    }
+    (updates, keys)
+}
+
+async fn slow_model(delay_ms: u64) -> wiremock::MockServer {
+    let llm = wiremock::MockServer::start().await;
+    mount_default(
+        &llm,
+        completion("answer").set_delay(Duration::from_millis(delay_ms)),
+    )
+    .await;
+    llm
+}
+
+#[tokio::test]
+async fn sigkill_with_60_queued_messages_then_restart_answers_each_once() {
+    let fake = FakeBotApi::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = binary_db_url(dir.path()).await;
+    let log = dir.path().join("hearth.log");
+    // a slow model (15 s a turn): all 60 are queued, 6 turns in flight, when the process dies
+    let slow = slow_model(15_000).await;
+    let a = Daemon::start(&fake, &slow.uri(), &db, &log).await;
+    let (updates, keys) = sixty_mentions();
+    for u in &updates {
+        a.post(u).await;
+    }
+    a.kill9();
+    let before = replies_with(&fake, "answer").len();
+    assert!(
+        before <= 6,
+        "killed with messages still queued ({before} answered)"
+    );
+
+    let fast = slow_model(0).await;
+    let restarted = std::time::Instant::now();
+    let b = Daemon::start(&fake, &fast.uri(), &db, &log).await;
+    let up = restarted.elapsed();
+    wait_replies(&fake, "answer", before + 1, Duration::from_secs(60)).await;
+    let first = restarted.elapsed();
+    wait_replies(&fake, "answer", 60, Duration::from_secs(60)).await;
+    let took = restarted.elapsed();
+    println!(
+        "SIGKILL recovery: {} queued messages; after the restart: ready {up:.2?}, first answer {first:.2?}, all answered {took:.2?} (lease 2 s)",
+        60 - before,
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await; // nothing more arrives
+    assert_each_answered_once(&fake, "answer", &keys);
+    b.stop().await;
+    let logs = std::fs::read_to_string(&log).unwrap();
+    assert!(logs.contains("process identity"), "{logs}");
+    assert!(logs.contains("recovering unfinished messages"), "{logs}");
+}
+
+#[tokio::test]
+async fn two_processes_on_one_database_answer_each_message_once() {
+    let fake = FakeBotApi::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = binary_db_url(dir.path()).await;
+    let log = dir.path().join("hearth.log");
+    let llm = slow_model(700).await;
+    let dm = |i: i64, update: i64| {
+        FakeBotApi::text_message(
+            update,
+            Chat::private(500 + i, "Dee"),
+            User::new(500 + i, "Dee"),
+            1,
+            "are you there?",
+        )
+    };
+    let a = Daemon::start(&fake, &llm.uri(), &db, &log).await;
+    for i in 0..10 {
+        a.post(&dm(i, 2_000 + i)).await;
+    }
+    // a second process starts while the first is answering (its start-up recovery runs), gets
+    // 10 DMs of its own, and Telegram redelivers the first 10 to it as well
+    let b = Daemon::start(&fake, &llm.uri(), &db, &log).await;
+    for i in 10..20 {
+        b.post(&dm(i, 2_000 + i)).await;
+    }
+    for i in 0..10 {
+        b.post(&dm(i, 2_000 + i)).await;
+    }
+    wait_replies(&fake, "answer", 20, Duration::from_secs(60)).await;
+    // longer than a lease plus a recovery pass: nobody answers anything twice
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let keys: Vec<(i64, i64)> = (0..20).map(|i| (500 + i, 0)).collect();
+    let got: Vec<(i64, i64)> = replies_with(&fake, "answer")
+        .into_iter()
+        .map(|(c, _)| (c, 0))
+        .collect();
+    for k in &keys {
+        assert_eq!(got.iter().filter(|g| *g == k).count(), 1, "DM {k:?}");
+    }
+    assert_eq!(got.len(), 20);
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn crash_loop_never_fails_untouched_queued_messages() {
+    let fake = FakeBotApi::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = binary_db_url(dir.path()).await;
+    let log = dir.path().join("hearth.log");
+    // cycle 1: killed with all 60 queued (6 turns in flight on a 15 s model)
+    let very_slow = slow_model(15_000).await;
+    let (updates, keys) = sixty_mentions();
+    let first = Daemon::start(&fake, &very_slow.uri(), &db, &log).await;
+    for u in &updates {
+        first.post(u).await;
+    }
+    first.kill9();
+    assert!(replies_with(&fake, "answer").len() <= 6);
+    // cycles 2 and 3: restarted, killed mid-turn (1 s into a 2 s model call) after one more
+    // answer per chat
+    let slow = slow_model(2_000).await;
+    for cycle in 2..=3 {
+        let d = Daemon::start(&fake, &slow.uri(), &db, &log).await;
+        let seen = replies_with(&fake, "answer").len();
+        assert!(
+            seen < 54,
+            "messages still queued at cycle {cycle} ({seen} answered)"
+        );
+        wait_replies(&fake, "answer", seen + 6, Duration::from_secs(30)).await;
+        tokio::time::sleep(Duration::from_millis(1_000)).await;
+        d.kill9();
+    }
+    let fast = slow_model(0).await;
+    let last = Daemon::start(&fake, &fast.uri(), &db, &log).await;
+    wait_replies(&fake, "answer", 60, Duration::from_secs(60)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_each_answered_once(&fake, "answer", &keys);
+    assert!(
+        !fake
+            .calls_to("sendMessage")
+            .iter()
+            .any(|b| b["text"].as_str().unwrap_or("").contains("couldn't answer")),
+        "nothing was given up"
+    );
+    last.stop().await;
+    let store = hearth::store::Store::connect(&db, 1, Duration::from_secs(5))
+        .await
+        .unwrap();
+    for (chat, mid) in &keys {
+        let row = store
+            .inbound_by_message(*chat, *mid)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(row.status, "done", "{chat}/{mid}");
+        assert!(row.attempts <= 2, "{chat}/{mid}: {} attempts", row.attempts);
+    }
+}

@@ -167,7 +167,14 @@ async fn recovery_only_reruns_the_last_15_minutes() {
         .unwrap();
     assert_eq!(app.hearth.recover().await.unwrap(), 1);
     app.hearth.idle().await;
-    assert_eq!(app.texts(GROUP), vec!["recovered".to_string()]);
+    // the old one is given up and the chat told once (issue 8, item 5)
+    assert_eq!(
+        app.texts(GROUP),
+        vec![
+            "Sorry, I couldn't answer your message from 10:00 — please ask again.".to_string(),
+            "recovered".to_string()
+        ]
+    );
     assert_eq!(
         app.store
             .inbound_by_message(GROUP, 500)

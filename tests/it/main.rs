@@ -5,6 +5,7 @@ mod binary;
 mod chores;
 mod chores_min;
 mod cross;
+mod durability;
 mod foundation;
 mod llm_hardening;
 mod router_hardening;

@@ -15,6 +15,10 @@ pub struct Model {
     pub attempts: i32,
     pub received_at: DateTimeUtc,
     pub done_at: Option<DateTimeUtc>,
+    /// The process holding this message (its id, logged at start-up); `None` when released.
+    pub owner: Option<String>,
+    /// Until when `owner` holds it; renewed by the owner's heartbeat. Lapsed → recoverable.
+    pub lease_until: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -7,6 +7,7 @@ pub mod inbound;
 pub mod kv;
 pub mod member;
 pub mod message;
+pub mod reply;
 pub mod routine;
 pub mod routine_run;
 pub mod routine_trigger;
