@@ -647,7 +647,7 @@ impl Hearth {
     /// Past the flood budget: keep the message in the context log only (no model call); the
     /// first excess message of the window gets one polite "slow down".
     async fn keep_as_context(&self, m: InboundMessage, notify: bool) -> Result<(), StoreError> {
-        let (chat, _member) = self.resolve(&m.chat, &m.from).await?;
+        let (chat, _member) = self.resolve(&m.chat, &m.from, false).await?;
         self.svc
             .store
             .append_message(NewMessage {

@@ -6,7 +6,7 @@
 //! redelivered tap never resolves twice (the transition is conditional).
 //! Uses: services, types, the workflow service.
 
-use super::{cancel, decide, render, Decide, Decision, Outcome, Via};
+use super::{cancel, decide, render, Decide, Outcome, Via};
 use crate::{
     services::Services,
     store::StoreResult,

@@ -585,6 +585,7 @@ impl ChatModel for SlowModel {
 async fn slow_app(limit: usize, model: SlowModel) -> Arc<Hearth> {
     let mut cfg = test_config();
     cfg.llm.max_concurrent_calls = limit;
+    cfg.group.flood_budget = 1_000; // this measures the model gate, not the flood budget
     let agent = app::agent(
         &cfg,
         Some(Arc::new(model) as Arc<dyn ChatModel>),

@@ -239,6 +239,8 @@ async fn a_new_domain_plugs_in_by_registration() {
             .await
             .unwrap();
     }
+    // members take turns inside a chat: let Alice's batch finish before Bob speaks
+    h.idle().await;
     h.accept(said("done bins", 20, &bob(), &chat))
         .await
         .unwrap();
