@@ -379,7 +379,8 @@ impl Hearth {
             let ev = match serde_json::from_str::<InboundEvent>(&row.payload) {
                 Ok(ev) => ev,
                 Err(e) => {
-                    tracing::warn!(inbound = row.id, chat_id = row.chat_id, error = %e, "message given up: unreadable payload");
+                    // serde's message may quote the payload (conversation text): category and position only
+                    tracing::warn!(inbound = row.id, chat_id = row.chat_id, error = ?e.classify(), line = e.line(), column = e.column(), "message given up: unreadable payload");
                     self.svc
                         .store
                         .finish_inbound(row.id, InboundStatus::Failed, now)
@@ -387,33 +388,22 @@ impl Hearth {
                     continue;
                 }
             };
-            if row.received_at < since {
+            let give_up = if row.received_at < since {
+                Some(("too old to answer", InboundStatus::Abandoned))
+            } else if row.attempts >= max {
+                Some(("too many attempts", InboundStatus::Failed))
+            } else {
+                None
+            };
+            if let Some((cause, status)) = give_up {
                 tracing::warn!(
                     inbound = row.id,
                     chat_id = row.chat_id,
                     attempts = row.attempts,
-                    cause = "too old to answer",
+                    cause,
                     "message given up"
                 );
-                self.svc
-                    .store
-                    .finish_inbound(row.id, InboundStatus::Abandoned, now)
-                    .await?;
-                given_up.push((row, Some(ev)));
-                continue;
-            }
-            if row.attempts >= max {
-                tracing::warn!(
-                    inbound = row.id,
-                    chat_id = row.chat_id,
-                    attempts = row.attempts,
-                    cause = "too many attempts",
-                    "message given up"
-                );
-                self.svc
-                    .store
-                    .finish_inbound(row.id, InboundStatus::Failed, now)
-                    .await?;
+                self.svc.store.finish_inbound(row.id, status, now).await?;
                 given_up.push((row, Some(ev)));
                 continue;
             }
