@@ -169,7 +169,7 @@ async fn run() {
     for g in 0..GROUPS {
         for r in store.routines_of_chat(-1_000_000 - g).await.unwrap() {
             for run in store.routine_runs(r.id, 100).await.unwrap() {
-                *statuses.entry(run.status.clone()).or_default() += 1;
+                *statuses.entry(run.status.to_string()).or_default() += 1;
                 if let Some(s) = run.scheduled_for {
                     late.push((run.started_at - s).num_milliseconds() as f64);
                 }

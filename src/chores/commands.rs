@@ -17,7 +17,7 @@ use crate::{
     format::escape_html as e,
     router::{Command, CommandCtx, CommandSet, TextCtx, TextHandler},
     services::Services,
-    store::{ChoreRow, StoreResult, CHORE_PENDING},
+    store::{ChoreRow, ChoreStatus, StoreResult},
     types::{ChatKind, Outbound},
 };
 
@@ -430,7 +430,7 @@ pub async fn chores_list(
     };
     let now = svc.clock.now();
     for c in cs {
-        let state = if c.status == CHORE_PENDING {
+        let state = if c.status == ChoreStatus::Pending {
             " · ⏳ waiting for verification"
         } else if super::is_overdue(c, now) {
             " · ⚠️ overdue"

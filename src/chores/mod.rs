@@ -37,9 +37,8 @@ use crate::{
     schedule::{self, resolve_local, split_title_recurrence},
     services::Services,
     store::{
-        ChoreChange, ChoreEdit, ChoreRow, CreateGuard, CreateRefused, NewChore, NewCompletion,
-        StoreError, StoreResult, UserRow, WorkflowRow, CHORE_ARCHIVED, CHORE_COMPLETED,
-        CHORE_PENDING, CHORE_TODO,
+        ChoreChange, ChoreEdit, ChoreRow, ChoreStatus, CreateGuard, CreateRefused, NewChore,
+        NewCompletion, StoreError, StoreResult, UserRow, WorkflowRow,
     },
     workflow::{self, Kind, NewRequest},
 };
@@ -222,7 +221,7 @@ pub async fn completion_change(
     chore: &ChoreRow,
     by: i64,
     now: DateTime<Utc>,
-    from: &'static [&'static str],
+    from: &'static [ChoreStatus],
 ) -> StoreResult<ChoreChange> {
     let zone = zone_of(svc, chore.chat_id).await?;
     let rec = recurrence_of(chore).filter(repeats);
@@ -236,8 +235,8 @@ pub async fn completion_change(
         None
     };
     let (status, next_due) = match next {
-        Some(n) => (CHORE_TODO, Some(Some(n))),
-        None => (CHORE_COMPLETED, None),
+        Some(n) => (ChoreStatus::Todo, Some(Some(n))),
+        None => (ChoreStatus::Completed, None),
     };
     Ok(ChoreChange {
         chore_id: chore.id,
@@ -301,8 +300,8 @@ async fn next_assignee(
 pub fn reopen_change(chore_id: i64) -> ChoreChange {
     ChoreChange {
         chore_id,
-        expect: &[CHORE_PENDING],
-        status: CHORE_TODO,
+        expect: &[ChoreStatus::Pending],
+        status: ChoreStatus::Todo,
         next_due: None,
         completed_by: None,
         archive: false,
@@ -316,7 +315,7 @@ pub fn archive_change(chore_id: i64) -> ChoreChange {
     ChoreChange {
         chore_id,
         expect: DELETABLE,
-        status: CHORE_ARCHIVED,
+        status: ChoreStatus::Archived,
         next_due: None,
         completed_by: None,
         archive: true,
@@ -326,7 +325,11 @@ pub fn archive_change(chore_id: i64) -> ChoreChange {
 }
 
 /// Statuses in which a chore may be deleted.
-const DELETABLE: &[&str] = &[CHORE_TODO, CHORE_PENDING, CHORE_COMPLETED];
+const DELETABLE: &[ChoreStatus] = &[
+    ChoreStatus::Todo,
+    ChoreStatus::Pending,
+    ChoreStatus::Completed,
+];
 
 /// What a member did wrong, or a storage failure. The Display text of every variant but
 /// `Store` is a short user-facing sentence (plain text; escape before putting it in HTML).
@@ -818,7 +821,8 @@ pub async fn claim(
         }
         if chore.partner_id.is_none() {
             let now = svc.clock.now();
-            let change = completion_change(svc, &chore, actor_id, now, &[CHORE_TODO]).await?;
+            let change =
+                completion_change(svc, &chore, actor_id, now, &[ChoreStatus::Todo]).await?;
             if !svc.store.apply_chore_change(&change, now).await? {
                 return Err(claim_refusal(svc, chore.id, &chore.title).await);
             }
@@ -861,8 +865,8 @@ pub async fn claim(
         },
         CreateGuard::MoveChore {
             chore_id: chore.id,
-            from: &[CHORE_TODO],
-            to: CHORE_PENDING,
+            from: &[ChoreStatus::Todo],
+            to: ChoreStatus::Pending,
         },
     )
     .await?;
@@ -935,7 +939,7 @@ async fn swap_counts(svc: &Services, chat_id: i64, user_id: i64) -> StoreResult<
 fn claimable_by(chores: &[ChoreRow], user_id: i64) -> Vec<&ChoreRow> {
     chores
         .iter()
-        .filter(|c| c.status == CHORE_TODO && (!c.personal || c.owner_id == Some(user_id)))
+        .filter(|c| c.status == ChoreStatus::Todo && (!c.personal || c.owner_id == Some(user_id)))
         .collect()
 }
 
@@ -987,9 +991,9 @@ pub async fn text_claim(
     })
 }
 fn check_claimable(chore: &ChoreRow) -> Result<(), ChoreError> {
-    match chore.status.as_str() {
-        CHORE_PENDING => Err(ChoreError::AlreadyPending(chore.title.clone())),
-        CHORE_COMPLETED => Err(ChoreError::AlreadyDone(chore.title.clone())),
+    match chore.status {
+        ChoreStatus::Pending => Err(ChoreError::AlreadyPending(chore.title.clone())),
+        ChoreStatus::Completed => Err(ChoreError::AlreadyDone(chore.title.clone())),
         _ => Ok(()),
     }
 }
@@ -1088,7 +1092,7 @@ pub enum ListFilter {
 
 /// Whether `c` is open and its due time is at or before `now`.
 pub fn is_overdue(c: &ChoreRow, now: DateTime<Utc>) -> bool {
-    c.status == CHORE_TODO && c.next_due.is_some_and(|d| d <= now)
+    c.status == ChoreStatus::Todo && c.next_due.is_some_and(|d| d <= now)
 }
 
 /// The open chores of a chat matching `filter`, oldest first. For a group these never include
@@ -1102,7 +1106,7 @@ pub async fn list_open(
     Ok(list(svc, chat_id)
         .await?
         .into_iter()
-        .filter(|c| c.status == CHORE_TODO || c.status == CHORE_PENDING)
+        .filter(|c| c.status == ChoreStatus::Todo || c.status == ChoreStatus::Pending)
         .filter(|c| match filter {
             ListFilter::Open => true,
             ListFilter::AssignedTo(u) => c.assignee_id == Some(u),
@@ -1436,7 +1440,7 @@ mod tests {
             owner_id: None,
             partner_id: None,
             assignee_id: None,
-            status: CHORE_TODO.into(),
+            status: ChoreStatus::Todo,
             recurrence: None,
             next_due: None,
             points: 1,

@@ -24,7 +24,7 @@ use crate::{
     events::HearthEvent,
     format::escape_html as e,
     services::Services,
-    store::{ChatRow, ChoreRow, StoreResult, CHORE_TODO},
+    store::{ChatRow, ChoreRow, ChoreStatus, StoreResult},
     types::Outbound,
 };
 
@@ -58,7 +58,7 @@ pub async fn run(svc: &Services, now: DateTime<Utc>) -> StoreResult<usize> {
     let mut zones: HashMap<i64, Tz> = HashMap::new();
     let mut chats: HashMap<i64, Option<ChatRow>> = HashMap::new();
     for c in svc.store.all_open_chores().await? {
-        let Some(due) = c.next_due.filter(|_| c.status == CHORE_TODO) else {
+        let Some(due) = c.next_due.filter(|_| c.status == ChoreStatus::Todo) else {
             continue;
         };
         let kind = if is_overdue(&c, now) {

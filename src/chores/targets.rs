@@ -20,8 +20,8 @@ use crate::{
     format::escape_html as e,
     services::Services,
     store::{
-        Eligibility, StoreResult, TargetChange, WorkflowKind, WorkflowRow, WorkflowStatus,
-        CHORE_PENDING,
+        ChoreStatus, Eligibility, StoreResult, TargetChange, WorkflowKind, WorkflowRow,
+        WorkflowStatus,
     },
     workflow::WorkflowTarget,
 };
@@ -108,7 +108,7 @@ impl WorkflowTarget for ChoreTargets {
                             &c,
                             wf.requester_id,
                             wf.created_at,
-                            &[CHORE_PENDING],
+                            &[ChoreStatus::Pending],
                         )
                         .await?,
                     ),

@@ -56,7 +56,7 @@ pub async fn chore_facts(svc: &Services, c: &ChoreRow) -> StoreResult<Value> {
     let mut out = json!({
         "id": c.id,
         "title": c.title,
-        "status": c.status,
+        "status": c.status.as_str(),
         "due": due,
         "repeats": repeats,
         "points": c.points,
@@ -247,7 +247,7 @@ impl Tool for ChoreRequestDeletion {
                 "request_id": workflow.id,
                 "status": "waiting for approval",
             })),
-            Deletion::Archived(c) => Ok(json!({"id": c.id, "status": c.status})),
+            Deletion::Archived(c) => Ok(json!({"id": c.id, "status": c.status.as_str()})),
         }
     }
 

@@ -21,6 +21,7 @@ use serde_json::json;
 use subtle::ConstantTimeEq;
 
 use super::{token_hash, RoutineEngine};
+use crate::store::{RoutineStatus, RunSource, RunStatus, TriggerKind};
 
 /// Largest accepted body, in bytes.
 pub const MAX_BODY_BYTES: usize = 4096;
@@ -56,7 +57,7 @@ async fn trigger(
         return not_found();
     };
     let routine = match svc.store.routine(id).await {
-        Ok(Some(r)) if r.status == "active" => r,
+        Ok(Some(r)) if r.status == RoutineStatus::Active => r,
         Ok(_) => return not_found(),
         Err(e) => {
             tracing::error!(error = %e, "api trigger: storage");
@@ -64,7 +65,7 @@ async fn trigger(
         }
     };
     let trigger = match svc.store.routine_triggers(id).await {
-        Ok(ts) => ts.into_iter().find(|t| t.kind == "api"),
+        Ok(ts) => ts.into_iter().find(|t| t.kind == TriggerKind::Api),
         Err(e) => {
             tracing::error!(error = %e, "api trigger: storage");
             return answer(StatusCode::SERVICE_UNAVAILABLE, "storage unavailable");
@@ -113,10 +114,13 @@ async fn trigger(
             Err(_) => return answer(StatusCode::BAD_REQUEST, "body: must be JSON"),
         }
     };
-    match engine.queue(id, Some(trigger.id), "api", input).await {
+    match engine
+        .queue(id, Some(trigger.id), RunSource::Api, input)
+        .await
+    {
         Ok(run_id) => (
             StatusCode::ACCEPTED,
-            Json(json!({ "run_id": run_id, "status": "queued" })),
+            Json(json!({ "run_id": run_id, "status": RunStatus::Queued.as_str() })),
         )
             .into_response(),
         Err(e) => {

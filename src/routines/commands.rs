@@ -17,6 +17,7 @@ use crate::{
     format::escape_html as e,
     router::{Command, CommandCtx, CommandSet},
     services::{zone_of as chat_zone, Services},
+    store::RoutineStatus,
     types::ChatKind,
 };
 
@@ -282,8 +283,8 @@ async fn list(svc: &Services, ctx: &CommandCtx<'_>) -> Result<String, RoutineErr
             .map(|t| describe_trigger(t, zone))
             .collect();
         let mut flags = Vec::new();
-        if r.status != "active" {
-            flags.push("ended".to_string());
+        if r.status != RoutineStatus::Active {
+            flags.push(r.status.to_string());
         } else if r.paused {
             flags.push("paused".to_string());
         } else if let Some(t) = next_fire(&l.triggers) {
@@ -380,11 +381,11 @@ async fn history(svc: &Services, ctx: &CommandCtx<'_>, args: &str) -> Result<Str
             if x.catch_up {
                 format!("{} (catch-up)", x.source)
             } else {
-                x.source.clone()
+                x.source.to_string()
             },
             match &x.reason {
                 Some(reason) => format!("{}: {reason}", x.status),
-                None => x.status.clone(),
+                None => x.status.to_string(),
             },
         ];
         if x.prompt_tokens + x.completion_tokens > 0 {

@@ -29,7 +29,10 @@ use crate::{
     events::HearthEvent,
     format,
     services::Services,
-    store::{NewRun, RoutineCounters, RoutineRow, RunEnd, StoreResult, TriggerRow},
+    store::{
+        NewRun, RoutineCounters, RoutineRow, RoutineStatus, RunEnd, RunSource, RunStatus,
+        StoreResult, TriggerKind, TriggerRow,
+    },
     types::{ChatKind, Outbound},
 };
 
@@ -84,7 +87,7 @@ impl Drop for RunGuard {
 struct RunInput {
     run_id: i64,
     routine_id: i64,
-    source: String,
+    source: RunSource,
     catch_up: bool,
     scheduled_for: Option<DateTime<Utc>>,
     trigger: Option<String>,
@@ -179,9 +182,9 @@ impl RoutineEngine {
         let Some(old) = t.next_fire_at else {
             return Ok(false);
         };
-        let spec = TriggerSpec::from_stored(&t.kind, &t.spec, &t.zone);
+        let spec = TriggerSpec::from_stored(t.kind, &t.spec, &t.zone);
         let (routine, spec) = match (routine, spec) {
-            (Some(r), Ok(s)) if r.status == "active" => (r, s),
+            (Some(r), Ok(s)) if r.status == RoutineStatus::Active => (r, s),
             (_, Err(e)) => {
                 tracing::warn!(trigger = t.id, error = %e, "retiring an unreadable trigger");
                 self.svc.store.claim_trigger(t.id, old, None).await?;
@@ -201,9 +204,9 @@ impl RoutineEngine {
         let run = NewRun {
             routine_id: routine.id,
             trigger_id: Some(t.id),
-            source: t.kind.clone(),
+            source: t.kind.into(),
             catch_up,
-            status: "running".into(),
+            status: RunStatus::Running,
             reason: None,
             input: None,
             scheduled_for: Some(old),
@@ -214,7 +217,7 @@ impl RoutineEngine {
                 .svc
                 .store
                 .insert_run(NewRun {
-                    status: "skipped".into(),
+                    status: RunStatus::Skipped,
                     reason: Some("still running".into()),
                     ..run
                 })
@@ -230,7 +233,7 @@ impl RoutineEngine {
         let input = RunInput {
             run_id,
             routine_id: routine.id,
-            source: t.kind.clone(),
+            source: t.kind.into(),
             catch_up,
             scheduled_for: Some(old),
             trigger: Some(spec.describe(zone)),
@@ -265,7 +268,7 @@ impl RoutineEngine {
                 RunInput {
                     run_id: q.id,
                     routine_id: q.routine_id,
-                    source: q.source.clone(),
+                    source: q.source,
                     catch_up: q.catch_up,
                     scheduled_for: q.scheduled_for,
                     trigger,
@@ -295,7 +298,7 @@ impl RoutineEngine {
         self: &Arc<Self>,
         routine_id: i64,
         trigger_id: Option<i64>,
-        source: &str,
+        source: RunSource,
         input: Option<String>,
     ) -> StoreResult<i64> {
         let now = self.svc.clock.now();
@@ -305,9 +308,9 @@ impl RoutineEngine {
             .insert_run(NewRun {
                 routine_id,
                 trigger_id,
-                source: source.into(),
+                source,
                 catch_up: false,
-                status: "queued".into(),
+                status: RunStatus::Queued,
                 reason: None,
                 input,
                 scheduled_for: None,
@@ -328,11 +331,11 @@ impl RoutineEngine {
             .event_triggers(ev.chat_id(), ev.kind())
             .await?
         {
-            let Ok(spec) = TriggerSpec::from_stored(&t.kind, &t.spec, &t.zone) else {
+            let Ok(spec) = TriggerSpec::from_stored(t.kind, &t.spec, &t.zone) else {
                 continue;
             };
             if spec.matches_event(ev) {
-                self.queue(r.id, Some(t.id), "event", Some(json.clone()))
+                self.queue(r.id, Some(t.id), RunSource::Event, Some(json.clone()))
                     .await?;
                 n += 1;
             }
@@ -410,13 +413,13 @@ impl RoutineEngine {
         let Some(r) = svc.store.routine(inp.routine_id).await? else {
             return Ok(()); // deleted meanwhile (its runs went with it)
         };
-        let manual = inp.source == "manual";
+        let manual = inp.source == RunSource::Manual;
         let zone = zone_of(&r);
         let local = started.with_timezone(&zone);
         let today = local.format("%Y-%m-%d").to_string();
         let runs_today = if r.runs_day == today { r.runs_today } else { 0 };
-        let end = |status: &str, reason: Option<String>| RunEnd {
-            status: status.into(),
+        let end = |status: RunStatus, reason: Option<String>| RunEnd {
+            status,
             reason,
             started_at: started,
             duration_ms: t0.elapsed().as_millis() as i64,
@@ -425,22 +428,25 @@ impl RoutineEngine {
             cost_usd: 0.0,
             output: None,
         };
-        if !manual && r.status != "active" {
+        if !manual && r.status != RoutineStatus::Active {
             return svc
                 .store
-                .finish_run(inp.run_id, end("skipped", Some("ended".into())))
+                .finish_run(inp.run_id, end(RunStatus::Skipped, Some("ended".into())))
                 .await;
         }
         if !manual && r.paused {
             return svc
                 .store
-                .finish_run(inp.run_id, end("skipped", Some("paused".into())))
+                .finish_run(inp.run_id, end(RunStatus::Skipped, Some("paused".into())))
                 .await;
         }
         if !manual && r.max_runs_per_day.is_some_and(|cap| runs_today >= cap) {
             return svc
                 .store
-                .finish_run(inp.run_id, end("skipped", Some("daily cap".into())))
+                .finish_run(
+                    inp.run_id,
+                    end(RunStatus::Skipped, Some("daily cap".into())),
+                )
                 .await;
         }
 
@@ -449,7 +455,10 @@ impl RoutineEngine {
             drop(lock);
             return svc
                 .store
-                .finish_run(inp.run_id, end("error", Some("chat unknown".into())))
+                .finish_run(
+                    inp.run_id,
+                    end(RunStatus::Error, Some("chat unknown".into())),
+                )
                 .await;
         };
         let chat_kind = if chat.kind == "private" {
@@ -473,12 +482,12 @@ impl RoutineEngine {
             time: local.format("%H:%M").to_string(),
             tick_count: tick,
             state: r.state.clone(),
-            api_args: if inp.source == "api" && r.api_args {
+            api_args: if inp.source == RunSource::Api && r.api_args {
                 inp.input.clone().unwrap_or_default()
             } else {
                 String::new()
             },
-            event: if inp.source == "event" {
+            event: if inp.source == RunSource::Event {
                 inp.input.clone().unwrap_or_default()
             } else {
                 String::new()
@@ -515,7 +524,7 @@ impl RoutineEngine {
             .await;
         let (status, reason, output) = match &outcome.result {
             Ok(text) if r.quiet && text.trim() == QUIET_TOKEN => {
-                ("silent", None, Some(text.clone()))
+                (RunStatus::Silent, None, Some(text.clone()))
             }
             Ok(text) => {
                 let sent = svc
@@ -528,8 +537,12 @@ impl RoutineEngine {
                     })
                     .await;
                 match sent {
-                    Ok(_) => ("success", None, Some(text.clone())),
-                    Err(e) => ("error", Some(format!("delivery: {e}")), Some(text.clone())),
+                    Ok(_) => (RunStatus::Success, None, Some(text.clone())),
+                    Err(e) => (
+                        RunStatus::Error,
+                        Some(format!("delivery: {e}")),
+                        Some(text.clone()),
+                    ),
                 }
             }
             Err(e) => {
@@ -538,7 +551,7 @@ impl RoutineEngine {
                 let last_was_error = prev
                     .iter()
                     .find(|x| x.id != inp.run_id)
-                    .is_some_and(|x| x.status == "error");
+                    .is_some_and(|x| x.status == RunStatus::Error);
                 if !last_was_error {
                     let html = format!(
                         "Routine <b>{}</b> could not run: {} (I'll keep trying on schedule; /routine_history {} shows runs.)",
@@ -560,7 +573,7 @@ impl RoutineEngine {
                         tracing::warn!(routine = r.id, error = %err, "routine failure notice not delivered");
                     }
                 }
-                ("error", Some(e.cause().to_string()), None)
+                (RunStatus::Error, Some(e.cause().to_string()), None)
             }
         };
         drop(lock);
@@ -575,7 +588,7 @@ impl RoutineEngine {
                 },
             )
             .await?;
-        if r.status == "active"
+        if r.status == RoutineStatus::Active
             && (r.max_ticks.is_some_and(|m| tick >= m as i64)
                 || !self.has_live_trigger(r.id).await?)
         {
@@ -586,7 +599,7 @@ impl RoutineEngine {
             .finish_run(
                 inp.run_id,
                 RunEnd {
-                    status: status.into(),
+                    status,
                     reason,
                     started_at: started,
                     duration_ms: t0.elapsed().as_millis() as i64,
@@ -613,7 +626,7 @@ impl RoutineEngine {
             .routine_triggers(routine_id)
             .await?
             .iter()
-            .any(|t| t.kind != "at" || t.next_fire_at.is_some()))
+            .any(|t| t.kind != TriggerKind::At || t.next_fire_at.is_some()))
     }
 }
 

@@ -26,7 +26,10 @@ use model::TriggerSpec;
 
 use crate::{
     services::Services,
-    store::{NewRoutine, NewRun, NewTrigger, RoutineRow, RunRow, StoreError, TriggerRow},
+    store::{
+        NewRoutine, NewRun, NewTrigger, RoutineRow, RoutineStatus, RunRow, RunSource, RunStatus,
+        StoreError, TriggerKind, TriggerRow,
+    },
 };
 
 /// A quiet routine's reply that is exactly this (after trimming) is recorded `silent` and not sent.
@@ -153,7 +156,7 @@ pub async fn create(svc: &Services, req: CreateRequest) -> Result<Created, Routi
     let triggers: Vec<NewTrigger> = specs
         .iter()
         .map(|s| NewTrigger {
-            kind: s.kind().into(),
+            kind: s.kind(),
             spec: s.stored_spec(),
             zone: s.zone_or(zone).name().into(),
             next_fire_at: s.first_fire(now),
@@ -227,10 +230,10 @@ pub async fn rezone(svc: &Services, chat_id: i64, old: Tz, new: Tz) -> Result<us
             svc.store.set_routine_zone(r.id, new.name()).await?;
         }
         for t in svc.store.routine_triggers(r.id).await? {
-            if t.kind != "cron" || t.zone != old.name() {
+            if t.kind != TriggerKind::Cron || t.zone != old.name() {
                 continue;
             }
-            let spec = TriggerSpec::from_stored(&t.kind, &t.spec, new.name())?;
+            let spec = TriggerSpec::from_stored(t.kind, &t.spec, new.name())?;
             let next = t.next_fire_at.and_then(|_| spec.next_after(now));
             svc.store.set_trigger_zone(t.id, new.name(), next).await?;
             moved += 1;
@@ -361,7 +364,7 @@ pub async fn queue_manual_run(
     actor: Actor,
 ) -> Result<(RoutineRow, i64), RoutineError> {
     let r = find_managed(svc, chat_id, name, actor).await?;
-    if r.status != "active" {
+    if r.status != RoutineStatus::Active {
         return Err(RoutineError::invalid(
             "name",
             format!("'{}' has ended; create it again to run it", r.name),
@@ -372,9 +375,9 @@ pub async fn queue_manual_run(
         .insert_run(NewRun {
             routine_id: r.id,
             trigger_id: None,
-            source: "manual".into(),
+            source: RunSource::Manual,
             catch_up: false,
-            status: "queued".into(),
+            status: RunStatus::Queued,
             reason: None,
             input: None,
             scheduled_for: None,
@@ -420,7 +423,7 @@ pub fn zone_of(r: &RoutineRow) -> Tz {
 
 /// How a trigger reads to people: its description and next fire in the routine's zone.
 pub fn describe_trigger(t: &TriggerRow, zone: Tz) -> String {
-    match TriggerSpec::from_stored(&t.kind, &t.spec, &t.zone) {
+    match TriggerSpec::from_stored(t.kind, &t.spec, &t.zone) {
         Ok(s) => s.describe(zone),
         Err(_) => format!("{} (unreadable)", t.kind),
     }

@@ -14,6 +14,7 @@ use super::RoutineError;
 use crate::{
     events::HearthEvent,
     schedule::{format_duration, parse_at, parse_every, parse_zone, CronSpec},
+    store::TriggerKind,
 };
 
 /// Longest routine name, in characters.
@@ -249,14 +250,14 @@ impl TriggerSpec {
         }
     }
 
-    /// The stored kind: "every" | "cron" | "at" | "event" | "api".
-    pub fn kind(&self) -> &'static str {
+    /// The stored kind.
+    pub fn kind(&self) -> TriggerKind {
         match self {
-            TriggerSpec::Every(_) => "every",
-            TriggerSpec::Cron { .. } => "cron",
-            TriggerSpec::At(_) => "at",
-            TriggerSpec::Event { .. } => "event",
-            TriggerSpec::Api { .. } => "api",
+            TriggerSpec::Every(_) => TriggerKind::Every,
+            TriggerSpec::Cron { .. } => TriggerKind::Cron,
+            TriggerSpec::At(_) => TriggerKind::At,
+            TriggerSpec::Event { .. } => TriggerKind::Event,
+            TriggerSpec::Api { .. } => TriggerKind::Api,
         }
     }
 
@@ -280,26 +281,31 @@ impl TriggerSpec {
     /// Rebuild from the stored kind, spec and zone.
     ///
     /// Errors: a row this version cannot read (the sweep then retires the trigger).
-    pub fn from_stored(kind: &str, spec: &str, zone: &str) -> Result<TriggerSpec, RoutineError> {
+    pub fn from_stored(
+        kind: TriggerKind,
+        spec: &str,
+        zone: &str,
+    ) -> Result<TriggerSpec, RoutineError> {
         let bad =
             || RoutineError::invalid("trigger", format!("stored {kind} '{spec}' is unreadable"));
         let tz: Tz = zone.parse().map_err(|_| bad())?;
         Ok(match kind {
-            "every" => TriggerSpec::Every(Duration::from_secs(spec.parse().map_err(|_| bad())?)),
-            "cron" => TriggerSpec::Cron {
+            TriggerKind::Every => {
+                TriggerSpec::Every(Duration::from_secs(spec.parse().map_err(|_| bad())?))
+            }
+            TriggerKind::Cron => TriggerSpec::Cron {
                 spec: CronSpec::parse(spec).map_err(|_| bad())?,
                 zone: tz,
             },
-            "at" => TriggerSpec::At(
+            TriggerKind::At => TriggerSpec::At(
                 DateTime::parse_from_rfc3339(spec)
                     .map_err(|_| bad())?
                     .with_timezone(&Utc),
             ),
-            "event" => parse_event(spec)?,
-            "api" => TriggerSpec::Api {
+            TriggerKind::Event => parse_event(spec)?,
+            TriggerKind::Api => TriggerSpec::Api {
                 args: spec == "args",
             },
-            _ => return Err(bad()),
         })
     }
 

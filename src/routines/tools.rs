@@ -18,6 +18,7 @@ use crate::{
         tools::{args, Scope, Tool, ToolError, ToolRegistry},
     },
     services::{zone_of as chat_zone, Services},
+    store::RoutineStatus,
     types::ChatKind,
 };
 
@@ -159,7 +160,7 @@ impl Tool for List {
                     "name": r.name,
                     "prompt": crate::context::clip(&r.prompt, 200),
                     "triggers": l.triggers.iter().map(|t| describe_trigger(t, zone)).collect::<Vec<_>>(),
-                    "status": if r.status != "active" { "ended" } else if r.paused { "paused" } else { "active" },
+                    "status": if r.status == RoutineStatus::Active && r.paused { "paused" } else { r.status.as_str() },
                     "runs": r.tick_count,
                     "state": serde_json::from_str::<Value>(&r.state).unwrap_or(Value::Null),
                 })

@@ -5,8 +5,8 @@
 //! so a chore and its request never disagree.
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    sea_query::Expr, ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
-    QueryOrder, Set,
+    sea_query::Expr, sea_query::StringLen, ActiveModelTrait, ColumnTrait, ConnectionTrait,
+    DeriveActiveEnum, EntityTrait, EnumIter, QueryFilter, QueryOrder, Set,
 };
 
 use super::{
@@ -14,14 +14,31 @@ use super::{
     Store, StoreResult,
 };
 
-/// Chore status "todo": open, anyone may claim it.
-pub const CHORE_TODO: &str = "todo";
-/// Chore status "pending_verification": claimed, waiting for a verification request.
-pub const CHORE_PENDING: &str = "pending_verification";
-/// Chore status "completed": a one-off chore that was done and verified.
-pub const CHORE_COMPLETED: &str = "completed";
-/// Chore status "archived": deleted (kept for history).
-pub const CHORE_ARCHIVED: &str = "archived";
+/// Chore status: `todo → pending_verification → todo` (recurring) or `completed` (one-off);
+/// any of them → `archived` (deleted, kept for history). Stored as the snake_case name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::None)")]
+pub enum ChoreStatus {
+    /// Open: anyone may claim it.
+    #[sea_orm(string_value = "todo")]
+    Todo,
+    /// Claimed, waiting for a verification request.
+    #[sea_orm(string_value = "pending_verification")]
+    Pending,
+    /// A one-off chore that was done and verified.
+    #[sea_orm(string_value = "completed")]
+    Completed,
+    /// Deleted (kept for history).
+    #[sea_orm(string_value = "archived")]
+    Archived,
+}
+
+stored_names!(ChoreStatus {
+    Todo => "todo",
+    Pending => "pending_verification",
+    Completed => "completed",
+    Archived => "archived",
+});
 
 /// A chore to insert.
 #[derive(Debug, Clone)]
@@ -72,9 +89,9 @@ pub struct NewCompletion {
 pub struct ChoreChange {
     pub chore_id: i64,
     /// Statuses the chore must be in for the change to apply.
-    pub expect: &'static [&'static str],
+    pub expect: &'static [ChoreStatus],
     /// The new status.
-    pub status: &'static str,
+    pub status: ChoreStatus,
     /// `Some(x)`: set `next_due` to `x`.
     pub next_due: Option<Option<DateTime<Utc>>>,
     /// `Some(user)`: set `completed_at` (to the change's time) and `completed_by`.
@@ -113,7 +130,7 @@ impl Store {
             owner_id: Set(c.owner_id),
             partner_id: Set(c.partner_id),
             assignee_id: Set(c.assignee_id),
-            status: Set(CHORE_TODO.into()),
+            status: Set(ChoreStatus::Todo),
             recurrence: Set(c.recurrence),
             next_due: Set(c.next_due),
             points: Set(c.points),
@@ -141,7 +158,7 @@ impl Store {
     pub async fn open_chores(&self, chat_id: i64) -> StoreResult<Vec<chore::Model>> {
         Ok(chore::Entity::find()
             .filter(chore::Column::ChatId.eq(chat_id))
-            .filter(chore::Column::Status.ne(CHORE_ARCHIVED))
+            .filter(chore::Column::Status.ne(ChoreStatus::Archived))
             .order_by_asc(chore::Column::Id)
             .all(self.conn())
             .await?)
@@ -183,7 +200,7 @@ impl Store {
         }
         let r = q
             .filter(chore::Column::Id.eq(id))
-            .filter(chore::Column::Status.ne(CHORE_ARCHIVED))
+            .filter(chore::Column::Status.ne(ChoreStatus::Archived))
             .exec(self.conn())
             .await?;
         Ok(r.rows_affected > 0)
@@ -192,7 +209,7 @@ impl Store {
     /// Every chore that is not archived, in every chat (reminder sweep), oldest first.
     pub async fn all_open_chores(&self) -> StoreResult<Vec<chore::Model>> {
         Ok(chore::Entity::find()
-            .filter(chore::Column::Status.ne(CHORE_ARCHIVED))
+            .filter(chore::Column::Status.ne(ChoreStatus::Archived))
             .order_by_asc(chore::Column::Id)
             .all(self.conn())
             .await?)
@@ -206,7 +223,7 @@ impl Store {
         Ok(chore::Entity::find()
             .filter(chore::Column::Personal.eq(true))
             .filter(chore::Column::PartnerId.eq(partner_id))
-            .filter(chore::Column::Status.ne(CHORE_ARCHIVED))
+            .filter(chore::Column::Status.ne(ChoreStatus::Archived))
             .order_by_asc(chore::Column::Id)
             .all(self.conn())
             .await?)

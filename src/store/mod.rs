@@ -5,6 +5,40 @@
 //! Portability: all queries are sea-query builders; the one SQLite-specific part is the pragma
 //! set-up in [`Store::connect`].
 
+/// Implements `as_str` (the stored name) and comparison with a stored name (`row.status ==
+/// "approved"` keeps reading naturally in tests).
+///
+/// Used by every typed status / kind of the store (`WorkflowStatus`, `ChoreStatus`, …).
+macro_rules! stored_names {
+    ($t:ty { $($v:ident => $s:literal),+ $(,)? }) => {
+        impl $t {
+            /// The stored name, e.g. `"pending"`.
+            pub fn as_str(self) -> &'static str {
+                match self { $(<$t>::$v => $s),+ }
+            }
+            /// The value stored as `s` (`None` for names this build does not know).
+            pub fn parse(s: &str) -> Option<Self> {
+                match s { $($s => Some(<$t>::$v),)+ _ => None }
+            }
+        }
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+        impl PartialEq<&str> for $t {
+            fn eq(&self, other: &&str) -> bool {
+                self.as_str() == *other
+            }
+        }
+        impl PartialEq<str> for $t {
+            fn eq(&self, other: &str) -> bool {
+                self.as_str() == other
+            }
+        }
+    };
+}
+
 pub mod entity;
 
 mod chats;
@@ -22,10 +56,7 @@ use migration::MigratorTrait;
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr};
 
 pub use chats::MemberRow;
-pub use chores::{
-    ChoreChange, ChoreEdit, NewChore, NewCompletion, CHORE_ARCHIVED, CHORE_COMPLETED,
-    CHORE_PENDING, CHORE_TODO,
-};
+pub use chores::{ChoreChange, ChoreEdit, ChoreStatus, NewChore, NewCompletion};
 pub use entity::reply::Model as ReplyRow;
 pub use entity::{
     chat::Model as ChatRow, chore::Model as ChoreRow, chore_completion::Model as CompletionRow,
@@ -35,7 +66,10 @@ pub use entity::{
 };
 pub use inbound::InboundStatus;
 pub use log::NewMessage;
-pub use routines::{NewRoutine, NewRun, NewTrigger, RoutineCounters, RunEnd};
+pub use routines::{
+    NewRoutine, NewRun, NewTrigger, RoutineCounters, RoutineStatus, RunEnd, RunSource, RunStatus,
+    TriggerKind,
+};
 pub use turns::NewTurn;
 pub use workflows::{
     CreateGuard, CreateRefused, Eligibility, NewWorkflow, TargetChange, Transition, Transitioned,

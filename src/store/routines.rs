@@ -3,14 +3,132 @@
 //! database; [`Store::claim_queued_run`] does the same for queued manual and api runs.
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    sea_query::Expr, ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect, Set, TransactionTrait,
+    sea_query::Expr, sea_query::StringLen, ActiveModelTrait, ColumnTrait, DeriveActiveEnum,
+    EntityTrait, EnumIter, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+    TransactionTrait,
 };
 
 use super::{
     entity::{routine, routine_run, routine_trigger},
     Store, StoreResult,
 };
+
+/// Routine status: `active → ended` (a spent one-off, `max_ticks` reached, or ended by a
+/// member). Pausing is the separate `paused` flag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::None)")]
+pub enum RoutineStatus {
+    #[sea_orm(string_value = "active")]
+    Active,
+    #[sea_orm(string_value = "ended")]
+    Ended,
+}
+
+stored_names!(RoutineStatus {
+    Active => "active",
+    Ended => "ended",
+});
+
+/// Run status: `queued → running → success | error | silent`, or `skipped` (the routine was
+/// busy, paused, ended or over its daily cap). Only `queued` and `running` are unfinished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::None)")]
+pub enum RunStatus {
+    #[sea_orm(string_value = "queued")]
+    Queued,
+    #[sea_orm(string_value = "running")]
+    Running,
+    /// Replied and delivered.
+    #[sea_orm(string_value = "success")]
+    Success,
+    /// The turn or its delivery failed (or a restart interrupted it).
+    #[sea_orm(string_value = "error")]
+    Error,
+    /// Not run; `reason` says why.
+    #[sea_orm(string_value = "skipped")]
+    Skipped,
+    /// A quiet routine answered its quiet token: nothing sent.
+    #[sea_orm(string_value = "silent")]
+    Silent,
+}
+
+stored_names!(RunStatus {
+    Queued => "queued",
+    Running => "running",
+    Success => "success",
+    Error => "error",
+    Skipped => "skipped",
+    Silent => "silent",
+});
+
+/// What kind of trigger a `routine_triggers` row is; its `spec` column is read by kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::None)")]
+pub enum TriggerKind {
+    /// A fixed interval (spec: seconds).
+    #[sea_orm(string_value = "every")]
+    Every,
+    /// A cron expression in the trigger's zone.
+    #[sea_orm(string_value = "cron")]
+    Cron,
+    /// A one-off instant (spec: RFC 3339).
+    #[sea_orm(string_value = "at")]
+    At,
+    /// A chat event (spec: the event kind and filters).
+    #[sea_orm(string_value = "event")]
+    Event,
+    /// The HTTP api (spec: "args" when the body reaches the prompt).
+    #[sea_orm(string_value = "api")]
+    Api,
+}
+
+stored_names!(TriggerKind {
+    Every => "every",
+    Cron => "cron",
+    At => "at",
+    Event => "event",
+    Api => "api",
+});
+
+/// What started a run: one of the trigger kinds, or a member's manual run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::None)")]
+pub enum RunSource {
+    #[sea_orm(string_value = "every")]
+    Every,
+    #[sea_orm(string_value = "cron")]
+    Cron,
+    #[sea_orm(string_value = "at")]
+    At,
+    #[sea_orm(string_value = "event")]
+    Event,
+    #[sea_orm(string_value = "api")]
+    Api,
+    /// `/routine_run` or the run tool.
+    #[sea_orm(string_value = "manual")]
+    Manual,
+}
+
+stored_names!(RunSource {
+    Every => "every",
+    Cron => "cron",
+    At => "at",
+    Event => "event",
+    Api => "api",
+    Manual => "manual",
+});
+
+impl From<TriggerKind> for RunSource {
+    fn from(k: TriggerKind) -> RunSource {
+        match k {
+            TriggerKind::Every => RunSource::Every,
+            TriggerKind::Cron => RunSource::Cron,
+            TriggerKind::At => RunSource::At,
+            TriggerKind::Event => RunSource::Event,
+            TriggerKind::Api => RunSource::Api,
+        }
+    }
+}
 
 /// A routine to insert (validated by the routine service).
 #[derive(Debug, Clone)]
@@ -31,7 +149,7 @@ pub struct NewRoutine {
 /// A trigger to insert with its routine.
 #[derive(Debug, Clone)]
 pub struct NewTrigger {
-    pub kind: String,
+    pub kind: TriggerKind,
     pub spec: String,
     pub zone: String,
     /// First fire (UTC); `None` for event and api triggers.
@@ -43,10 +161,10 @@ pub struct NewTrigger {
 pub struct NewRun {
     pub routine_id: i64,
     pub trigger_id: Option<i64>,
-    pub source: String,
+    pub source: RunSource,
     pub catch_up: bool,
-    /// "queued" | "running" | "skipped".
-    pub status: String,
+    /// Queued | Running | Skipped.
+    pub status: RunStatus,
     pub reason: Option<String>,
     pub input: Option<String>,
     pub scheduled_for: Option<DateTime<Utc>>,
@@ -56,8 +174,8 @@ pub struct NewRun {
 /// How a run ended.
 #[derive(Debug, Clone)]
 pub struct RunEnd {
-    /// "success" | "error" | "skipped" | "silent".
-    pub status: String,
+    /// Success | Error | Skipped | Silent.
+    pub status: RunStatus,
     pub reason: Option<String>,
     pub started_at: DateTime<Utc>,
     pub duration_ms: i64,
@@ -106,7 +224,7 @@ impl Store {
             tick_count: Set(0),
             runs_today: Set(0),
             runs_day: Set(String::new()),
-            status: Set("active".into()),
+            status: Set(RoutineStatus::Active),
             created_at: Set(r.created_at),
             ..Default::default()
         })
@@ -180,7 +298,7 @@ impl Store {
     pub async fn count_active_routines(&self, chat_id: i64) -> StoreResult<u64> {
         Ok(routine::Entity::find()
             .filter(routine::Column::ChatId.eq(chat_id))
-            .filter(routine::Column::Status.eq("active"))
+            .filter(routine::Column::Status.eq(RoutineStatus::Active))
             .count(self.conn())
             .await?)
     }
@@ -219,7 +337,7 @@ impl Store {
     ) -> StoreResult<Vec<(routine_trigger::Model, routine::Model)>> {
         let routines = routine::Entity::find()
             .filter(routine::Column::ChatId.eq(chat_id))
-            .filter(routine::Column::Status.eq("active"))
+            .filter(routine::Column::Status.eq(RoutineStatus::Active))
             .all(self.conn())
             .await?;
         if routines.is_empty() {
@@ -227,7 +345,7 @@ impl Store {
         }
         let triggers = routine_trigger::Entity::find()
             .filter(routine_trigger::Column::RoutineId.is_in(routines.iter().map(|r| r.id)))
-            .filter(routine_trigger::Column::Kind.eq("event"))
+            .filter(routine_trigger::Column::Kind.eq(TriggerKind::Event))
             .order_by_asc(routine_trigger::Column::Id)
             .all(self.conn())
             .await?;
@@ -295,7 +413,7 @@ impl Store {
     pub async fn end_routine(&self, id: i64) -> StoreResult<()> {
         let txn = self.conn().begin().await?;
         routine::Entity::update_many()
-            .col_expr(routine::Column::Status, Expr::value("ended"))
+            .col_expr(routine::Column::Status, Expr::value(RoutineStatus::Ended))
             .filter(routine::Column::Id.eq(id))
             .exec(&txn)
             .await?;
@@ -359,7 +477,7 @@ impl Store {
     /// Queued runs, oldest first, at most `limit`.
     pub async fn queued_runs(&self, limit: u64) -> StoreResult<Vec<routine_run::Model>> {
         Ok(routine_run::Entity::find()
-            .filter(routine_run::Column::Status.eq("queued"))
+            .filter(routine_run::Column::Status.eq(RunStatus::Queued))
             .order_by_asc(routine_run::Column::Id)
             .limit(limit)
             .all(self.conn())
@@ -369,10 +487,10 @@ impl Store {
     /// Move a queued run to "running" at `now` if it is still queued. True when this caller owns it.
     pub async fn claim_queued_run(&self, id: i64, now: DateTime<Utc>) -> StoreResult<bool> {
         let r = routine_run::Entity::update_many()
-            .col_expr(routine_run::Column::Status, Expr::value("running"))
+            .col_expr(routine_run::Column::Status, Expr::value(RunStatus::Running))
             .col_expr(routine_run::Column::StartedAt, Expr::value(now))
             .filter(routine_run::Column::Id.eq(id))
-            .filter(routine_run::Column::Status.eq("queued"))
+            .filter(routine_run::Column::Status.eq(RunStatus::Queued))
             .exec(self.conn())
             .await?;
         Ok(r.rows_affected == 1)
@@ -409,7 +527,7 @@ impl Store {
         let r = routine_run::Entity::delete_many()
             .filter(routine_run::Column::RoutineId.eq(routine_id))
             .filter(routine_run::Column::Id.lte(cut.id))
-            .filter(routine_run::Column::Status.is_not_in(["queued", "running"]))
+            .filter(routine_run::Column::Status.is_not_in([RunStatus::Queued, RunStatus::Running]))
             .exec(self.conn())
             .await?;
         Ok(r.rows_affected)
@@ -432,12 +550,12 @@ impl Store {
     /// Mark runs left "running" since before `before` as errors (a crash or restart cut them).
     pub async fn interrupt_stale_runs(&self, before: DateTime<Utc>) -> StoreResult<u64> {
         let r = routine_run::Entity::update_many()
-            .col_expr(routine_run::Column::Status, Expr::value("error"))
+            .col_expr(routine_run::Column::Status, Expr::value(RunStatus::Error))
             .col_expr(
                 routine_run::Column::Reason,
                 Expr::value("interrupted by a restart"),
             )
-            .filter(routine_run::Column::Status.eq("running"))
+            .filter(routine_run::Column::Status.eq(RunStatus::Running))
             .filter(routine_run::Column::StartedAt.lt(before))
             .exec(self.conn())
             .await?;

@@ -16,42 +16,10 @@ use sea_orm::{
 };
 
 use super::{
-    chores::{apply_change, ChoreChange},
+    chores::{apply_change, ChoreChange, ChoreStatus},
     entity::{chore, workflow, workflow_audit},
     Store, StoreResult,
 };
-
-/// Implements `as_str` (the stored name) and comparison with a stored name (`row.status ==
-/// "approved"` keeps reading naturally in tests).
-macro_rules! stored_names {
-    ($t:ty { $($v:ident => $s:literal),+ $(,)? }) => {
-        impl $t {
-            /// The stored name, e.g. `"pending"`.
-            pub fn as_str(self) -> &'static str {
-                match self { $(<$t>::$v => $s),+ }
-            }
-            /// The value stored as `s` (`None` for names this build does not know).
-            pub fn parse(s: &str) -> Option<Self> {
-                match s { $($s => Some(<$t>::$v),)+ _ => None }
-            }
-        }
-        impl std::fmt::Display for $t {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-        impl PartialEq<&str> for $t {
-            fn eq(&self, other: &&str) -> bool {
-                self.as_str() == *other
-            }
-        }
-        impl PartialEq<str> for $t {
-            fn eq(&self, other: &str) -> bool {
-                self.as_str() == other
-            }
-        }
-    };
-}
 
 /// What a workflow is about. Each kind has one `WorkflowTarget` hook (registered in the wiring)
 /// that knows its target; the workflow service knows none of them.
@@ -183,14 +151,14 @@ pub enum CreateGuard {
     /// request is refused when the chore is not in `from`.
     MoveChore {
         chore_id: i64,
-        from: &'static [&'static str],
-        to: &'static str,
+        from: &'static [ChoreStatus],
+        to: ChoreStatus,
     },
     /// The chore must be in one of `statuses` and have no pending workflow of the same kind
     /// (one pending deletion per chore).
     SoleRequest {
         chore_id: i64,
-        statuses: &'static [&'static str],
+        statuses: &'static [ChoreStatus],
     },
 }
 

@@ -41,7 +41,13 @@ async fn add_chores(app: &TestApp, titles: &[&str]) -> Vec<i64> {
 }
 
 async fn chore_status(app: &TestApp, id: i64) -> String {
-    app.store.chore(id).await.unwrap().unwrap().status
+    app.store
+        .chore(id)
+        .await
+        .unwrap()
+        .unwrap()
+        .status
+        .to_string()
 }
 
 async fn pending_of(app: &TestApp, chat: i64) -> Vec<WorkflowRow> {

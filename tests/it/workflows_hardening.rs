@@ -50,7 +50,13 @@ async fn wf(app: &TestApp, id: i64) -> WorkflowRow {
 }
 
 async fn chore_status(app: &TestApp, id: i64) -> String {
-    app.store.chore(id).await.unwrap().unwrap().status
+    app.store
+        .chore(id)
+        .await
+        .unwrap()
+        .unwrap()
+        .status
+        .to_string()
 }
 
 fn toasts(app: &TestApp) -> Vec<String> {

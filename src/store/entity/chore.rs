@@ -1,6 +1,8 @@
 //! Entity `chores`.
 use sea_orm::entity::prelude::*;
 
+use crate::store::ChoreStatus;
+
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "chores")]
 pub struct Model {
@@ -16,7 +18,7 @@ pub struct Model {
     pub partner_id: Option<i64>,
     pub assignee_id: Option<i64>,
     /// "todo" | "pending_verification" | "completed" | "archived"
-    pub status: String,
+    pub status: ChoreStatus,
     /// JSON (`schedule::Recurrence`; legacy `{"every_days":n}` is still read), `None` for a one-off chore.
     #[sea_orm(column_type = "Text", nullable)]
     pub recurrence: Option<String>,

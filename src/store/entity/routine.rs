@@ -1,6 +1,8 @@
 //! Entity `routines`.
 use sea_orm::entity::prelude::*;
 
+use crate::store::RoutineStatus;
+
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "routines")]
 pub struct Model {
@@ -30,7 +32,7 @@ pub struct Model {
     /// Local date (`YYYY-MM-DD`, routine zone) `runs_today` counts for.
     pub runs_day: String,
     /// "active" | "ended".
-    pub status: String,
+    pub status: RoutineStatus,
     pub created_at: DateTimeUtc,
 }
 

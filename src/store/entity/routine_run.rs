@@ -1,6 +1,8 @@
 //! Entity `routine_runs`.
 use sea_orm::entity::prelude::*;
 
+use crate::store::{RunSource, RunStatus};
+
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "routine_runs")]
 pub struct Model {
@@ -9,11 +11,11 @@ pub struct Model {
     pub routine_id: i64,
     pub trigger_id: Option<i64>,
     /// "every" | "cron" | "at" | "event" | "api" | "manual".
-    pub source: String,
+    pub source: RunSource,
     /// A late fire after downtime (one catch-up run, or a one-off fired at start-up).
     pub catch_up: bool,
     /// "queued" | "running" | "success" | "error" | "skipped" | "silent".
-    pub status: String,
+    pub status: RunStatus,
     pub reason: Option<String>,
     /// JSON handed to the prompt: the event (`{event}`) or the api body (`{apiArgs}`).
     #[sea_orm(column_type = "Text", nullable)]

@@ -1,6 +1,8 @@
 //! Entity `routine_triggers`.
 use sea_orm::entity::prelude::*;
 
+use crate::store::TriggerKind;
+
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "routine_triggers")]
 pub struct Model {
@@ -10,7 +12,7 @@ pub struct Model {
     /// 1-based order within the routine.
     pub position: i32,
     /// "every" | "cron" | "at" | "event" | "api".
-    pub kind: String,
+    pub kind: TriggerKind,
     /// Kind-specific stored form (seconds, cron expression, RFC 3339 instant, event filter).
     pub spec: String,
     pub zone: String,
