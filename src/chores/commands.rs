@@ -7,9 +7,7 @@
 
 use super::{
     add, add_personal, assign, claim, edit, list_open, recurrence_of, request_deletion,
-    resolve_member,
-    rotation::Rotation,
-    skip,
+    resolve_member, skip,
     stats::{self, Period},
     zone_of, ChoreError, Claimed, Deletion, ListFilter, MAX_SWAPS_PER_WEEK,
 };
@@ -393,7 +391,7 @@ fn details(
         ));
     }
     if let Some(n) = c.assignee_id.and_then(|a| names.get(&a)) {
-        let rot = Rotation::parse(&c.rotation).describe();
+        let rot = c.rotation.describe();
         parts.push(if rot.is_empty() {
             e(n)
         } else {

@@ -65,33 +65,8 @@ pub const MAX_SWAPS_PER_WEEK: usize = 2;
 /// Most points a chore may be worth.
 pub const MAX_POINTS: i32 = 100;
 
-/// What the next due date counts from (per chore, `chores.anchor`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Anchor {
-    /// The previous due date: a late completion does not shift the rhythm (default).
-    Due,
-    /// The completion: "every 3 days" means three days after it was last done.
-    Completion,
-}
-
-impl Anchor {
-    /// Stored name: "due" | "completion".
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Anchor::Due => "due",
-            Anchor::Completion => "completion",
-        }
-    }
-
-    /// The stored name `s` (unknown → `Due`).
-    pub fn parse(s: &str) -> Anchor {
-        if s == "completion" {
-            Anchor::Completion
-        } else {
-            Anchor::Due
-        }
-    }
-}
+/// What the next due date counts from (per chore; stored by `store`).
+pub use crate::store::Anchor;
 
 /// The recurrence stored with the first chores (`{"every_days":n}`), still read.
 #[derive(Deserialize)]
@@ -227,7 +202,7 @@ pub async fn completion_change(
     let rec = recurrence_of(chore).filter(repeats);
     let next = rec
         .as_ref()
-        .and_then(|r| next_due(r, Anchor::parse(&chore.anchor), chore.next_due, now, zone));
+        .and_then(|r| next_due(r, chore.anchor, chore.next_due, now, zone));
     let swap = !chore.personal && chore.assignee_id.is_some_and(|a| a != by);
     let assignee = if next.is_some() && !swap && !chore.personal {
         Some(next_assignee(svc, chore, Some(by), None).await?)
@@ -268,7 +243,7 @@ async fn next_assignee(
     just_done: Option<i64>,
     leaving: Option<i64>,
 ) -> StoreResult<Option<i64>> {
-    let mode = Rotation::parse(&chore.rotation);
+    let mode = chore.rotation;
     let active: HashSet<i64> = svc
         .store
         .members(chore.chat_id)
@@ -569,8 +544,8 @@ impl ChoreSpec {
             points: 1,
             created_by,
             created_at: now,
-            anchor: Anchor::Due.as_str(),
-            rotation: Rotation::Fixed.as_str(),
+            anchor: Anchor::Due,
+            rotation: Rotation::Fixed,
             rotation_members: None,
         }
     }
@@ -694,7 +669,7 @@ pub async fn add(
     let a = assignment(svc, chat_id, &spec.assignees, spec.rotate_all, spec.least).await?;
     let chore = NewChore {
         assignee_id: a.assignee,
-        rotation: a.rotation.as_str(),
+        rotation: a.rotation,
         rotation_members: a.members,
         ..spec.new_chore(chat_id, actor_id, now, zone)
     };
@@ -1146,7 +1121,7 @@ pub async fn assign(svc: &Services, chat_id: i64, input: &str) -> Result<ChoreRo
     };
     let edit = ChoreEdit {
         assignee: Some(a.assignee),
-        rotation: Some(a.rotation.as_str().to_string()),
+        rotation: Some(a.rotation),
         rotation_members: Some(a.members),
         ..Default::default()
     };
@@ -1232,9 +1207,9 @@ pub async fn edit(
             e.next_due = Some(first_due(&r, now, zone));
             e.recurrence = Some(serde_json::to_string(&r).ok());
         }
-        "anchor" => match value.to_lowercase().as_str() {
-            "due" | "completion" => e.anchor = Some(value.to_lowercase()),
-            _ => return Err(ChoreError::BadEdit(
+        "anchor" => match Anchor::parse(&value.to_lowercase()) {
+            Some(a) => e.anchor = Some(a),
+            None => return Err(ChoreError::BadEdit(
                 "Anchor is 'due' (keep the rhythm) or 'completion' (count from when it was done)."
                     .into(),
             )),
@@ -1450,8 +1425,8 @@ mod tests {
             completed_at: None,
             completed_by: None,
             archived_at: None,
-            anchor: "due".into(),
-            rotation: "fixed".into(),
+            anchor: Anchor::Due,
+            rotation: Rotation::Fixed,
             rotation_members: None,
         }
     }

@@ -1,42 +1,15 @@
 //! Who does a chore next: the rotation rules, pure (no I/O).
 //!
-//! Owns: the [`Rotation`] modes and [`next_assignee`]. The chores service feeds it the chore's
-//! rotation members, who is active in the group and how often each member completed the chore.
-//! Uses: nothing but std.
+//! Owns: the rules of the [`Rotation`] modes and [`next_assignee`]. The chores service feeds it
+//! the chore's rotation members, who is active in the group and how often each member completed
+//! the chore. Uses: std, and the `Rotation` enum the store defines (a plain value).
 
 use std::collections::HashMap;
 
-/// How the next assignee is chosen when a completion is approved.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Rotation {
-    /// The assignee stays (or nobody, when the chore is unassigned).
-    Fixed,
-    /// The member after the current assignee in the rotation order, wrapping around.
-    RoundRobin,
-    /// The rotation member with the fewest completions of this chore; ties go to the first in
-    /// rotation order after the current assignee.
-    LeastCompleted,
-}
+/// How the next assignee is chosen when a completion is approved (stored by `store`).
+pub use crate::store::Rotation;
 
 impl Rotation {
-    /// Stored name: "fixed" | "round_robin" | "least_completed".
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Rotation::Fixed => "fixed",
-            Rotation::RoundRobin => "round_robin",
-            Rotation::LeastCompleted => "least_completed",
-        }
-    }
-
-    /// The stored name `s`; unknown names are [`Rotation::Fixed`] (the assignee never moves).
-    pub fn parse(s: &str) -> Rotation {
-        match s {
-            "round_robin" => Rotation::RoundRobin,
-            "least_completed" => Rotation::LeastCompleted,
-            _ => Rotation::Fixed,
-        }
-    }
-
     /// A few words for lists: "", "rotating", "rotating, least done first".
     pub fn describe(self) -> &'static str {
         match self {

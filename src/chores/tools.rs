@@ -65,9 +65,8 @@ pub async fn chore_facts(svc: &Services, c: &ChoreRow) -> StoreResult<Value> {
         out["partner"] = json!(c.partner_id.map(name));
     } else {
         out["assignee"] = json!(c.assignee_id.map(name));
-        let mode = Rotation::parse(&c.rotation);
-        out["rotation"] = json!(match mode {
-            Rotation::Fixed => "fixed".to_string(),
+        out["rotation"] = json!(match c.rotation {
+            Rotation::Fixed => Rotation::Fixed.as_str().to_string(),
             m => format!(
                 "{}: {}",
                 m.describe(),

@@ -40,6 +40,46 @@ stored_names!(ChoreStatus {
     Archived => "archived",
 });
 
+/// What the next due date counts from (per chore, `chores.anchor`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::None)")]
+pub enum Anchor {
+    /// The previous due date: a late completion does not shift the rhythm (default).
+    #[sea_orm(string_value = "due")]
+    Due,
+    /// The completion: "every 3 days" means three days after it was last done.
+    #[sea_orm(string_value = "completion")]
+    Completion,
+}
+
+stored_names!(Anchor {
+    Due => "due",
+    Completion => "completion",
+});
+
+/// How the next assignee is chosen when a completion is approved (per chore,
+/// `chores.rotation`; the rules live in `chores::rotation`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::None)")]
+pub enum Rotation {
+    /// The assignee stays (or nobody, when the chore is unassigned).
+    #[sea_orm(string_value = "fixed")]
+    Fixed,
+    /// The member after the current assignee in the rotation order, wrapping around.
+    #[sea_orm(string_value = "round_robin")]
+    RoundRobin,
+    /// The rotation member with the fewest completions of this chore; ties go to the first in
+    /// rotation order after the current assignee.
+    #[sea_orm(string_value = "least_completed")]
+    LeastCompleted,
+}
+
+stored_names!(Rotation {
+    Fixed => "fixed",
+    RoundRobin => "round_robin",
+    LeastCompleted => "least_completed",
+});
+
 /// A chore to insert.
 #[derive(Debug, Clone)]
 pub struct NewChore<'a> {
@@ -57,10 +97,9 @@ pub struct NewChore<'a> {
     pub points: i32,
     pub created_by: i64,
     pub created_at: DateTime<Utc>,
-    /// "due" | "completion" (what the next due date counts from).
-    pub anchor: &'a str,
-    /// "fixed" | "round_robin" | "least_completed".
-    pub rotation: &'a str,
+    /// What the next due date counts from.
+    pub anchor: Anchor,
+    pub rotation: Rotation,
     /// JSON array of user ids taking turns.
     pub rotation_members: Option<String>,
 }
@@ -113,8 +152,8 @@ pub struct ChoreEdit {
     pub next_due: Option<Option<DateTime<Utc>>>,
     pub assignee: Option<Option<i64>>,
     pub points: Option<i32>,
-    pub anchor: Option<String>,
-    pub rotation: Option<String>,
+    pub anchor: Option<Anchor>,
+    pub rotation: Option<Rotation>,
     pub rotation_members: Option<Option<String>>,
     pub partner: Option<Option<i64>>,
 }
@@ -140,8 +179,8 @@ impl Store {
             completed_at: Set(None),
             completed_by: Set(None),
             archived_at: Set(None),
-            anchor: Set(c.anchor.to_string()),
-            rotation: Set(c.rotation.to_string()),
+            anchor: Set(c.anchor),
+            rotation: Set(c.rotation),
             rotation_members: Set(c.rotation_members),
             ..Default::default()
         };
@@ -186,11 +225,11 @@ impl Store {
         if let Some(v) = e.points {
             q = q.col_expr(chore::Column::Points, Expr::value(v));
         }
-        if let Some(v) = &e.anchor {
-            q = q.col_expr(chore::Column::Anchor, Expr::value(v.clone()));
+        if let Some(v) = e.anchor {
+            q = q.col_expr(chore::Column::Anchor, Expr::value(v));
         }
-        if let Some(v) = &e.rotation {
-            q = q.col_expr(chore::Column::Rotation, Expr::value(v.clone()));
+        if let Some(v) = e.rotation {
+            q = q.col_expr(chore::Column::Rotation, Expr::value(v));
         }
         if let Some(v) = &e.rotation_members {
             q = q.col_expr(chore::Column::RotationMembers, Expr::value(v.clone()));

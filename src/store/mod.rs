@@ -56,7 +56,7 @@ use migration::MigratorTrait;
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr};
 
 pub use chats::MemberRow;
-pub use chores::{ChoreChange, ChoreEdit, ChoreStatus, NewChore, NewCompletion};
+pub use chores::{Anchor, ChoreChange, ChoreEdit, ChoreStatus, NewChore, NewCompletion, Rotation};
 pub use entity::reply::Model as ReplyRow;
 pub use entity::{
     chat::Model as ChatRow, chore::Model as ChoreRow, chore_completion::Model as CompletionRow,

@@ -1,7 +1,7 @@
 //! Entity `chores`.
 use sea_orm::entity::prelude::*;
 
-use crate::store::ChoreStatus;
+use crate::store::{Anchor, ChoreStatus, Rotation};
 
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "chores")]
@@ -31,9 +31,9 @@ pub struct Model {
     pub completed_by: Option<i64>,
     pub archived_at: Option<DateTimeUtc>,
     /// What the next due date counts from: "due" (the previous due date) or "completion".
-    pub anchor: String,
+    pub anchor: Anchor,
     /// "fixed" | "round_robin" | "least_completed".
-    pub rotation: String,
+    pub rotation: Rotation,
     /// JSON array of user ids taking turns (rotation order), `None` when not rotating.
     #[sea_orm(column_type = "Text", nullable)]
     pub rotation_members: Option<String>,
