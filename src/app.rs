@@ -402,16 +402,25 @@ pub async fn check(cfg: &Config, online: bool) -> (Vec<String>, bool) {
         match tokio::time::timeout(Duration::from_secs(15), m.list_models()).await {
             Ok(Ok(models)) => {
                 let has = models.iter().any(|x| x == &cfg.llm.model);
+                // llama.cpp's and llama-cpp-python's servers list their one model by file path
+                // and answer to any model name: not listed there is not an error
+                let single = models.len() == 1;
                 lines.push(format!(
                     "model endpoint: ok ({} models{})",
                     models.len(),
                     if has {
                         format!(", {} available", cfg.llm.model)
+                    } else if single {
+                        format!(
+                            ", serves one model ({}); {} is sent as given",
+                            crate::context::clip(&models[0], 80),
+                            cfg.llm.model
+                        )
                     } else {
                         format!(", {} NOT listed", cfg.llm.model)
                     }
                 ));
-                ok &= has;
+                ok &= has || single;
             }
             Ok(Err(e)) => {
                 ok = false;

@@ -226,9 +226,14 @@ async fn check_online_reports_what_works() {
     let llm = wiremock::MockServer::start().await;
     wiremock::Mock::given(wiremock::matchers::method("GET"))
         .and(wiremock::matchers::path("/v1/models"))
-        .respond_with(wiremock::ResponseTemplate::new(200).set_body_json(serde_json::json!({
-            "object": "list", "data": [{"id": "test-model", "object": "model", "created": 1, "owned_by": "me"}]
-        })))
+        .respond_with(
+            wiremock::ResponseTemplate::new(200).set_body_json(serde_json::json!({
+                "object": "list", "data": [
+                    {"id": "test-model", "object": "model", "created": 1, "owned_by": "me"},
+                    {"id": "other-model", "object": "model", "created": 1, "owned_by": "me"}
+                ]
+            })),
+        )
         .mount(&llm)
         .await;
     let out = tokio::process::Command::new(BIN)
@@ -251,11 +256,11 @@ async fn check_online_reports_what_works() {
     );
     assert!(text.contains("telegram: ok, bot @hearth_bot"), "{text}");
     assert!(
-        text.contains("model endpoint: ok (1 models, test-model available)"),
+        text.contains("model endpoint: ok (2 models, test-model available)"),
         "{text}"
     );
 
-    // a model the endpoint does not list is reported and fails the check
+    // a model a multi-model endpoint does not list is reported and fails the check
     let out = tokio::process::Command::new(BIN)
         .args(["check", "--online"])
         .env_clear()

@@ -696,6 +696,24 @@ async fn check_online_accepts_a_model_list_without_created() {
         "{stderr}"
     );
 
+    // a single-model server (llama.cpp lists its one model by file path) answers any name
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .args(["check", "--online"])
+        .env_clear()
+        .env("TELEGRAM_BOT_TOKEN", "123:TEST")
+        .env("HEARTH_TELEGRAM__API_URL", fake.url())
+        .env("HEARTH_LLM__BASE_URL", format!("{}/v1", llm.uri()))
+        .env("HEARTH_LLM__MODEL", "qwen")
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("serves one model (smollm2); qwen is sent as given"),
+        "{stdout}"
+    );
+
     // a body that is no model list: reported without the body, exit 1
     llm.reset().await;
     Mock::given(method("GET"))
