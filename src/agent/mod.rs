@@ -30,6 +30,10 @@ use llm::{ChatMessage, ChatModel, ModelError};
 use prompt::{Prompt, PromptMember, PromptVars, Section};
 pub use tools::{ConfirmGate, Described, Scope, Tool, ToolError, ToolRegistry};
 
+/// Identical tool calls (same name, same arguments) allowed in one turn: the second is not run
+/// (the model is told its result is already above); the third ends the turn as a loop.
+pub const MAX_SAME_CALL: u32 = 3;
+
 /// Longest tool result handed back to the model, in characters.
 const MAX_TOOL_RESULT_CHARS: usize = 4000;
 /// Least time between two admin alerts for the same group and cause (issue 8 item 21).
@@ -68,6 +72,10 @@ pub enum TurnFailure {
     Timeout,
     #[error("the step cap was reached")]
     StepCap,
+    /// The model asked for the same tool call with the same arguments [`MAX_SAME_CALL`] times
+    /// in one turn (a small model against llama.cpp called `list_members {}` until the step cap).
+    #[error("the model repeated the same tool call")]
+    Loop,
     /// The model answered with no text and no tool call.
     #[error("the model's answer was empty")]
     Empty,
@@ -84,6 +92,7 @@ impl TurnFailure {
             TurnFailure::NoModel => "no_model",
             TurnFailure::Timeout => "timeout",
             TurnFailure::StepCap => "step_cap",
+            TurnFailure::Loop => "loop",
             TurnFailure::Empty => "empty",
             TurnFailure::Model(e) => e.cause(),
             TurnFailure::Internal(_) => "internal",
@@ -96,6 +105,7 @@ impl TurnFailure {
             TurnFailure::NoModel => "No model is configured, so I can only run commands (try /help). To chat, set HEARTH_LLM__BASE_URL and HEARTH_LLM__MODEL, e.g. Ollama: http://localhost:11434/v1 and llama3.1, or OPENAI_API_KEY for OpenAI.",
             TurnFailure::Timeout => "Sorry, the model took too long to answer. Please try again in a moment.",
             TurnFailure::StepCap => "Sorry, that took more steps than I'm allowed. Could you ask in a simpler way?",
+            TurnFailure::Loop => "Sorry, I got stuck repeating the same step. Could you ask in another way?",
             TurnFailure::Empty => "I couldn't come up with an answer to that. Could you ask again, maybe in other words?",
             TurnFailure::Model(ModelError::RateLimited(_)) => "The model is busy right now (rate limited). Please try again in a minute.",
             TurnFailure::Model(ModelError::Quota(_)) => "I can't answer right now: the model account has run out of credit, and an admin needs to top it up. Commands still work (try /help).",
@@ -141,6 +151,7 @@ impl TurnOutcome {
             TurnFailure::Empty => return Some(format!("Done: I {done}.")),
             TurnFailure::Timeout => "then the model took too long to finish",
             TurnFailure::StepCap => "then ran out of steps",
+            TurnFailure::Loop => "then got stuck repeating a step",
             TurnFailure::Model(_) => "then lost the model",
             TurnFailure::NoModel | TurnFailure::Internal(_) => {
                 "then something went wrong on my side"
@@ -379,6 +390,7 @@ impl Agent {
         ];
         let specs = self.tools.specs(req.scope.addressed);
         let max_steps = svc.config.llm.max_tool_steps;
+        let mut same_calls: std::collections::HashMap<(String, String), u32> = Default::default();
         for _ in 0..max_steps {
             out.steps += 1;
             let reply = {
@@ -404,9 +416,21 @@ impl Agent {
             });
             for call in reply.tool_calls {
                 out.tools_called.push(call.name.clone());
-                let result = self
-                    .call_tool(svc, &req.scope, &call.name, &call.arguments)
-                    .await;
+                // one key per call shape: arguments re-serialized (sorted keys, no spacing)
+                let shape = serde_json::from_str::<serde_json::Value>(&call.arguments)
+                    .map(|v| v.to_string())
+                    .unwrap_or_else(|_| call.arguments.trim().to_string());
+                let seen = same_calls.entry((call.name.clone(), shape)).or_insert(0);
+                *seen += 1;
+                if *seen >= MAX_SAME_CALL {
+                    return Err(TurnFailure::Loop);
+                }
+                let result = if *seen > 1 {
+                    json!({"error": format!("you already called {} with these arguments in this turn; its result is above. Answer the member now.", call.name)})
+                } else {
+                    self.call_tool(svc, &req.scope, &call.name, &call.arguments)
+                        .await
+                };
                 if let Some(done) = self.done_summary(&call.name, &call.arguments, &result) {
                     out.done.push(done);
                 }

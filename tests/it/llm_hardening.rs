@@ -759,3 +759,40 @@ fn model_limits_default_from_config() {
     );
     assert!(bad.is_err());
 }
+
+/// Seen against llama-cpp-python with a 135M model: `list_members {}` asked for again and again
+/// until the step cap (8 model calls, ~10k prompt tokens). The same call with the same arguments
+/// runs once; the second is answered "already called"; the third ends the turn as a loop.
+#[tokio::test]
+async fn a_repeated_identical_tool_call_runs_once_and_the_third_ends_the_turn() {
+    let same = || Script::Tools(vec![("list_members".into(), "{ }".into())]);
+    let app = TestApp::with(|_| {}, vec![same(), same(), same(), same()]).await;
+    app.say(
+        &group(),
+        &alice(),
+        "@hearth_bot what is the weather like today?",
+    )
+    .await;
+    assert_eq!(
+        app.last_text(GROUP),
+        "Sorry, I got stuck repeating the same step. Could you ask in another way?"
+    );
+    let reqs = app.model.requests();
+    assert_eq!(reqs.len(), 3, "stopped at the third identical call");
+    let tool_results: Vec<String> = reqs
+        .last()
+        .unwrap()
+        .iter()
+        .filter_map(|m| match m {
+            ChatMessage::Tool { content, .. } => Some(content.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(tool_results.len(), 2, "{tool_results:?}");
+    assert!(tool_results[0].contains("Alice"), "{}", tool_results[0]);
+    assert!(
+        tool_results[1].contains("already called list_members"),
+        "{}",
+        tool_results[1]
+    );
+}
