@@ -609,14 +609,7 @@ impl Hearth {
                         "reply already confirmed; not sent again"
                     );
                 }
-                if let Err(e) = self
-                    .svc
-                    .store
-                    .finish_inbound(id, InboundStatus::Done, self.svc.clock.now())
-                    .await
-                {
-                    tracing::warn!(chat_id, error = %e, "could not mark a message done");
-                }
+                self.mark_done(chat_id, id).await;
                 false
             }
             Err(e) => {
@@ -624,6 +617,19 @@ impl Hearth {
                 self.release_one(id).await;
                 false
             }
+        }
+    }
+
+    /// Mark a message done (answered). A failure is logged and the row stays pending for
+    /// recovery, which never sends a confirmed stored reply again.
+    async fn mark_done(&self, chat_id: i64, id: i64) {
+        if let Err(e) = self
+            .svc
+            .store
+            .finish_inbound(id, InboundStatus::Done, self.svc.clock.now())
+            .await
+        {
+            tracing::warn!(chat_id, error = %e, "could not mark a message done");
         }
     }
 
@@ -730,14 +736,7 @@ impl Hearth {
         match result {
             Ok(()) => {
                 if let Some(id) = job.inbound_id {
-                    if let Err(e) = self
-                        .svc
-                        .store
-                        .finish_inbound(id, InboundStatus::Done, self.svc.clock.now())
-                        .await
-                    {
-                        tracing::warn!(chat_id, error = %e, "could not mark a message done");
-                    }
+                    self.mark_done(chat_id, id).await;
                 }
             }
             Err(e) => {

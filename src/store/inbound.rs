@@ -166,32 +166,28 @@ impl Store {
     /// Give up every pending lease `owner` holds (graceful stop): the next process to recover
     /// takes them at once instead of waiting for the lease to lapse.
     pub async fn release_leases(&self, owner: &str) -> StoreResult<u64> {
+        self.release_where(inbound::Column::Owner.eq(owner)).await
+    }
+
+    /// Release one pending message (its turn failed): recovery takes it at its next pass.
+    pub async fn release_inbound(&self, id: i64) -> StoreResult<()> {
+        self.release_where(inbound::Column::Id.eq(id)).await?;
+        Ok(())
+    }
+
+    /// Clear owner and lease of the pending rows matching `which`; returns how many.
+    async fn release_where(&self, which: sea_orm::sea_query::SimpleExpr) -> StoreResult<u64> {
         let r = inbound::Entity::update_many()
             .col_expr(inbound::Column::Owner, Expr::value(Option::<String>::None))
             .col_expr(
                 inbound::Column::LeaseUntil,
                 Expr::value(Option::<DateTime<Utc>>::None),
             )
-            .filter(inbound::Column::Owner.eq(owner))
+            .filter(which)
             .filter(inbound::Column::Status.eq(InboundStatus::Pending.as_str()))
             .exec(self.conn())
             .await?;
         Ok(r.rows_affected)
-    }
-
-    /// Release one pending message (its turn failed): recovery takes it at its next pass.
-    pub async fn release_inbound(&self, id: i64) -> StoreResult<()> {
-        inbound::Entity::update_many()
-            .col_expr(inbound::Column::Owner, Expr::value(Option::<String>::None))
-            .col_expr(
-                inbound::Column::LeaseUntil,
-                Expr::value(Option::<DateTime<Utc>>::None),
-            )
-            .filter(inbound::Column::Id.eq(id))
-            .filter(inbound::Column::Status.eq(InboundStatus::Pending.as_str()))
-            .exec(self.conn())
-            .await?;
-        Ok(())
     }
 
     /// Recovery: take for `owner` (until `lease_until`) every pending message whose lease lapsed

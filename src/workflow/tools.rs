@@ -321,6 +321,25 @@ struct BatchArgs {
 /// Most requests one batch call may touch.
 const MAX_BATCH: usize = 50;
 
+impl BatchArgs {
+    /// Parse and check a batch call's arguments (the same rules when it runs and when it is
+    /// described for a confirmation). Errors: cancel (one at a time), more than [`MAX_BATCH`].
+    fn parse(a: Value) -> Result<BatchArgs, ToolError> {
+        let a: BatchArgs = args(a)?;
+        if a.decision == Choice::Cancel {
+            return Err(ToolError::InvalidArgs(
+                "cancel one request at a time with respond_to_workflow".into(),
+            ));
+        }
+        if a.numbers.len() + a.ids.len() > MAX_BATCH {
+            return Err(ToolError::InvalidArgs(format!(
+                "at most {MAX_BATCH} requests"
+            )));
+        }
+        Ok(a)
+    }
+}
+
 #[async_trait]
 impl Tool for BatchRespondToWorkflows {
     fn spec(&self) -> ToolSpec {
@@ -345,17 +364,7 @@ impl Tool for BatchRespondToWorkflows {
     }
 
     async fn call(&self, svc: &Services, scope: &Scope, a: Value) -> Result<Value, ToolError> {
-        let a: BatchArgs = args(a)?;
-        if a.decision == Choice::Cancel {
-            return Err(ToolError::InvalidArgs(
-                "cancel one request at a time with respond_to_workflow".into(),
-            ));
-        }
-        if a.numbers.len() + a.ids.len() > MAX_BATCH {
-            return Err(ToolError::InvalidArgs(format!(
-                "at most {MAX_BATCH} requests"
-            )));
-        }
+        let a = BatchArgs::parse(a)?;
         run(
             svc,
             scope,
@@ -373,17 +382,7 @@ impl Tool for BatchRespondToWorkflows {
         scope: &Scope,
         a: Value,
     ) -> Result<Described, ToolError> {
-        let a: BatchArgs = args(a)?;
-        if a.decision == Choice::Cancel {
-            return Err(ToolError::InvalidArgs(
-                "cancel one request at a time with respond_to_workflow".into(),
-            ));
-        }
-        if a.numbers.len() + a.ids.len() > MAX_BATCH {
-            return Err(ToolError::InvalidArgs(format!(
-                "at most {MAX_BATCH} requests"
-            )));
-        }
+        let a = BatchArgs::parse(a)?;
         let (text, ids) = describe_targets(svc, scope, a.decision, &a.numbers, &a.ids).await?;
         Ok(Described {
             text: format!("{text}{}", reason_note(a.reason.as_deref())),
