@@ -21,7 +21,6 @@ use hearth::{
     clock::{Clock, ManualClock, SharedClock},
     config::{Config, ReplyMode},
     core::Hearth,
-    services::BotIdentity,
     store::Store,
     testkit::{RecordingMessenger, Script},
     types::{Content, InboundEvent, InboundMessage},
@@ -33,7 +32,9 @@ use wiremock::{
     Mock, MockServer, Request, Respond, ResponseTemplate,
 };
 
-use crate::support::{alice, bob, dm, group, t0, test_config, test_store, TestApp, GROUP};
+use crate::support::{
+    alice, bob, build_core, dm, group, t0, test_config, test_store, TestApp, GROUP,
+};
 
 // ---------------------------------------------------------------------------------------------
 // A llama.cpp-like fake server
@@ -132,20 +133,13 @@ impl LlmApp {
         let clock = ManualClock::new(t0());
         let shared: SharedClock = Arc::new(clock.clone());
         let messenger = RecordingMessenger::default();
-        let agent =
-            app::agent(&cfg, app::model(&cfg), std::path::Path::new("prompts")).expect("agent");
-        let bot = BotIdentity {
-            id: 999,
-            username: "hearth_bot".into(),
-            name: "Hearth".into(),
-        };
-        let hearth = app::core(
-            Arc::new(cfg),
+        let model = app::model(&cfg);
+        let hearth = build_core(
+            cfg,
             store.clone(),
             shared,
             Arc::new(messenger.clone()),
-            bot,
-            agent,
+            model,
         );
         Self {
             hearth,
@@ -340,18 +334,13 @@ async fn the_admin_alert_rate_survives_a_restart() {
         cfg.llm.model = "test-model".into();
         cfg.access.admin_ids = vec![1];
         let messenger = RecordingMessenger::default();
-        let agent = app::agent(&cfg, app::model(&cfg), std::path::Path::new("prompts")).unwrap();
-        let hearth = app::core(
-            Arc::new(cfg),
+        let model = app::model(&cfg);
+        let hearth = build_core(
+            cfg,
             store,
             Arc::new(clock.clone()),
             Arc::new(messenger.clone()),
-            BotIdentity {
-                id: 999,
-                username: "hearth_bot".into(),
-                name: "Hearth".into(),
-            },
-            agent,
+            model,
         );
         (hearth, messenger)
     };
@@ -586,23 +575,12 @@ async fn slow_app(limit: usize, model: SlowModel) -> Arc<Hearth> {
     let mut cfg = test_config();
     cfg.llm.max_concurrent_calls = limit;
     cfg.group.flood_budget = 1_000; // this measures the model gate, not the flood budget
-    let agent = app::agent(
-        &cfg,
-        Some(Arc::new(model) as Arc<dyn ChatModel>),
-        std::path::Path::new("prompts"),
-    )
-    .unwrap();
-    app::core(
-        Arc::new(cfg),
+    build_core(
+        cfg,
         test_store().await,
         Arc::new(ManualClock::new(t0())),
         Arc::new(RecordingMessenger::default()),
-        BotIdentity {
-            id: 999,
-            username: "hearth_bot".into(),
-            name: "Hearth".into(),
-        },
-        agent,
+        Some(Arc::new(model) as Arc<dyn ChatModel>),
     )
 }
 
@@ -660,6 +638,24 @@ async fn model_calls_in_flight_are_bounded_by_config() {
 // ---------------------------------------------------------------------------------------------
 // hearth check --online against a lenient model list
 
+/// `hearth check --online` (the real binary) against the fake Bot API and `llm`, for `model`.
+async fn check_online(
+    fake: &crate::support::fake_telegram::FakeBotApi,
+    llm: &MockServer,
+    model: &str,
+) -> std::process::Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .args(["check", "--online"])
+        .env_clear()
+        .env("TELEGRAM_BOT_TOKEN", "123:TEST")
+        .env("HEARTH_TELEGRAM__API_URL", fake.url())
+        .env("HEARTH_LLM__BASE_URL", format!("{}/v1", llm.uri()))
+        .env("HEARTH_LLM__MODEL", model)
+        .output()
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn check_online_accepts_a_model_list_without_created() {
     let fake = crate::support::fake_telegram::FakeBotApi::start().await;
@@ -672,16 +668,7 @@ async fn check_online_accepts_a_model_list_without_created() {
         })))
         .mount(&llm)
         .await;
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_hearth"))
-        .args(["check", "--online"])
-        .env_clear()
-        .env("TELEGRAM_BOT_TOKEN", "123:TEST")
-        .env("HEARTH_TELEGRAM__API_URL", fake.url())
-        .env("HEARTH_LLM__BASE_URL", format!("{}/v1", llm.uri()))
-        .env("HEARTH_LLM__MODEL", "smollm2")
-        .output()
-        .await
-        .unwrap();
+    let out = check_online(&fake, &llm, "smollm2").await;
     let (stdout, stderr) = (
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr),
@@ -697,16 +684,7 @@ async fn check_online_accepts_a_model_list_without_created() {
     );
 
     // a single-model server (llama.cpp lists its one model by file path) answers any name
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_hearth"))
-        .args(["check", "--online"])
-        .env_clear()
-        .env("TELEGRAM_BOT_TOKEN", "123:TEST")
-        .env("HEARTH_TELEGRAM__API_URL", fake.url())
-        .env("HEARTH_LLM__BASE_URL", format!("{}/v1", llm.uri()))
-        .env("HEARTH_LLM__MODEL", "qwen")
-        .output()
-        .await
-        .unwrap();
+    let out = check_online(&fake, &llm, "qwen").await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}");
     assert!(
@@ -721,16 +699,7 @@ async fn check_online_accepts_a_model_list_without_created() {
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({"secret": "Alice said hi"})))
         .mount(&llm)
         .await;
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_hearth"))
-        .args(["check", "--online"])
-        .env_clear()
-        .env("TELEGRAM_BOT_TOKEN", "123:TEST")
-        .env("HEARTH_TELEGRAM__API_URL", fake.url())
-        .env("HEARTH_LLM__BASE_URL", format!("{}/v1", llm.uri()))
-        .env("HEARTH_LLM__MODEL", "smollm2")
-        .output()
-        .await
-        .unwrap();
+    let out = check_online(&fake, &llm, "smollm2").await;
     let all = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),

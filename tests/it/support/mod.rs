@@ -65,6 +65,24 @@ pub fn dm(u: &UserRef) -> ChatRef {
     }
 }
 
+/// A core over `cfg` with the real agent wiring (every tool, `prompts/`), the test bot
+/// (`@hearth_bot`, id 999) and `model` (`None`: commands only).
+pub fn build_core(
+    cfg: Config,
+    store: Store,
+    clock: SharedClock,
+    messenger: Arc<dyn hearth::messenger::Messenger>,
+    model: Option<Arc<dyn ChatModel>>,
+) -> Arc<Hearth> {
+    let agent = app::agent(&cfg, model, std::path::Path::new("prompts")).expect("agent");
+    let bot = BotIdentity {
+        id: 999,
+        username: "hearth_bot".into(),
+        name: "Hearth".into(),
+    };
+    app::core(Arc::new(cfg), store, clock, messenger, bot, agent)
+}
+
 pub fn test_config() -> Config {
     let mut c = Config::load(None, Vec::<(String, String)>::new()).expect("default config");
     c.database.url = "sqlite::memory:".into();
@@ -138,24 +156,12 @@ impl TestApp {
         let shared: SharedClock = Arc::new(clock.clone());
         let messenger = RecordingMessenger::default();
         let model = ScriptedModel::new(script);
-        let agent = app::agent(
-            &cfg,
-            Some(Arc::new(model.clone()) as Arc<dyn ChatModel>),
-            std::path::Path::new("prompts"),
-        )
-        .expect("agent");
-        let bot = BotIdentity {
-            id: 999,
-            username: "hearth_bot".into(),
-            name: "Hearth".into(),
-        };
-        let hearth = app::core(
-            Arc::new(cfg),
+        let hearth = build_core(
+            cfg,
             store.clone(),
             shared,
             Arc::new(messenger.clone()),
-            bot,
-            agent,
+            Some(Arc::new(model.clone()) as Arc<dyn ChatModel>),
         );
         Self {
             hearth,
