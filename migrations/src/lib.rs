@@ -12,6 +12,7 @@ mod m20261121_000005_chores;
 mod m20261130_000006_leases;
 mod m20261130_000008_routine_names;
 mod m20261130_000009_turn_text;
+mod m20261130_000010_runs;
 
 /// The ordered list of migrations.
 pub struct Migrator;
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000006_leases::Migration),
             Box::new(m20261130_000008_routine_names::Migration),
             Box::new(m20261130_000009_turn_text::Migration),
+            Box::new(m20261130_000010_runs::Migration),
         ]
     }
 }

@@ -120,7 +120,7 @@ async fn trigger(
     {
         Ok(run_id) => (
             StatusCode::ACCEPTED,
-            Json(json!({ "run_id": run_id, "status": RunStatus::Queued.as_str() })),
+            Json(json!({ "run_id": run_id, "status": RunStatus::Pending.as_str() })),
         )
             .into_response(),
         Err(e) => {

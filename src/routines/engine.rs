@@ -310,7 +310,7 @@ impl RoutineEngine {
                 trigger_id,
                 source,
                 catch_up: false,
-                status: RunStatus::Queued,
+                status: RunStatus::Pending,
                 reason: None,
                 input,
                 scheduled_for: None,
@@ -457,7 +457,7 @@ impl RoutineEngine {
                 .store
                 .finish_run(
                     inp.run_id,
-                    end(RunStatus::Error, Some("chat unknown".into())),
+                    end(RunStatus::Failed, Some("chat unknown".into())),
                 )
                 .await;
         };
@@ -537,9 +537,9 @@ impl RoutineEngine {
                     })
                     .await;
                 match sent {
-                    Ok(_) => (RunStatus::Success, None, Some(text.clone())),
+                    Ok(_) => (RunStatus::Completed, None, Some(text.clone())),
                     Err(e) => (
-                        RunStatus::Error,
+                        RunStatus::Failed,
                         Some(format!("delivery: {e}")),
                         Some(text.clone()),
                     ),
@@ -551,7 +551,7 @@ impl RoutineEngine {
                 let last_was_error = prev
                     .iter()
                     .find(|x| x.id != inp.run_id)
-                    .is_some_and(|x| x.status == RunStatus::Error);
+                    .is_some_and(|x| x.status == RunStatus::Failed);
                 if !last_was_error {
                     let html = format!(
                         "Routine <b>{}</b> could not run: {} (I'll keep trying on schedule; /routine_history {} shows runs.)",
@@ -573,7 +573,7 @@ impl RoutineEngine {
                         tracing::warn!(routine = r.id, error = %err, "routine failure notice not delivered");
                     }
                 }
-                (RunStatus::Error, Some(e.cause().to_string()), None)
+                (RunStatus::Failed, Some(e.cause().to_string()), None)
             }
         };
         drop(lock);

@@ -12,7 +12,9 @@
 pub mod api;
 pub mod commands;
 pub mod engine;
+pub mod gate;
 pub mod model;
+pub mod steps;
 pub mod templates;
 pub mod tools;
 
@@ -377,7 +379,7 @@ pub async fn queue_manual_run(
             trigger_id: None,
             source: RunSource::Manual,
             catch_up: false,
-            status: RunStatus::Queued,
+            status: RunStatus::Pending,
             reason: None,
             input: None,
             scheduled_for: None,

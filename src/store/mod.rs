@@ -47,6 +47,7 @@ mod inbound;
 mod kv;
 mod log;
 mod routines;
+mod runs;
 mod turns;
 mod workflows;
 
@@ -61,15 +62,17 @@ pub use entity::reply::Model as ReplyRow;
 pub use entity::{
     chat::Model as ChatRow, chore::Model as ChoreRow, chore_completion::Model as CompletionRow,
     inbound::Model as InboundRow, message::Model as MessageRow, routine::Model as RoutineRow,
-    routine_run::Model as RunRow, routine_trigger::Model as TriggerRow, turn::Model as TurnRow,
-    user::Model as UserRow, workflow::Model as WorkflowRow, workflow_audit::Model as AuditRow,
+    routine_run::Model as RunRow, routine_trigger::Model as TriggerRow,
+    step_run::Model as StepRunRow, turn::Model as TurnRow, user::Model as UserRow,
+    workflow::Model as WorkflowRow, workflow_audit::Model as AuditRow,
 };
 pub use inbound::InboundStatus;
 pub use log::NewMessage;
 pub use routines::{
-    NewRoutine, NewRun, NewTrigger, RoutineCounters, RoutineStatus, RunEnd, RunSource, RunStatus,
-    TriggerKind,
+    NewRoutine, NewRun, NewTrigger, Publication, RoutineCounters, RoutineStatus, RunEnd, RunSource,
+    RunStatus, StepStatus, StepType, TriggerKind,
 };
+pub use runs::{GateOutcome, NewStepRun};
 pub use turns::NewTurn;
 pub use workflows::{
     CreateGuard, CreateRefused, Eligibility, NewWorkflow, TargetChange, Transition, Transitioned,

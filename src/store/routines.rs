@@ -29,21 +29,35 @@ stored_names!(RoutineStatus {
     Ended => "ended",
 });
 
-/// Run status: `queued → running → success | error | silent`, or `skipped` (the routine was
-/// busy, paused, ended or over its daily cap). Only `queued` and `running` are unfinished.
+/// Run status: `pending → running → (waiting ⇄ running) → completed | failed | cancelled`;
+/// `paused` by a member (resumed to `pending`). Two terminal statuses record runs that did no
+/// work: `skipped` (the routine was paused, ended, over its daily cap or already running) and
+/// `silent` (a quiet routine had nothing to say). Unfinished: pending, running, waiting, paused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum)]
 #[sea_orm(rs_type = "String", db_type = "String(StringLen::None)")]
 pub enum RunStatus {
-    #[sea_orm(string_value = "queued")]
-    Queued,
+    /// Ready to run its current step; any process's sweep claims it.
+    #[sea_orm(string_value = "pending")]
+    Pending,
+    /// A process holds it (`owner`, `lease_until`) and is executing its current step.
     #[sea_orm(string_value = "running")]
     Running,
-    /// Replied and delivered.
-    #[sea_orm(string_value = "success")]
-    Success,
-    /// The turn or its delivery failed (or a restart interrupted it).
-    #[sea_orm(string_value = "error")]
-    Error,
+    /// Waiting for `waiting_for` until `wake_at` (a timer, an approval, an event, a
+    /// confirmation, a cost question, a Retry/Skip choice); no task holds it.
+    #[sea_orm(string_value = "waiting")]
+    Waiting,
+    /// Paused by its owner or an admin; `/run_resume` makes it pending again.
+    #[sea_orm(string_value = "paused")]
+    Paused,
+    /// Every step on its path finished.
+    #[sea_orm(string_value = "completed")]
+    Completed,
+    /// A step failed, or a limit stopped it (`reason`).
+    #[sea_orm(string_value = "failed")]
+    Failed,
+    /// Cancelled by a member; its remaining steps are `skipped`.
+    #[sea_orm(string_value = "cancelled")]
+    Cancelled,
     /// Not run; `reason` says why.
     #[sea_orm(string_value = "skipped")]
     Skipped,
@@ -53,12 +67,102 @@ pub enum RunStatus {
 }
 
 stored_names!(RunStatus {
-    Queued => "queued",
+    Pending => "pending",
     Running => "running",
-    Success => "success",
-    Error => "error",
+    Waiting => "waiting",
+    Paused => "paused",
+    Completed => "completed",
+    Failed => "failed",
+    Cancelled => "cancelled",
     Skipped => "skipped",
     Silent => "silent",
+});
+
+impl RunStatus {
+    /// True for pending, running, waiting and paused runs.
+    pub fn is_active(self) -> bool {
+        matches!(
+            self,
+            RunStatus::Pending | RunStatus::Running | RunStatus::Waiting | RunStatus::Paused
+        )
+    }
+}
+
+/// Step run status: `pending → running → completed | failed | skipped`, `waiting` while the step
+/// waits (timer, event, approval, confirmation), and `interrupted` when the process running a
+/// step that may have called a destructive tool died: the run then waits for Retry or Skip.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::None)")]
+pub enum StepStatus {
+    #[sea_orm(string_value = "pending")]
+    Pending,
+    #[sea_orm(string_value = "running")]
+    Running,
+    #[sea_orm(string_value = "waiting")]
+    Waiting,
+    #[sea_orm(string_value = "completed")]
+    Completed,
+    #[sea_orm(string_value = "failed")]
+    Failed,
+    #[sea_orm(string_value = "skipped")]
+    Skipped,
+    #[sea_orm(string_value = "interrupted")]
+    Interrupted,
+}
+
+stored_names!(StepStatus {
+    Pending => "pending",
+    Running => "running",
+    Waiting => "waiting",
+    Completed => "completed",
+    Failed => "failed",
+    Skipped => "skipped",
+    Interrupted => "interrupted",
+});
+
+/// The kind of a step (`routines::steps::StepKind` without its fields), as stored on step runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::None)")]
+pub enum StepType {
+    #[sea_orm(string_value = "prompt")]
+    Prompt,
+    #[sea_orm(string_value = "routine")]
+    Routine,
+    #[sea_orm(string_value = "message")]
+    Message,
+    #[sea_orm(string_value = "tool")]
+    Tool,
+    #[sea_orm(string_value = "wait")]
+    Wait,
+    #[sea_orm(string_value = "condition")]
+    Condition,
+    #[sea_orm(string_value = "approval")]
+    Approval,
+}
+
+stored_names!(StepType {
+    Prompt => "prompt",
+    Routine => "routine",
+    Message => "message",
+    Tool => "tool",
+    Wait => "wait",
+    Condition => "condition",
+    Approval => "approval",
+});
+
+/// Whether a routine is in use: a `draft` neither fires nor runs from the chat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::None)")]
+pub enum Publication {
+    #[sea_orm(string_value = "draft")]
+    Draft,
+    #[sea_orm(string_value = "published")]
+    Published,
+}
+
+stored_names!(Publication {
+    Draft => "draft",
+    Published => "published",
 });
 
 /// What kind of trigger a `routine_triggers` row is; its `spec` column is read by kind.
@@ -477,7 +581,7 @@ impl Store {
     /// Queued runs, oldest first, at most `limit`.
     pub async fn queued_runs(&self, limit: u64) -> StoreResult<Vec<routine_run::Model>> {
         Ok(routine_run::Entity::find()
-            .filter(routine_run::Column::Status.eq(RunStatus::Queued))
+            .filter(routine_run::Column::Status.eq(RunStatus::Pending))
             .order_by_asc(routine_run::Column::Id)
             .limit(limit)
             .all(self.conn())
@@ -490,7 +594,7 @@ impl Store {
             .col_expr(routine_run::Column::Status, Expr::value(RunStatus::Running))
             .col_expr(routine_run::Column::StartedAt, Expr::value(now))
             .filter(routine_run::Column::Id.eq(id))
-            .filter(routine_run::Column::Status.eq(RunStatus::Queued))
+            .filter(routine_run::Column::Status.eq(RunStatus::Pending))
             .exec(self.conn())
             .await?;
         Ok(r.rows_affected == 1)
@@ -527,7 +631,7 @@ impl Store {
         let r = routine_run::Entity::delete_many()
             .filter(routine_run::Column::RoutineId.eq(routine_id))
             .filter(routine_run::Column::Id.lte(cut.id))
-            .filter(routine_run::Column::Status.is_not_in([RunStatus::Queued, RunStatus::Running]))
+            .filter(routine_run::Column::Status.is_not_in([RunStatus::Pending, RunStatus::Running]))
             .exec(self.conn())
             .await?;
         Ok(r.rows_affected)
@@ -550,7 +654,7 @@ impl Store {
     /// Mark runs left "running" since before `before` as errors (a crash or restart cut them).
     pub async fn interrupt_stale_runs(&self, before: DateTime<Utc>) -> StoreResult<u64> {
         let r = routine_run::Entity::update_many()
-            .col_expr(routine_run::Column::Status, Expr::value(RunStatus::Error))
+            .col_expr(routine_run::Column::Status, Expr::value(RunStatus::Failed))
             .col_expr(
                 routine_run::Column::Reason,
                 Expr::value("interrupted by a restart"),

@@ -177,6 +177,14 @@ pub enum CreateRefused {
 pub enum TargetChange {
     /// A conditional chore change (complete, reopen, archive).
     Chore(ChoreChange),
+    /// A run's approval gate ended: its waiting step run records the outcome and the run is
+    /// woken (see `store::runs`).
+    RunGate {
+        step_run_id: i64,
+        run_id: i64,
+        outcome: super::GateOutcome,
+        reason: Option<String>,
+    },
 }
 
 /// One transition of a pending workflow.
@@ -211,6 +219,15 @@ async fn apply_target(
 ) -> StoreResult<bool> {
     match change {
         TargetChange::Chore(c) => apply_change(db, c, at).await,
+        TargetChange::RunGate {
+            step_run_id,
+            run_id,
+            outcome,
+            reason,
+        } => {
+            super::runs::apply_gate(db, *step_run_id, *run_id, *outcome, reason.as_deref(), at)
+                .await
+        }
     }
 }
 

@@ -123,7 +123,7 @@ async fn every_command_creates_lists_and_fires_into_the_group() {
     assert_eq!(rs.len(), 1);
     assert_eq!(
         (rs[0].status.as_str(), rs[0].source.as_str(), rs[0].catch_up),
-        ("success", "every", false)
+        ("completed", "every", false)
     );
     assert_eq!((rs[0].prompt_tokens, rs[0].completion_tokens), (10, 2));
     let cost = 10.0 * 0.15 / 1e6 + 2.0 * 0.60 / 1e6;
@@ -140,7 +140,7 @@ async fn every_command_creates_lists_and_fires_into_the_group() {
         .await;
     let h = app.last_text(GROUP);
     assert!(
-        h.contains("check_the_washing — last 1 runs") && h.contains("every · success"),
+        h.contains("check_the_washing — last 1 runs") && h.contains("every · completed"),
         "{h}"
     );
 }
@@ -325,7 +325,7 @@ async fn oneoff_due_during_downtime_fires_once_at_start_up_as_catch_up() {
     let rs = runs(&app, "take_the_cake_out").await;
     assert_eq!(
         (rs.len(), rs[0].catch_up, rs[0].status.as_str()),
-        (1, true, "success")
+        (1, true, "completed")
     );
     assert!(user_texts(&app)
         .pop()
@@ -464,7 +464,7 @@ async fn two_processes_on_one_sqlite_file_fire_each_slot_once() {
         slots_seen.sort();
         slots_seen.dedup();
         assert_eq!(slots_seen.len(), rs.len(), "{name}: a slot fired twice");
-        assert!(rs.iter().all(|x| x.status == "success"), "{name}: {rs:?}");
+        assert!(rs.iter().all(|x| x.status == "completed"), "{name}: {rs:?}");
     }
 }
 
@@ -500,7 +500,7 @@ async fn pause_skips_fires_and_manual_run_still_works() {
     let rs = runs(&app, "stretch_break").await;
     assert_eq!(
         (rs[1].status.as_str(), rs[1].source.as_str()),
-        ("success", "manual")
+        ("completed", "manual")
     );
     app.say(&group(), &alice(), "/routine_resume stretch_break")
         .await;
@@ -534,8 +534,8 @@ async fn daily_cap_skips_without_a_model_call_and_resets_at_local_midnight() {
     assert_eq!(
         st,
         vec![
-            ("success", None),
-            ("success", None),
+            ("completed", None),
+            ("completed", None),
             ("skipped", Some("daily cap"))
         ]
     );
@@ -610,7 +610,7 @@ async fn quiet_token_is_silent_only_for_quiet_routines() {
         "[~]",
         "a non-quiet routine's [~] is sent as is"
     );
-    assert_eq!(runs(&app, "loud_oven").await[0].status, "success");
+    assert_eq!(runs(&app, "loud_oven").await[0].status, "completed");
 }
 
 #[tokio::test]
@@ -1013,7 +1013,7 @@ async fn api_trigger_answers_202_401_404_413_423_429() {
     let run = app.store.run(run_id).await.unwrap().unwrap();
     assert_eq!(
         (run.status.as_str(), run.source.as_str()),
-        ("success", "api")
+        ("completed", "api")
     );
     assert!(user_texts(&app)
         .pop()
@@ -1315,7 +1315,7 @@ async fn real_binary_fires_a_due_every_30s_routine_into_the_group() {
     let last = runs.last().expect("a run record");
     assert_eq!(
         (last.status.as_str(), last.source.as_str()),
-        ("success", "every")
+        ("completed", "every")
     );
     assert_eq!((last.prompt_tokens, last.completion_tokens), (42, 7));
 }

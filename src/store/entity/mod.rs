@@ -11,6 +11,7 @@ pub mod reply;
 pub mod routine;
 pub mod routine_run;
 pub mod routine_trigger;
+pub mod step_run;
 pub mod turn;
 pub mod user;
 pub mod workflow;

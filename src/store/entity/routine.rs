@@ -1,7 +1,7 @@
 //! Entity `routines`.
 use sea_orm::entity::prelude::*;
 
-use crate::store::RoutineStatus;
+use crate::store::{Publication, RoutineStatus};
 
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "routines")]
@@ -34,6 +34,17 @@ pub struct Model {
     /// "active" | "ended".
     pub status: RoutineStatus,
     pub created_at: DateTimeUtc,
+    /// Searchable text: what the routine is for.
+    #[sea_orm(column_type = "Text")]
+    pub description: String,
+    /// "draft" | "published": a draft neither fires nor runs from the chat.
+    pub publication: Publication,
+    /// JSON of `routines::steps::Definition` (inputs and 1..20 steps); `None` for a
+    /// single-prompt routine, which runs as one `prompt` step over `prompt`.
+    #[sea_orm(column_type = "Text", nullable)]
+    pub definition: Option<String>,
+    /// More than one active run per chat is allowed.
+    pub concurrent: bool,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

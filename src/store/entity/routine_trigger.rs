@@ -19,6 +19,8 @@ pub struct Model {
     /// UTC; `None` for event / api triggers and for a spent one-off.
     pub next_fire_at: Option<DateTimeUtc>,
     pub last_fire_at: Option<DateTimeUtc>,
+    /// A condition trigger's last evaluation: it fires on the crossing from false to true.
+    pub condition_met: bool,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
