@@ -14,6 +14,8 @@ pub mod commands;
 pub mod engine;
 pub mod gate;
 pub mod model;
+pub mod progress;
+pub mod runner;
 pub mod steps;
 pub mod templates;
 pub mod tools;
