@@ -112,6 +112,7 @@ pub fn core_with(
     // what each workflow kind is about: the workflow service reaches its targets only here
     let mut workflow_targets = WorkflowTargets::default();
     workflow_targets.add(crate::chores::targets::ChoreTargets);
+    workflow_targets.add(crate::routines::gate::GateTarget);
     workflow_targets.add(crate::workflow::confirm::ConfirmTarget::new(
         agent.tools().clone(),
     ));

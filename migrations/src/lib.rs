@@ -13,6 +13,7 @@ mod m20261130_000006_leases;
 mod m20261130_000008_routine_names;
 mod m20261130_000009_turn_text;
 mod m20261130_000010_runs;
+mod m20261130_000012_gate_quorum;
 
 /// The ordered list of migrations.
 pub struct Migrator;
@@ -29,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000008_routine_names::Migration),
             Box::new(m20261130_000009_turn_text::Migration),
             Box::new(m20261130_000010_runs::Migration),
+            Box::new(m20261130_000012_gate_quorum::Migration),
         ]
     }
 }

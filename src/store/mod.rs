@@ -43,6 +43,7 @@ pub mod entity;
 
 mod chats;
 mod chores;
+mod gates;
 mod inbound;
 mod kv;
 mod log;
@@ -75,8 +76,8 @@ pub use routines::{
 pub use runs::{GateOutcome, NewStepRun};
 pub use turns::NewTurn;
 pub use workflows::{
-    CreateGuard, CreateRefused, Eligibility, NewWorkflow, TargetChange, Transition, Transitioned,
-    Via, WorkflowKind, WorkflowStatus,
+    CreateGuard, CreateRefused, Eligibility, NewWorkflow, QuorumVote, TargetChange, Transition,
+    Transitioned, Via, WorkflowKind, WorkflowStatus,
 };
 
 /// A storage failure (connection, constraint, serialization). Display gives the cause.

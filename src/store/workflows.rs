@@ -10,14 +10,15 @@
 //! snake_case names; nothing above `store/` spells them as strings.
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    sea_query::Expr, sea_query::StringLen, ActiveModelTrait, ColumnTrait, Condition,
-    ConnectionTrait, DatabaseTransaction, DeriveActiveEnum, EntityTrait, EnumIter, QueryFilter,
-    QueryOrder, Set, SqliteTransactionMode, TransactionOptions, TransactionTrait,
+    sea_query::{Expr, Query, StringLen},
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction,
+    DeriveActiveEnum, EntityTrait, EnumIter, QueryFilter, QueryOrder, Set, SqliteTransactionMode,
+    TransactionOptions, TransactionTrait,
 };
 
 use super::{
     chores::{apply_change, ChoreChange, ChoreStatus},
-    entity::{chore, workflow, workflow_audit},
+    entity::{chore, workflow, workflow_audit, workflow_resolver},
     Store, StoreResult,
 };
 
@@ -39,6 +40,10 @@ pub enum WorkflowKind {
     /// for confirms it (`agent.confirm_destructive`). Metadata holds the call.
     #[sea_orm(string_value = "confirmation")]
     Confirmation,
+    /// A run's approval gate (an `approval` step or `require_approval`): other members (or the
+    /// named ones) decide, optionally with a quorum; `target_id` is the waiting step run.
+    #[sea_orm(string_value = "routine_gate")]
+    RoutineGate,
 }
 
 stored_names!(WorkflowKind {
@@ -46,6 +51,7 @@ stored_names!(WorkflowKind {
     ChoreDeletion => "chore_deletion",
     PersonalVerification => "personal_verification",
     Confirmation => "confirmation",
+    RoutineGate => "routine_gate",
 });
 
 /// Workflow status: `pending → approved / rejected / expired / cancelled`. Only `Pending` moves.
@@ -88,6 +94,10 @@ pub enum Eligibility {
     /// Only the requester: a confirmation of a call made on their behalf.
     #[sea_orm(string_value = "requester")]
     Requester,
+    /// Only the members named in `workflow_resolvers` (never the requester), while they are
+    /// current members of the workflow's group.
+    #[sea_orm(string_value = "named")]
+    Named,
 }
 
 stored_names!(Eligibility {
@@ -95,6 +105,7 @@ stored_names!(Eligibility {
     Partner => "partner",
     Admins => "admins",
     Requester => "requester",
+    Named => "named",
 });
 
 /// Where a transition came from (recorded in the audit row).
@@ -140,6 +151,10 @@ pub struct NewWorkflow<'a> {
     pub expires_at: DateTime<Utc>,
     /// Kind-specific data (JSON), e.g. a confirmation's tool call.
     pub metadata: Option<String>,
+    /// Distinct approvals needed (at least 1).
+    pub required: i32,
+    /// The only resolvers when `eligibility` is [`Eligibility::Named`] (user ids).
+    pub resolvers: Vec<i64>,
 }
 
 /// What must hold for a workflow to be created, checked in the creating transaction.
@@ -212,9 +227,13 @@ pub struct Transitioned {
 }
 
 /// Apply a target change on `db` (the transition's transaction). True when it applied.
+/// A [`TargetChange::RunGate`] without a reason takes the transition's `reason` (the member's
+/// "reject 1, no fish please": the hook builds the change before the decision's words are
+/// known to it).
 async fn apply_target(
     db: &impl ConnectionTrait,
     change: &TargetChange,
+    reason_of_transition: Option<&str>,
     at: DateTime<Utc>,
 ) -> StoreResult<bool> {
     match change {
@@ -225,8 +244,8 @@ async fn apply_target(
             outcome,
             reason,
         } => {
-            super::runs::apply_gate(db, *step_run_id, *run_id, *outcome, reason.as_deref(), at)
-                .await
+            let reason = reason.as_deref().or(reason_of_transition);
+            super::runs::apply_gate(db, *step_run_id, *run_id, *outcome, reason, at).await
         }
     }
 }
@@ -309,10 +328,24 @@ impl Store {
             metadata: Set(w.metadata),
             notice_chat_id: Set(None),
             notice_message_id: Set(None),
+            required: Set(w.required.max(1)),
             ..Default::default()
         }
         .insert(&txn)
         .await?;
+        let mut named = w.resolvers.clone();
+        named.sort_unstable();
+        named.dedup();
+        if !named.is_empty() {
+            workflow_resolver::Entity::insert_many(named.into_iter().map(|user_id| {
+                workflow_resolver::ActiveModel {
+                    workflow_id: Set(row.id),
+                    user_id: Set(user_id),
+                }
+            }))
+            .exec(&txn)
+            .await?;
+        }
         txn.commit().await?;
         Ok(Ok(row))
     }
@@ -344,6 +377,8 @@ impl Store {
     /// them); in creation order.
     /// A personal verification lives in its requester's private chat, so it is only returned
     /// here to its partner (choresir listed partners' private verifications to everyone).
+    /// A workflow with eligibility `named` is only returned to its named resolvers (a
+    /// `workflow_resolvers` row for the viewer).
     /// The caller still applies the eligibility rule to each row.
     pub async fn pending_for_viewer(
         &self,
@@ -360,9 +395,24 @@ impl Store {
                     .add(
                         Condition::all()
                             .add(workflow::Column::ChatId.is_in(chat_ids.iter().copied()))
+                            .add(workflow::Column::Eligibility.is_not_in([
+                                Eligibility::Partner,
+                                Eligibility::Requester,
+                                Eligibility::Named,
+                            ])),
+                    )
+                    .add(
+                        Condition::all()
+                            .add(workflow::Column::ChatId.is_in(chat_ids.iter().copied()))
+                            .add(workflow::Column::Eligibility.eq(Eligibility::Named))
                             .add(
-                                workflow::Column::Eligibility
-                                    .is_not_in([Eligibility::Partner, Eligibility::Requester]),
+                                workflow::Column::Id.in_subquery(
+                                    Query::select()
+                                        .column(workflow_resolver::Column::WorkflowId)
+                                        .from(workflow_resolver::Entity)
+                                        .and_where(workflow_resolver::Column::UserId.eq(viewer))
+                                        .to_owned(),
+                                ),
                             ),
                     )
                     .add(workflow::Column::PartnerId.eq(viewer)),
@@ -412,56 +462,107 @@ impl Store {
         t: Transition<'_>,
     ) -> StoreResult<Option<Transitioned>> {
         let txn = self.write_txn().await?;
-        if !move_pending(&txn, &t).await? {
-            txn.rollback().await?;
-            return Ok(None);
+        match transition_in(&txn, &t).await? {
+            Some(done) => {
+                txn.commit().await?;
+                Ok(Some(done))
+            }
+            None => {
+                txn.rollback().await?;
+                Ok(None)
+            }
         }
-        let workflow = workflow::Entity::find_by_id(t.workflow_id)
-            .one(&txn)
+    }
+
+    /// An approval of a workflow that needs `required` > 1 distinct approvers (a quorum), in
+    /// one transaction that first locks the row (a no-op conditional update: SQLite's write
+    /// lock, Postgres' row lock), so concurrent approvals are counted one after the other.
+    /// The actor's first approval writes an audit row `pending → pending` (a partial approval;
+    /// a second one by the same member counts once and writes nothing); when the distinct
+    /// approvers reach `required`, the transition `t` (to approved) happens in the same
+    /// transaction with its target change. `t.actor_id` must be set.
+    pub async fn approve_toward_quorum(&self, t: Transition<'_>) -> StoreResult<QuorumVote> {
+        let Some(actor) = t.actor_id else {
+            return Ok(QuorumVote::NotPending);
+        };
+        let txn = self.write_txn().await?;
+        let locked = workflow::Entity::update_many()
+            .col_expr(
+                workflow::Column::Status,
+                Expr::value(WorkflowStatus::Pending),
+            )
+            .filter(workflow::Column::Id.eq(t.workflow_id))
+            .filter(workflow::Column::Status.eq(WorkflowStatus::Pending))
+            .exec(&txn)
             .await?
-            .ok_or_else(|| sea_orm::DbErr::RecordNotFound(format!("workflow {}", t.workflow_id)))?;
-        let mut cancelled = Vec::new();
-        if let (Some((kinds, reason)), Some(target)) = (t.cancel_siblings, workflow.target_id) {
-            let siblings = workflow::Entity::find()
-                .filter(workflow::Column::TargetId.eq(target))
-                .filter(workflow::Column::Kind.is_in(kinds.iter().copied()))
-                .filter(workflow::Column::Status.eq(WorkflowStatus::Pending))
-                .filter(workflow::Column::Id.ne(workflow.id))
-                .all(&txn)
-                .await?;
-            for s in siblings {
-                let st = Transition {
-                    workflow_id: s.id,
-                    to: WorkflowStatus::Cancelled,
-                    actor_id: None,
-                    reason: Some(reason),
-                    via: Via::System,
-                    at: t.at,
-                    change: None,
-                    cancel_siblings: None,
-                };
-                if move_pending(&txn, &st).await? {
-                    if let Some(row) = workflow::Entity::find_by_id(s.id).one(&txn).await? {
-                        cancelled.push(row);
-                    }
-                }
+            .rows_affected
+            > 0;
+        let row = match locked {
+            true => {
+                workflow::Entity::find_by_id(t.workflow_id)
+                    .one(&txn)
+                    .await?
+            }
+            false => None,
+        };
+        let Some(row) = row else {
+            txn.rollback().await?;
+            return Ok(QuorumVote::NotPending);
+        };
+        let mut approvers = partial_approvers(&txn, t.workflow_id).await?;
+        let new = !approvers.contains(&actor);
+        if new {
+            let partial = Transition {
+                to: WorkflowStatus::Pending,
+                change: None,
+                cancel_siblings: None,
+                ..t.clone()
+            };
+            insert_audit(&txn, &partial, WorkflowStatus::Pending).await?;
+            approvers.push(actor);
+        }
+        if (approvers.len() as i64) < i64::from(row.required) {
+            txn.commit().await?;
+            return Ok(QuorumVote::Counted { approvers, new });
+        }
+        match transition_in(&txn, &t).await? {
+            Some(done) => {
+                txn.commit().await?;
+                Ok(QuorumVote::Reached(done))
+            }
+            None => {
+                txn.rollback().await?;
+                Ok(QuorumVote::NotPending)
             }
         }
-        // the target's change last: a sibling's own restore never overrides it
-        if let Some(change) = &t.change {
-            let applied = apply_target(&txn, change, t.at).await?;
-            if !applied {
-                tracing::info!(
-                    workflow_id = t.workflow_id,
-                    "target already moved on; no change applied"
-                );
-            }
-        }
-        txn.commit().await?;
-        Ok(Some(Transitioned {
-            workflow,
-            cancelled,
-        }))
+    }
+
+    /// The distinct members who approved a quorum workflow so far (its partial approvals, in
+    /// order).
+    pub async fn quorum_approvers(&self, workflow_id: i64) -> StoreResult<Vec<i64>> {
+        partial_approvers(self.conn(), workflow_id).await
+    }
+
+    /// True when `user_id` is a named resolver of workflow `workflow_id`.
+    pub async fn is_named_resolver(&self, workflow_id: i64, user_id: i64) -> StoreResult<bool> {
+        Ok(workflow_resolver::Entity::find()
+            .filter(workflow_resolver::Column::WorkflowId.eq(workflow_id))
+            .filter(workflow_resolver::Column::UserId.eq(user_id))
+            .one(self.conn())
+            .await?
+            .is_some())
+    }
+
+    /// The named resolvers of a workflow (user ids, ascending).
+    pub async fn named_resolvers(&self, workflow_id: i64) -> StoreResult<Vec<i64>> {
+        Ok(workflow_resolver::Entity::find()
+            .filter(workflow_resolver::Column::WorkflowId.eq(workflow_id))
+            .order_by_asc(workflow_resolver::Column::UserId)
+            .all(self.conn())
+            .await?
+            .into_iter()
+            .map(|r| r.user_id)
+            .collect())
     }
 
     /// Ids of pending workflows whose `expires_at` is at or before `now`, oldest first.
@@ -513,7 +614,7 @@ impl Store {
             }
             insert_audit(&txn, &t, WorkflowStatus::Pending).await?;
             if let Some(c) = change {
-                apply_target(&txn, c, now).await?;
+                apply_target(&txn, c, None, now).await?;
             }
             if let Some(row) = workflow::Entity::find_by_id(*id).one(&txn).await? {
                 out.push(row);
@@ -531,6 +632,94 @@ impl Store {
             .all(self.conn())
             .await?)
     }
+}
+
+/// What one approval toward a quorum did ([`Store::approve_toward_quorum`]).
+#[derive(Debug, Clone)]
+pub enum QuorumVote {
+    /// The workflow was no longer pending: nothing was written.
+    NotPending,
+    /// Still pending: `approvers` are the distinct approvers so far (in order, the actor
+    /// included); `new` is false when the actor had already approved (counted once).
+    Counted { approvers: Vec<i64>, new: bool },
+    /// This approval reached the quorum: the workflow moved to approved with its change.
+    Reached(Transitioned),
+}
+
+/// The distinct actors of a workflow's partial approvals (audit rows `pending → pending`), in
+/// order.
+async fn partial_approvers(db: &impl ConnectionTrait, workflow_id: i64) -> StoreResult<Vec<i64>> {
+    let rows = workflow_audit::Entity::find()
+        .filter(workflow_audit::Column::WorkflowId.eq(workflow_id))
+        .filter(workflow_audit::Column::FromStatus.eq(WorkflowStatus::Pending))
+        .filter(workflow_audit::Column::ToStatus.eq(WorkflowStatus::Pending))
+        .order_by_asc(workflow_audit::Column::Id)
+        .all(db)
+        .await?;
+    let mut out: Vec<i64> = Vec::new();
+    for a in rows.into_iter().filter_map(|r| r.actor_id) {
+        if !out.contains(&a) {
+            out.push(a);
+        }
+    }
+    Ok(out)
+}
+
+/// A transition inside the caller's transaction: the conditional move with its audit row, the
+/// siblings it cancels, then the target's change. `None` when it was no longer pending (the
+/// caller rolls back).
+async fn transition_in(
+    txn: &DatabaseTransaction,
+    t: &Transition<'_>,
+) -> StoreResult<Option<Transitioned>> {
+    if !move_pending(txn, t).await? {
+        return Ok(None);
+    }
+    let workflow = workflow::Entity::find_by_id(t.workflow_id)
+        .one(txn)
+        .await?
+        .ok_or_else(|| sea_orm::DbErr::RecordNotFound(format!("workflow {}", t.workflow_id)))?;
+    let mut cancelled = Vec::new();
+    if let (Some((kinds, reason)), Some(target)) = (t.cancel_siblings, workflow.target_id) {
+        let siblings = workflow::Entity::find()
+            .filter(workflow::Column::TargetId.eq(target))
+            .filter(workflow::Column::Kind.is_in(kinds.iter().copied()))
+            .filter(workflow::Column::Status.eq(WorkflowStatus::Pending))
+            .filter(workflow::Column::Id.ne(workflow.id))
+            .all(txn)
+            .await?;
+        for s in siblings {
+            let st = Transition {
+                workflow_id: s.id,
+                to: WorkflowStatus::Cancelled,
+                actor_id: None,
+                reason: Some(reason),
+                via: Via::System,
+                at: t.at,
+                change: None,
+                cancel_siblings: None,
+            };
+            if move_pending(txn, &st).await? {
+                if let Some(row) = workflow::Entity::find_by_id(s.id).one(txn).await? {
+                    cancelled.push(row);
+                }
+            }
+        }
+    }
+    // the target's change last: a sibling's own restore never overrides it
+    if let Some(change) = &t.change {
+        let applied = apply_target(txn, change, t.reason, t.at).await?;
+        if !applied {
+            tracing::info!(
+                workflow_id = t.workflow_id,
+                "target already moved on; no change applied"
+            );
+        }
+    }
+    Ok(Some(Transitioned {
+        workflow,
+        cancelled,
+    }))
 }
 
 /// The conditional update (only pending moves) and its audit row. True when it moved.

@@ -37,8 +37,8 @@ use crate::{
     events::HearthEvent,
     services::Services,
     store::{
-        CreateGuard, CreateRefused, MemberRow, NewWorkflow, StoreResult, TargetChange, Transition,
-        Transitioned, WorkflowRow,
+        CreateGuard, CreateRefused, MemberRow, NewWorkflow, QuorumVote, StoreResult, TargetChange,
+        Transition, Transitioned, WorkflowRow,
     },
     types::Outbound,
 };
@@ -72,7 +72,9 @@ pub enum Denial {
 /// member row in the workflow's group (`None` when not a member or not looked up); only a
 /// current (active) member of the group counts (issue 8: a tap from a non-member or a leaver
 /// approved requests). A requester never resolves their own request, except a confirmation,
-/// which only they resolve; a personal verification only its partner.
+/// which only they resolve; a personal verification only its partner; a `named` request (a
+/// run's gate with named resolvers) only a named resolver who is a current member — for it
+/// `member` is given only when the user is named (see [`membership`]).
 pub fn may_resolve(
     wf: &WorkflowRow,
     user_id: i64,
@@ -96,12 +98,15 @@ pub fn may_resolve(
         Eligibility::Others => Err(Denial::NotEligible),
         Eligibility::Admins if active.is_some_and(|m| m.is_admin()) => Ok(()),
         Eligibility::Admins if active.is_some() => Err(Denial::NotAdmin),
-        Eligibility::Admins | Eligibility::Requester => Err(Denial::NotEligible),
+        Eligibility::Named if active.is_some() => Ok(()),
+        Eligibility::Admins | Eligibility::Requester | Eligibility::Named => {
+            Err(Denial::NotEligible)
+        }
     }
 }
 
 /// The member row that [`may_resolve`] needs for `wf` (none for partner-only workflows and
-/// confirmations).
+/// confirmations; for a `named` workflow only when the user is one of its named resolvers).
 async fn membership(
     svc: &Services,
     wf: &WorkflowRow,
@@ -111,6 +116,9 @@ async fn membership(
         wf.eligibility,
         Eligibility::Partner | Eligibility::Requester
     ) {
+        return Ok(None);
+    }
+    if wf.eligibility == Eligibility::Named && !svc.store.is_named_resolver(wf.id, user_id).await? {
         return Ok(None);
     }
     svc.store.member(wf.chat_id, user_id).await
@@ -164,6 +172,8 @@ pub async fn actionable(svc: &Services, v: Viewer) -> StoreResult<Vec<WorkflowRo
         }
         let m = if wf.eligibility == Eligibility::Partner {
             None
+        } else if wf.eligibility == Eligibility::Named {
+            membership(svc, &wf, v.user_id).await?
         } else {
             match members.get(&wf.chat_id) {
                 Some(m) => m.clone(),
@@ -241,12 +251,49 @@ pub async fn open(
     req: NewRequest<'_>,
     guard: CreateGuard,
 ) -> StoreResult<Result<Opened, CreateRefused>> {
+    open_with(svc, req, guard, Resolution::default()).await
+}
+
+/// Who resolves one request and how, when it differs from its kind's defaults (a run's gate:
+/// named resolvers, a quorum, the step's own expiry).
+#[derive(Debug, Clone, Default)]
+pub struct Resolution {
+    /// `Some(ids)`: only these members (eligibility `named`, stored in `workflow_resolvers` so
+    /// lists filter them in queries); the requester is dropped from it. `None`: the hook's rule.
+    pub named: Option<Vec<i64>>,
+    /// Distinct approvals needed (0 or 1: one approval decides). One rejection always decides.
+    pub required: u32,
+    /// How long it stays pending; `None`: [`expiry_for`] its kind. At least one minute.
+    pub expires: Option<Duration>,
+}
+
+/// [`open`] with a [`Resolution`] for this one request.
+///
+/// Errors: storage. A failed guard comes back as `Ok(Err(_))` and changes nothing.
+pub async fn open_with(
+    svc: &Services,
+    req: NewRequest<'_>,
+    guard: CreateGuard,
+    how: Resolution,
+) -> StoreResult<Result<Opened, CreateRefused>> {
     let now = svc.clock.now();
     let hook = svc.workflow_targets.get(req.kind).cloned();
-    let eligibility = hook
-        .as_ref()
-        .map(|h| h.eligibility(req.kind))
-        .unwrap_or(Eligibility::Admins);
+    let (eligibility, resolvers) = match how.named {
+        Some(mut ids) => {
+            ids.retain(|id| *id != req.requester_id);
+            (Eligibility::Named, ids)
+        }
+        None => (
+            hook.as_ref()
+                .map(|h| h.eligibility(req.kind))
+                .unwrap_or(Eligibility::Admins),
+            vec![],
+        ),
+    };
+    let expires = how
+        .expires
+        .map(|d| d.max(Duration::minutes(1)))
+        .unwrap_or_else(|| expiry_for(svc, req.kind));
     let row = svc
         .store
         .create_workflow(
@@ -259,8 +306,10 @@ pub async fn open(
                 eligibility,
                 partner_id: req.partner_id,
                 created_at: now,
-                expires_at: now + expiry_for(svc, req.kind),
+                expires_at: now + expires,
                 metadata: req.metadata,
+                required: i32::try_from(how.required.max(1)).unwrap_or(i32::MAX),
+                resolvers,
             },
             guard,
         )
@@ -350,6 +399,15 @@ pub enum Outcome {
     },
     /// The actor may not act on it.
     Denied(WorkflowRow, Denial),
+    /// An approval toward a quorum that did not reach it: still pending. `approvals` distinct
+    /// approvers of `required` so far; `new` is false when the actor had already approved
+    /// (counted once).
+    Counted {
+        workflow: WorkflowRow,
+        approvals: usize,
+        required: usize,
+        new: bool,
+    },
     /// No such workflow.
     NotFound(i64),
 }
@@ -374,6 +432,12 @@ pub struct Decide<'a> {
 /// decided, buttons removed; requester told; `WorkflowResolved` published; the hook's
 /// `after`). Fifty concurrent calls give one `Done` and forty-nine `Already` naming the winner.
 ///
+/// A request that needs a quorum (`required` > 1): an approval is counted
+/// ([`crate::store::Store::approve_toward_quorum`]: an audit row, the request message edited to
+/// show "1 of 2 approvals: Alice", still pending; the same member twice counts once) until the
+/// `required`-th distinct approver moves it to approved; one rejection decides at once. Every
+/// path (text, numbers, "approve both", buttons, commands, the agent's tools) comes here.
+///
 /// Errors: storage only; every refusal is an [`Outcome`].
 pub async fn decide(svc: &Services, d: Decide<'_>) -> StoreResult<Outcome> {
     let Some(wf) = svc.store.workflow(d.workflow_id).await? else {
@@ -396,19 +460,20 @@ pub async fn decide(svc: &Services, d: Decide<'_>) -> StoreResult<Outcome> {
         .workflow_targets
         .get(wf.kind)
         .and_then(|h| h.cancels(&wf, to));
-    let t = svc
-        .store
-        .transition_workflow(Transition {
-            workflow_id: wf.id,
-            to,
-            actor_id: Some(d.actor_id),
-            reason: reason.as_deref().filter(|r| !r.is_empty()),
-            via: d.via,
-            at: svc.clock.now(),
-            change,
-            cancel_siblings,
-        })
-        .await?;
+    let transition = Transition {
+        workflow_id: wf.id,
+        to,
+        actor_id: Some(d.actor_id),
+        reason: reason.as_deref().filter(|r| !r.is_empty()),
+        via: d.via,
+        at: svc.clock.now(),
+        change,
+        cancel_siblings,
+    };
+    if to == Status::Approved && wf.required > 1 {
+        return approve_quorum(svc, wf, transition, d).await;
+    }
+    let t = svc.store.transition_workflow(transition).await?;
     match t {
         Some(t) => {
             let tell = tell_requester(&t.workflow, d.via, d.origin_chat);
@@ -420,6 +485,71 @@ pub async fn decide(svc: &Services, d: Decide<'_>) -> StoreResult<Outcome> {
             already(svc, wf).await
         }
     }
+}
+
+/// [`decide`]'s approval of a request that needs a quorum.
+async fn approve_quorum(
+    svc: &Services,
+    wf: WorkflowRow,
+    t: Transition<'_>,
+    d: Decide<'_>,
+) -> StoreResult<Outcome> {
+    match svc.store.approve_toward_quorum(t).await? {
+        QuorumVote::NotPending => {
+            let wf = svc.store.workflow(wf.id).await?.unwrap_or(wf);
+            already(svc, wf).await
+        }
+        QuorumVote::Counted { approvers, new } => {
+            if new {
+                tracing::info!(
+                    workflow_id = wf.id,
+                    approvals = approvers.len(),
+                    required = wf.required,
+                    "approval counted toward a quorum"
+                );
+                edit_partial(svc, &wf, &approvers).await?;
+            }
+            let required = usize::try_from(wf.required).unwrap_or(1);
+            Ok(Outcome::Counted {
+                workflow: wf,
+                approvals: approvers.len(),
+                required,
+                new,
+            })
+        }
+        QuorumVote::Reached(t) => {
+            let tell = tell_requester(&t.workflow, d.via, d.origin_chat);
+            after_transition(svc, &t, Some(d.actor_id), tell).await?;
+            Ok(Outcome::Done(t.workflow))
+        }
+    }
+}
+
+/// Edit a quorum request's message to show the approvals so far ("⏳ 1 of 2 approvals:
+/// Alice"), keeping its buttons (best effort: logged).
+async fn edit_partial(svc: &Services, wf: &WorkflowRow, approvers: &[i64]) -> StoreResult<()> {
+    let (Some(chat), Some(msg)) = (wf.notice_chat_id, wf.notice_message_id) else {
+        return Ok(());
+    };
+    let mut ids = approvers.to_vec();
+    ids.push(wf.requester_id);
+    let names = render::names(svc, &ids).await?;
+    // the edit body, not the whole request: an edit can't be split past Telegram's limit
+    let who = crate::format::escape_html(names.get(&wf.requester_id).map_or("someone", |n| n));
+    let html = format!(
+        "🙋 {} — Approve?\n{}\n<i>Tap a button or reply “approve” / “reject, reason”. Expires in {}.</i>",
+        svc.workflow_targets.notice_body(wf, &who),
+        render::quorum_line(wf, approvers, &names),
+        render::until(svc.clock.now(), wf.expires_at)
+    );
+    let buttons = match svc.workflow_targets.get(wf.kind) {
+        Some(h) => h.buttons(wf),
+        None => buttons::for_request(wf.id),
+    };
+    if let Err(e) = svc.outbox.edit(chat, msg, &html, &buttons).await {
+        tracing::warn!(workflow_id = wf.id, error = %e, "request message not edited");
+    }
+    Ok(())
 }
 
 async fn already(svc: &Services, wf: WorkflowRow) -> StoreResult<Outcome> {
@@ -540,10 +670,20 @@ async fn after_transition(
             status: w.status.as_str().to_string(),
             resolver_id: w.resolver_id,
         });
-        let extra = match svc.workflow_targets.get(w.kind) {
+        let mut extra = match svc.workflow_targets.get(w.kind) {
             Some(h) => h.after(svc, w).await?,
             None => None,
         };
+        if w.required > 1 && w.status == Status::Approved {
+            // a quorum: everyone who approved, not only the last one
+            let approvers = svc.store.quorum_approvers(w.id).await?;
+            let who = render::names(svc, &approvers).await?;
+            let line = render::approvers_line(&approvers, &who);
+            extra = Some(match extra {
+                Some(x) => format!("{line}\n{x}"),
+                None => line,
+            });
+        }
         edit_notice(svc, w, &names, extra).await;
     }
     if tell_requester && actor_id != Some(wf.requester_id) {

@@ -108,9 +108,33 @@ pub fn status_line(wf: &WorkflowRow, names: &HashMap<i64, String>) -> String {
     }
 }
 
-/// The request message after resolution (sent as an edit, without buttons).
+/// The request message after resolution (sent as an edit, without buttons): the hook's
+/// [`super::WorkflowTarget::notice_body`] (its describe, or for a gate the whole question) and
+/// the outcome.
 pub fn resolved_notice(svc: &Services, wf: &WorkflowRow, names: &HashMap<i64, String>) -> String {
-    format!("{}\n{}", describe(svc, wf, names), status_line(wf, names))
+    let who = e(name(names, wf.requester_id));
+    format!(
+        "{}\n{}",
+        svc.workflow_targets.notice_body(wf, &who),
+        status_line(wf, names)
+    )
+}
+
+/// A quorum's progress under its request message: "⏳ 1 of 2 approvals: Alice".
+pub fn quorum_line(wf: &WorkflowRow, approvers: &[i64], names: &HashMap<i64, String>) -> String {
+    let who: Vec<String> = approvers.iter().map(|id| e(name(names, *id))).collect();
+    format!(
+        "⏳ {} of {} approvals: {}",
+        approvers.len(),
+        wf.required,
+        who.join(", ")
+    )
+}
+
+/// Everyone who approved a quorum request: "Approvals: Alice, Bob".
+pub fn approvers_line(approvers: &[i64], names: &HashMap<i64, String>) -> String {
+    let who: Vec<String> = approvers.iter().map(|id| e(name(names, *id))).collect();
+    format!("Approvals: {}", who.join(", "))
 }
 
 /// What the requester is told when someone else resolved their request elsewhere (a button,
@@ -206,6 +230,21 @@ pub fn outcome_text(svc: &Services, o: &Outcome, names: &HashMap<i64, String>) -
             e(&crate::context::clip(&wf.target_title, 80)),
             e(&d.to_string())
         ),
+        Outcome::Counted {
+            workflow,
+            approvals,
+            required,
+            new,
+        } => format!(
+            "{} {approvals} of {required} approvals: {} — {}",
+            if *new {
+                "☑️ Approval recorded,"
+            } else {
+                "☑️ You already approved;"
+            },
+            e(name(names, workflow.requester_id)),
+            e(&what(svc, workflow))
+        ),
         Outcome::NotFound(id) => format!("Request {id} doesn't exist."),
     }
 }
@@ -224,6 +263,18 @@ pub fn outcome_plain(o: &Outcome) -> String {
             None => format!("Already {}.", workflow.status),
         },
         Outcome::Denied(_, d) => d.to_string(),
+        Outcome::Counted {
+            approvals,
+            required,
+            new: true,
+            ..
+        } => format!("Approval recorded: {approvals} of {required}."),
+        Outcome::Counted {
+            approvals,
+            required,
+            new: false,
+            ..
+        } => format!("You already approved: {approvals} of {required}."),
         Outcome::NotFound(_) => "This request no longer exists.".into(),
     }
 }

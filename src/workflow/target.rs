@@ -43,6 +43,13 @@ pub trait WorkflowTarget: Send + Sync + 'static {
     /// `<b>Jack</b> wants to delete “Water plants”`.
     fn describe(&self, wf: &WorkflowRow, who: &str) -> String;
 
+    /// The request's body in the message edited after resolution (HTML; default
+    /// [`WorkflowTarget::describe`]). A gate keeps its whole question there, not the list's
+    /// clipped one.
+    fn notice_body(&self, wf: &WorkflowRow, who: &str) -> String {
+        self.describe(wf, who)
+    }
+
     /// The whole request message (HTML), sent with [`WorkflowTarget::buttons`]; `expires_in`
     /// is e.g. "2 days".
     fn request_notice(&self, wf: &WorkflowRow, who: &str, expires_in: &str) -> String {
@@ -124,6 +131,15 @@ impl WorkflowTargets {
         match self.get(wf.kind) {
             Some(t) => t.what(wf),
             None => format!("“{}”", crate::context::clip(&wf.target_title, 80)),
+        }
+    }
+
+    /// [`WorkflowTarget::notice_body`], or [`WorkflowTargets::describe`] for a kind without a
+    /// hook.
+    pub fn notice_body(&self, wf: &WorkflowRow, who: &str) -> String {
+        match self.get(wf.kind) {
+            Some(t) => t.notice_body(wf, who),
+            None => self.describe(wf, who),
         }
     }
 

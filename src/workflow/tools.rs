@@ -111,16 +111,17 @@ async fn run(
             }
         };
         let title = match &o {
-            Outcome::Done(w) | Outcome::Already { workflow: w, .. } | Outcome::Denied(w, _) => {
-                Some(w.target_title.clone())
-            }
+            Outcome::Done(w)
+            | Outcome::Already { workflow: w, .. }
+            | Outcome::Denied(w, _)
+            | Outcome::Counted { workflow: w, .. } => Some(w.target_title.clone()),
             Outcome::NotFound(_) => None,
         };
         results.push(json!({
             "id": id,
             "number": number,
             "title": title,
-            "ok": matches!(o, Outcome::Done(_)),
+            "ok": matches!(o, Outcome::Done(_) | Outcome::Counted { new: true, .. }),
             "result": render::outcome_plain(&o),
         }));
     }

@@ -16,3 +16,4 @@ pub mod turn;
 pub mod user;
 pub mod workflow;
 pub mod workflow_audit;
+pub mod workflow_resolver;

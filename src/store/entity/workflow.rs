@@ -18,7 +18,7 @@ pub struct Model {
     pub target_title: String,
     /// Who may resolve.
     pub eligibility: Eligibility,
-    /// The named resolver for "partner".
+    /// The named resolver for "partner" (for "named": the `workflow_resolvers` rows).
     pub partner_id: Option<i64>,
     pub created_at: DateTimeUtc,
     pub expires_at: DateTimeUtc,
@@ -31,6 +31,9 @@ pub struct Model {
     /// Where the request message with buttons was sent (edited on resolution).
     pub notice_chat_id: Option<i64>,
     pub notice_message_id: Option<i64>,
+    /// Distinct approvals needed to approve (a quorum; 1 for most). One rejection decides; a
+    /// partial approval is an audit row `pending → pending` with its actor.
+    pub required: i32,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
