@@ -7,6 +7,7 @@ mod chores_min;
 mod cross;
 mod durability;
 mod foundation;
+mod gates;
 mod llm_hardening;
 mod router_hardening;
 mod routines;
