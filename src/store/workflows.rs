@@ -528,7 +528,7 @@ impl Store {
         match transition_in(&txn, &t).await? {
             Some(done) => {
                 txn.commit().await?;
-                Ok(QuorumVote::Reached(done))
+                Ok(QuorumVote::Reached(Box::new(done)))
             }
             None => {
                 txn.rollback().await?;
@@ -643,7 +643,7 @@ pub enum QuorumVote {
     /// included); `new` is false when the actor had already approved (counted once).
     Counted { approvers: Vec<i64>, new: bool },
     /// This approval reached the quorum: the workflow moved to approved with its change.
-    Reached(Transitioned),
+    Reached(Box<Transitioned>),
 }
 
 /// The distinct actors of a workflow's partial approvals (audit rows `pending → pending`), in
