@@ -632,3 +632,95 @@ async fn over_telegram_a_named_gate_refuses_other_taps_and_resolves_by_number_wi
         .is_some());
     app.stop().await;
 }
+
+/// The tool result of the latest model request that has one.
+fn last_tool_result(app: &TestApp) -> String {
+    app.model
+        .requests()
+        .iter()
+        .rev()
+        .find_map(|r| {
+            r.iter().rev().find_map(|m| match m {
+                hearth::agent::llm::ChatMessage::Tool { content, .. } => Some(content.clone()),
+                _ => None,
+            })
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn the_agents_approval_tools_go_through_the_same_named_and_quorum_rules() {
+    use hearth::testkit::Script;
+    let approve = |args: String| Script::Tools(vec![("respond_to_workflow".into(), args)]);
+    let app = TestApp::with(|_| {}, vec![]).await;
+    household(&app).await;
+    app.say(&group(), &carol(), "hi").await;
+    let (run_id, step_id) = run_at_gate(&app.store, GROUP, 10, app.clock.now()).await;
+    let mut req = request(GROUP, 10, run_id, step_id, "Pasta");
+    req.resolvers = Resolvers::Named(vec!["Lottie".into(), "Bob".into()]);
+    req.required = 2;
+    let wf = open_gate(&app.hearth.svc, req).await;
+    for s in [
+        approve(format!(r#"{{"decision":"approve","id":{}}}"#, wf.id)),
+        Script::Text("I can't approve that for you.".into()),
+        approve(r#"{"decision":"approve","number":1}"#.into()),
+        Script::Text("Tap Confirm to approve.".into()),
+    ] {
+        app.model.push(s);
+    }
+
+    // Carol is not named: the tool refuses her before anything is asked or written
+    app.say(&group(), &carol(), "@hearth_bot approve the meal plan")
+        .await;
+    let tool = last_tool_result(&app);
+    assert!(tool.contains("isn't yours to decide"), "{tool}");
+    assert!(app
+        .store
+        .pending_by_requester(3, Some(GROUP), app.clock.now())
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(app.store.workflow_audit(wf.id).await.unwrap().is_empty());
+
+    // Lottie: her confirmed call is one approval of two, like her "approve 1" would be
+    app.say(
+        &group(),
+        &lottie(),
+        "@hearth_bot could you sign off on the dinners for me?",
+    )
+    .await;
+    let mine = app
+        .store
+        .pending_by_requester(11, Some(GROUP), app.clock.now())
+        .await
+        .unwrap();
+    assert_eq!(
+        mine.len(),
+        1,
+        "{:?} {}",
+        app.texts(GROUP),
+        last_tool_result(&app)
+    );
+    let conf = mine[0].clone();
+    app.press(
+        &group(),
+        &lottie(),
+        conf.notice_message_id.unwrap(),
+        &format!("wf:a:{}", conf.id),
+    )
+    .await;
+    let row = app.store.workflow(wf.id).await.unwrap().unwrap();
+    assert_eq!(row.status, "pending");
+    let audit = app.store.workflow_audit(wf.id).await.unwrap();
+    assert_eq!(
+        (audit.len(), audit[0].via.as_str(), audit[0].actor_id),
+        (1, "agent", Some(11))
+    );
+    assert_eq!(step(&app.store, step_id).await.status, StepStatus::Waiting);
+
+    app.say(&group(), &bob(), "approve 1").await;
+    assert_eq!(
+        step(&app.store, step_id).await.output.as_deref(),
+        Some("approved")
+    );
+}
