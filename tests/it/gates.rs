@@ -724,3 +724,72 @@ async fn the_agents_approval_tools_go_through_the_same_named_and_quorum_rules() 
         Some("approved")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_approvals_on_a_sqlite_file_reach_a_quorum_of_three_exactly_once() {
+    use hearth::workflow::{self, Decide, Decision, Outcome, Via};
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("quorum.db").display()
+    );
+    let store = Store::connect(&url, 5, std::time::Duration::from_secs(30))
+        .await
+        .unwrap();
+    let app = TestApp::on_store(store, hearth::clock::ManualClock::new(t0()), |_| {}, vec![]).await;
+    household(&app).await;
+    let mut crowd = Vec::new();
+    for i in 0..10 {
+        let u = user(1000 + i, &format!("M{i}"));
+        app.say(&group(), &u, "hi").await;
+        crowd.push(u.id);
+    }
+    let (run_id, step_id) = run_at_gate(&app.store, GROUP, 10, app.clock.now()).await;
+    let mut req = request(GROUP, 10, run_id, step_id, "Pasta");
+    req.required = 3;
+    let wf = open_gate(&app.hearth.svc, req).await;
+    let svc = std::sync::Arc::new(app.hearth.svc.clone());
+    let tasks: Vec<_> = crowd
+        .iter()
+        .map(|&uid| {
+            let svc = svc.clone();
+            tokio::spawn(async move {
+                workflow::decide(
+                    &svc,
+                    Decide {
+                        workflow_id: wf.id,
+                        actor_id: uid,
+                        decision: Decision::Approve,
+                        reason: None,
+                        via: Via::Button,
+                        origin_chat: GROUP,
+                    },
+                )
+                .await
+                .expect("decide")
+            })
+        })
+        .collect();
+    let (mut done, mut counted, mut already) = (0, 0, 0);
+    for t in tasks {
+        match t.await.unwrap() {
+            Outcome::Done(w) => {
+                assert_eq!(w.status, "approved");
+                done += 1;
+            }
+            Outcome::Counted { new: true, .. } => counted += 1,
+            Outcome::Already { workflow, .. } => {
+                assert_eq!(workflow.status, "approved");
+                already += 1;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!((done, counted, already), (1, 2, 7));
+    let audit = app.store.workflow_audit(wf.id).await.unwrap();
+    let to: Vec<&str> = audit.iter().map(|a| a.to_status.as_str()).collect();
+    assert_eq!(to, ["pending", "pending", "pending", "approved"]);
+    assert_eq!(app.store.quorum_approvers(wf.id).await.unwrap().len(), 3);
+    let s = step(&app.store, step_id).await;
+    assert_eq!(s.output.as_deref(), Some("approved"));
+}
