@@ -727,7 +727,6 @@ async fn the_agents_approval_tools_go_through_the_same_named_and_quorum_rules() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_approvals_on_a_sqlite_file_reach_a_quorum_of_three_exactly_once() {
-    use hearth::workflow::{self, Decide, Decision, Outcome, Via};
     let dir = tempfile::tempdir().unwrap();
     let url = format!(
         "sqlite://{}?mode=rwc",
@@ -737,7 +736,20 @@ async fn concurrent_approvals_on_a_sqlite_file_reach_a_quorum_of_three_exactly_o
         .await
         .unwrap();
     let app = TestApp::on_store(store, hearth::clock::ManualClock::new(t0()), |_| {}, vec![]).await;
-    household(&app).await;
+    quorum_race(&app).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_approvals_on_the_test_store_reach_a_quorum_of_three_exactly_once() {
+    // in-memory SQLite, or Postgres (row lock) under `HEARTH_TEST_DATABASE_URL`
+    quorum_race(&TestApp::new().await).await;
+}
+
+/// Ten members approve a quorum-of-three gate at once: two partial approvals, one transition,
+/// seven "already approved".
+async fn quorum_race(app: &TestApp) {
+    use hearth::workflow::{self, Decide, Decision, Outcome, Via};
+    household(app).await;
     let mut crowd = Vec::new();
     for i in 0..10 {
         let u = user(1000 + i, &format!("M{i}"));
