@@ -805,3 +805,37 @@ async fn quorum_race(app: &TestApp) {
     let s = step(&app.store, step_id).await;
     assert_eq!(s.output.as_deref(), Some("approved"));
 }
+
+#[tokio::test]
+async fn approve_both_decides_a_gate_and_counts_toward_another_gates_quorum() {
+    let app = TestApp::new().await;
+    household(&app).await;
+    let svc = &app.hearth.svc;
+    let (run1, step1) = run_at_gate(&app.store, GROUP, 10, app.clock.now()).await;
+    open_gate(svc, request(GROUP, 10, run1, step1, "Pasta")).await;
+    let (run2, step2) = run_at_gate_again(&app, run1).await;
+    let mut req = request(GROUP, 10, run2, step2, "Fish");
+    req.required = 2;
+    let wf2 = open_gate(svc, req).await;
+
+    app.say(&group(), &lottie(), "approve both").await;
+    let reply = app.last_text(GROUP);
+    assert!(
+        reply.contains("1. ✅ Approved: Jack — approve run meal_plan (step 3 'gate'): Pasta"),
+        "{reply}"
+    );
+    assert!(
+        reply.contains("2. ☑️ Approval recorded, 1 of 2 approvals: Jack — approve run meal_plan (step 3 'gate'): Fish"),
+        "{reply}"
+    );
+    assert_eq!(
+        step(&app.store, step1).await.output.as_deref(),
+        Some("approved")
+    );
+    assert_eq!(step(&app.store, step2).await.status, StepStatus::Waiting);
+    assert_eq!(
+        app.store.workflow(wf2.id).await.unwrap().unwrap().status,
+        "pending"
+    );
+    assert!(app.model.requests().is_empty(), "no model call");
+}
