@@ -17,6 +17,11 @@
 //! The service knows no target: each kind's [`WorkflowTarget`] hook (registered in the wiring)
 //! builds the target's change, renders the request and acts after a transition.
 //!
+//! One request may also name its only resolvers and need a quorum ([`Resolution`], used by a
+//! run's approval gate): named resolvers are stored per request and filtered in the list
+//! queries; a partial quorum approval is an audit row and leaves the request pending, the
+//! `required`-th distinct approver approves it, one rejection decides.
+//!
 //! Uses: store, services, events, format, parse (pure), target (the hooks), agent (tools and
 //! the confirmation gate, in `tools` and `confirm`).
 
