@@ -162,10 +162,11 @@ pub async fn start_run(svc: &Services, req: StartRun) -> Result<Started, Routine
         skip = Some("paused");
     } else if !manual && r.max_runs_per_day.is_some_and(|cap| runs_today >= cap) {
         skip = Some("daily cap");
-    } else if !(r.concurrent || def.concurrent)
-        && !svc.store.active_runs_of(r.id, r.chat_id).await?.is_empty()
-    {
-        skip = Some("already running");
+    } else if !r.concurrent && !def.concurrent {
+        let active = svc.store.active_runs_of(r.id, r.chat_id).await?;
+        if !active.is_empty() {
+            skip = Some("already running");
+        }
     }
     let mut snap = serde_json::to_value(&def)
         .map_err(|e| RoutineError::invalid("definition", e.to_string()))?;
