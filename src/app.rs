@@ -135,7 +135,9 @@ pub async fn routine_engine(
     hearth: &Arc<Hearth>,
     stop: &CancellationToken,
 ) -> anyhow::Result<Arc<RoutineEngine>> {
-    let engine = RoutineEngine::new(hearth.svc.clone(), hearth.agent.clone());
+    // the core's process id: its heartbeat renews the engine's run leases too
+    let engine =
+        RoutineEngine::with_owner(hearth.svc.clone(), hearth.agent.clone(), hearth.owner());
     engine.start_up().await?;
     engine.listen(stop.clone());
     Ok(engine)

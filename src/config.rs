@@ -129,9 +129,13 @@ pub struct LlmConfig {
     /// queue (issue 8 item 12). Default 4.
     #[serde(default = "default_max_concurrent_calls")]
     pub max_concurrent_calls: usize,
-    /// Prices in US dollars per million tokens, for cost reports.
+    /// Prices in US dollars per million tokens, for cost reports (models not in `prices`).
     pub prompt_price_per_mtok: f64,
     pub completion_price_per_mtok: f64,
+    /// Per-model prices (model name → prompt / completion USD per million tokens); a model not
+    /// listed uses `prompt_price_per_mtok` / `completion_price_per_mtok`.
+    #[serde(default)]
+    pub prices: std::collections::BTreeMap<String, ModelPrice>,
 }
 
 fn default_max_tokens() -> u32 {
@@ -234,6 +238,34 @@ pub struct WorkflowsConfig {
 #[serde(deny_unknown_fields)]
 pub struct RoutinesConfig {
     pub max_per_chat: u32,
+    /// USD a run may spend before it asks "continue?" in the chat (once per run). Default 1.0.
+    #[serde(default = "default_cost_warn")]
+    pub cost_warn: f64,
+    /// USD at which a run stops (`failed`, reason "cost limit"). Default 5.0.
+    #[serde(default = "default_cost_limit")]
+    pub cost_limit: f64,
+    /// How long a process holds a run step without renewing it; after that another process
+    /// takes the run over (a destructive step becomes `interrupted`). Default 30 s.
+    #[serde(default = "default_step_lease", deserialize_with = "duration")]
+    pub step_lease: Duration,
+}
+
+fn default_cost_warn() -> f64 {
+    1.0
+}
+fn default_cost_limit() -> f64 {
+    5.0
+}
+fn default_step_lease() -> Duration {
+    Duration::from_secs(30)
+}
+
+/// A model's prices in US dollars per million tokens (`[llm.prices."<model>"]`).
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelPrice {
+    pub prompt: f64,
+    pub completion: f64,
 }
 
 /// `[agent]`: how far the model may act on its own.

@@ -42,6 +42,19 @@ pub enum HearthEvent {
         user_id: i64,
         name: String,
     },
+    /// A routine run ended with every step on its path done (`routine`: the routine's name).
+    RunCompleted {
+        chat_id: i64,
+        routine: String,
+        run_id: i64,
+    },
+    /// A routine run failed (`reason`: "cost limit", "rejected", the step's error, …).
+    RunFailed {
+        chat_id: i64,
+        routine: String,
+        run_id: i64,
+        reason: String,
+    },
 }
 
 impl HearthEvent {
@@ -52,7 +65,9 @@ impl HearthEvent {
             | HearthEvent::WorkflowResolved { chat_id, .. }
             | HearthEvent::WorkflowExpired { chat_id, .. }
             | HearthEvent::ChoreOverdue { chat_id, .. }
-            | HearthEvent::MemberJoined { chat_id, .. } => *chat_id,
+            | HearthEvent::MemberJoined { chat_id, .. }
+            | HearthEvent::RunCompleted { chat_id, .. }
+            | HearthEvent::RunFailed { chat_id, .. } => *chat_id,
         }
     }
 
@@ -64,6 +79,8 @@ impl HearthEvent {
             HearthEvent::WorkflowExpired { .. } => "workflow_expired",
             HearthEvent::ChoreOverdue { .. } => "chore_overdue",
             HearthEvent::MemberJoined { .. } => "member_joined",
+            HearthEvent::RunCompleted { .. } => "run_completed",
+            HearthEvent::RunFailed { .. } => "run_failed",
         }
     }
 }

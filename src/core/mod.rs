@@ -456,13 +456,23 @@ impl Hearth {
         }
     }
 
-    /// The heartbeat: renew every lease this process holds, in one statement.
+    /// The heartbeat: renew every lease this process holds (inbound messages, then the routine
+    /// runs it executes: one statement each).
     pub async fn heartbeat(&self) -> Result<u64, StoreError> {
         let now = self.svc.clock.now();
-        self.svc
+        let n = self
+            .svc
             .store
             .renew_leases(&self.owner, self.lease_end(now))
-            .await
+            .await?;
+        let run_lease = chrono::Duration::from_std(self.svc.config.routines.step_lease)
+            .unwrap_or(chrono::Duration::seconds(30));
+        let runs = self
+            .svc
+            .store
+            .renew_run_leases(&self.owner, now + run_lease)
+            .await?;
+        Ok(n + runs)
     }
 
     /// Spawn the heartbeat (every `runtime.heartbeat`) and the periodic recovery (every

@@ -1,10 +1,12 @@
 //! The api trigger: `POST /routines/{id}/trigger` on hearth's HTTP listener.
 //!
-//! Owns the route and its answers: 202 `{"run_id": n, "status": "queued"}`; 401 without the
+//! Owns the route and its answers: 202 `{"run_id": n, "status": "pending"}` (or
+//! `"status": "skipped", "reason": "already running"`); 400 for a missing required input; 401 without the
 //! routine's bearer token (compared as SHA-256 hashes in constant time; tokens are never logged);
 //! 404 for an unknown routine or one without an api trigger; 400 for a body that is not JSON;
 //! 413 for a body over 4 KB; 423 while paused; 429 over 60 calls a minute (per routine).
-//! The body reaches the prompt as `{apiArgs}` only when the routine was created with `api args`.
+//! A JSON object body is the run's initial inputs (another JSON value is kept under `body`); a
+//! single-prompt routine sees it as `{apiArgs}` only when it was created with `api args`.
 //! Uses: axum, routines::engine, store (through the engine's services).
 
 use std::sync::Arc;
@@ -20,7 +22,7 @@ use axum::{
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
-use super::{token_hash, RoutineEngine};
+use super::{runner::Started, token_hash, RoutineEngine, RoutineError};
 use crate::store::{RoutineStatus, RunSource, RunStatus, TriggerKind};
 
 /// Largest accepted body, in bytes.
@@ -105,27 +107,41 @@ async fn trigger(
         )
             .into_response();
     }
-    let input = if body.iter().all(|b| b.is_ascii_whitespace()) {
-        None
+    let inputs = if body.iter().all(|b| b.is_ascii_whitespace()) {
+        serde_json::Map::new()
     } else {
         match serde_json::from_slice::<serde_json::Value>(&body) {
-            // kept only when the routine lets the body reach its prompt
-            Ok(v) => routine.api_args.then(|| v.to_string()),
+            Ok(serde_json::Value::Object(m)) => m,
+            Ok(v) => {
+                let mut m = serde_json::Map::new();
+                m.insert("body".into(), v);
+                m
+            }
             Err(_) => return answer(StatusCode::BAD_REQUEST, "body: must be JSON"),
         }
     };
     match engine
-        .queue(id, Some(trigger.id), RunSource::Api, input)
+        .queue(id, Some(trigger.id), RunSource::Api, inputs)
         .await
     {
-        Ok(run_id) => (
+        Ok(Started::Run(run_id)) => (
             StatusCode::ACCEPTED,
             Json(json!({ "run_id": run_id, "status": RunStatus::Pending.as_str() })),
         )
             .into_response(),
-        Err(e) => {
+        Ok(Started::Skipped(run_id, reason)) => (
+            StatusCode::ACCEPTED,
+            Json(json!({
+                "run_id": run_id,
+                "status": RunStatus::Skipped.as_str(),
+                "reason": reason,
+            })),
+        )
+            .into_response(),
+        Err(RoutineError::Store(e)) => {
             tracing::error!(routine = id, error = %e, "api trigger: storage");
             answer(StatusCode::SERVICE_UNAVAILABLE, "storage unavailable")
         }
+        Err(e) => answer(StatusCode::BAD_REQUEST, &e.to_string()),
     }
 }

@@ -1,19 +1,23 @@
-//! The routine engine: the sweep that claims due triggers, the event listener, the queue of
-//! manual and api runs, and the execution of one run (a normal agent turn in the owning chat).
+//! The routine engine: the sweep that claims due triggers and claimable runs, the event
+//! listener, and the api / manual entry points. Runs themselves are executed by
+//! [`super::runner`].
 //!
-//! Owns the runtime state that is not in the database: which routines are running in this
-//! process (one run at a time per routine) and the api rate-limit windows. Everything durable
-//! (`next_fire_at`, run records, counters) is in the store. The sweep is a plain async method:
-//! the scheduler calls it every second and tests call [`RoutineEngine::sweep`] with a manual clock.
-//! Uses: services (store, clock, outbox, chat locks, events), agent, routines::model, format.
+//! Owns the runtime state that is not in the database: the executors in flight in this process
+//! (for [`RoutineEngine::settle`]), the wake-up signal ([`RoutineEngine::kick`]) and the api
+//! rate-limit windows. Everything durable (`next_fire_at`, runs, their leases and waits, step
+//! runs, counters) is in the store: a run is claimed with one conditional update and a lease
+//! (issue 9 contract), so two processes on one database execute each step once. The sweep is a
+//! plain async method: the scheduler calls it every second and tests call
+//! [`RoutineEngine::sweep`] with a manual clock.
+//! Uses: services (store, clock, outbox, chat locks, events), agent, routines::{model, runner}.
 
 use std::{
-    collections::{HashMap, HashSet, VecDeque},
+    collections::{HashMap, VecDeque},
     sync::{
         atomic::{AtomicUsize, Ordering},
         Arc, Mutex,
     },
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use chrono::{DateTime, Utc};
@@ -21,36 +25,32 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    model::{render_prompt, PromptVars, TriggerSpec},
-    run_cost, zone_of, KEEP_RUNS, QUIET_TOKEN,
+    model::TriggerSpec,
+    runner::{self, StartRun, Started},
+    RoutineError,
 };
 use crate::{
-    agent::{Agent, Scope, TurnRequest},
+    agent::Agent,
     events::HearthEvent,
-    format,
     services::Services,
-    store::{
-        NewRun, RoutineCounters, RoutineRow, RoutineStatus, RunEnd, RunSource, RunStatus,
-        StoreResult, TriggerKind, TriggerRow,
-    },
-    types::{ChatKind, Outbound},
+    store::{RoutineRow, RoutineStatus, RunRow, RunSource, StoreResult, TriggerRow},
 };
 
 /// Due triggers handled per sweep (the rest wait for the next tick, oldest first).
 pub const SWEEP_BATCH: u64 = 500;
+/// Claimable runs looked at per sweep.
+pub const RUN_BATCH: u64 = 200;
 /// Api calls allowed per routine per minute.
 pub const API_CALLS_PER_MINUTE: usize = 60;
-/// Longest reply snippet kept in a run record, in characters.
-const SNIPPET_CHARS: usize = 200;
 
 /// What one sweep did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct SweepReport {
     /// Due triggers seen.
     pub due: usize,
-    /// Slots this process claimed (and fired or recorded as skipped).
+    /// Slots this process claimed (and started a run for, or recorded as skipped).
     pub claimed: usize,
-    /// Queued manual / api runs started.
+    /// Runs this process claimed and started executing (pending, woken or taken over).
     pub queued_started: usize,
 }
 
@@ -58,52 +58,44 @@ pub struct SweepReport {
 pub struct RoutineEngine {
     svc: Services,
     agent: Agent,
-    running: Mutex<HashSet<i64>>,
+    /// This process's id: the owner recorded on the runs it holds (the core's [`crate::core::Hearth::owner`]).
+    owner: String,
     api_calls: Mutex<HashMap<i64, VecDeque<DateTime<Utc>>>>,
     in_flight: AtomicUsize,
     idle: Notify,
+    wake: Notify,
 }
 
-/// Releases a routine's running flag (and the in-flight count) when dropped.
-struct RunGuard {
-    engine: Arc<RoutineEngine>,
-    routine_id: i64,
-}
+/// Lowers the in-flight count when an executor ends.
+struct FlightGuard(Arc<RoutineEngine>);
 
-impl Drop for RunGuard {
+impl Drop for FlightGuard {
     fn drop(&mut self) {
-        self.engine
-            .running
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&self.routine_id);
-        if self.engine.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
-            self.engine.idle.notify_waiters();
+        if self.0.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
         }
     }
 }
 
-/// What a run needs besides its record.
-struct RunInput {
-    run_id: i64,
-    routine_id: i64,
-    source: RunSource,
-    catch_up: bool,
-    scheduled_for: Option<DateTime<Utc>>,
-    trigger: Option<String>,
-    input: Option<String>,
-}
-
 impl RoutineEngine {
-    /// An engine over the same services (and so the same chat locks) as the core.
+    /// An engine over the same services (and so the same chat locks) as the core, with a fresh
+    /// random process id (tests; the binary uses [`RoutineEngine::with_owner`]).
     pub fn new(svc: Services, agent: Agent) -> Arc<Self> {
+        let owner = format!("{}-{:08x}", std::process::id(), rand::random::<u32>());
+        Self::with_owner(svc, agent, owner)
+    }
+
+    /// An engine holding runs as process `owner` (the core's id, so the core's heartbeat renews
+    /// its run leases).
+    pub fn with_owner(svc: Services, agent: Agent, owner: impl Into<String>) -> Arc<Self> {
         Arc::new(Self {
             svc,
             agent,
-            running: Default::default(),
+            owner: owner.into(),
             api_calls: Default::default(),
             in_flight: AtomicUsize::new(0),
             idle: Notify::new(),
+            wake: Notify::new(),
         })
     }
 
@@ -112,40 +104,41 @@ impl RoutineEngine {
         &self.svc
     }
 
-    /// Start-up: runs left "running" by a previous process (older than twice the turn timeout)
-    /// are recorded as errors. Returns how many.
+    /// The agent that runs prompt steps and tool steps.
+    pub fn agent(&self) -> &Agent {
+        &self.agent
+    }
+
+    /// This process's id (owner of the runs it holds).
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    /// Start-up: runs left `running` without a lease (from before runs were durable) are
+    /// recorded as failed. Runs with a lease are taken over when it lapses. Returns how many.
     pub async fn start_up(&self) -> StoreResult<u64> {
-        let cutoff = self.svc.clock.now()
-            - chrono::Duration::from_std(self.svc.config.llm.timeout * 2).unwrap_or_default();
-        let n = self.svc.store.interrupt_stale_runs(cutoff).await?;
+        let n = self
+            .svc
+            .store
+            .interrupt_stale_runs(self.svc.clock.now())
+            .await?;
         if n > 0 {
             tracing::warn!(count = n, "routine runs interrupted by the last stop");
         }
         Ok(n)
     }
 
-    /// Mark the routine running in this process; `None` when it already is.
-    fn try_start(self: &Arc<Self>, routine_id: i64) -> Option<RunGuard> {
-        let fresh = self
-            .running
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(routine_id);
-        if !fresh {
-            return None;
-        }
-        self.in_flight.fetch_add(1, Ordering::SeqCst);
-        Some(RunGuard {
-            engine: self.clone(),
-            routine_id,
-        })
+    /// Wake the sweep now (a run was started or woken); the listener task sweeps at once.
+    pub fn kick(&self) {
+        self.wake.notify_one();
     }
 
     /// One tick: claim every due trigger (conditional update of `next_fire_at`, so a slot fires
-    /// once across processes), start its run, then start queued manual / api runs. Runs proceed
-    /// in the background; [`RoutineEngine::settle`] waits for them.
+    /// once across processes) and start its run, then claim claimable runs (pending, woken,
+    /// lease lapsed) and execute them in the background; [`RoutineEngine::settle`] waits for them.
     ///
-    /// Errors: storage failures (the next tick retries; nothing is lost: unclaimed slots stay due).
+    /// Errors: storage failures (the next tick retries; nothing is lost: unclaimed slots stay due,
+    /// unclaimed runs stay claimable).
     pub async fn sweep(self: &Arc<Self>, now: DateTime<Utc>) -> StoreResult<SweepReport> {
         let mut report = SweepReport::default();
         let due = self.svc.store.due_triggers(now, SWEEP_BATCH).await?;
@@ -168,7 +161,7 @@ impl RoutineEngine {
                 }
             }
         }
-        report.queued_started = self.start_queued(now).await?;
+        report.queued_started = self.claim_runs(now).await?;
         Ok(report)
     }
 
@@ -200,131 +193,107 @@ impl RoutineEngine {
         if !self.svc.store.claim_trigger(t.id, old, next).await? {
             return Ok(false); // another process owns this slot
         }
-        let zone = zone_of(routine);
-        let run = NewRun {
-            routine_id: routine.id,
-            trigger_id: Some(t.id),
-            source: t.kind.into(),
-            catch_up,
-            status: RunStatus::Running,
-            reason: None,
-            input: None,
-            scheduled_for: Some(old),
-            started_at: now,
-        };
-        let Some(guard) = self.try_start(routine.id) else {
-            let id = self
-                .svc
-                .store
-                .insert_run(NewRun {
-                    status: RunStatus::Skipped,
-                    reason: Some("still running".into()),
-                    ..run
-                })
-                .await?;
-            tracing::info!(
-                routine = routine.id,
-                run = id,
-                "fire skipped: previous run still going"
-            );
-            return Ok(true);
-        };
-        let run_id = self.svc.store.insert_run(run).await?;
-        let input = RunInput {
-            run_id,
-            routine_id: routine.id,
-            source: t.kind.into(),
-            catch_up,
-            scheduled_for: Some(old),
-            trigger: Some(spec.describe(zone)),
-            input: None,
-        };
-        self.spawn_run(input, guard);
+        let started = runner::start_run(
+            &self.svc,
+            StartRun {
+                routine_id: routine.id,
+                source: t.kind.into(),
+                trigger_id: Some(t.id),
+                started_by: routine.owner_id,
+                inputs: Default::default(),
+                scheduled_for: Some(old),
+                catch_up,
+                parent_run_id: None,
+                depth: 0,
+            },
+        )
+        .await;
+        match started {
+            Ok(_) => {}
+            Err(RoutineError::Store(e)) => return Err(e),
+            Err(e) => {
+                tracing::warn!(routine = routine.id, error = %e, "fire not started");
+            }
+        }
         Ok(true)
     }
 
-    /// Start queued runs whose routine is free. Returns how many started.
-    pub async fn start_queued(self: &Arc<Self>, now: DateTime<Utc>) -> StoreResult<usize> {
+    /// Claim claimable runs (one conditional update each) and execute them in the background.
+    /// Returns how many this process claimed.
+    pub async fn claim_runs(self: &Arc<Self>, now: DateTime<Utc>) -> StoreResult<usize> {
+        let lease = now
+            + chrono::Duration::from_std(self.svc.config.routines.step_lease)
+                .unwrap_or(chrono::Duration::seconds(30));
         let mut n = 0;
-        for q in self.svc.store.queued_runs(100).await? {
-            let Some(guard) = self.try_start(q.routine_id) else {
-                continue; // wait for the current run to finish
-            };
-            if !self.svc.store.claim_queued_run(q.id, now).await? {
-                continue; // another process took it (guard drops)
+        for row in self.svc.store.claimable_runs(now, RUN_BATCH).await? {
+            if !self
+                .svc
+                .store
+                .claim_run(&row, &self.owner, now, lease)
+                .await?
+            {
+                continue; // another process took it
             }
-            let trigger = match q.trigger_id {
-                Some(tid) => self
-                    .svc
-                    .store
-                    .routine_triggers(q.routine_id)
-                    .await?
-                    .into_iter()
-                    .find(|t| t.id == tid)
-                    .map(|t| super::describe_trigger(&t, chrono_tz::Tz::UTC)),
-                None => None,
-            };
-            self.spawn_run(
-                RunInput {
-                    run_id: q.id,
-                    routine_id: q.routine_id,
-                    source: q.source,
-                    catch_up: q.catch_up,
-                    scheduled_for: q.scheduled_for,
-                    trigger,
-                    input: q.input.clone(),
-                },
-                guard,
-            );
+            self.spawn_run(row);
             n += 1;
         }
         Ok(n)
     }
 
-    fn spawn_run(self: &Arc<Self>, input: RunInput, guard: RunGuard) {
+    fn spawn_run(self: &Arc<Self>, seen: RunRow) {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        let guard = FlightGuard(self.clone());
         let me = self.clone();
         tokio::spawn(async move {
-            let run_id = input.run_id;
-            if let Err(e) = me.execute(input).await {
-                tracing::error!(run = run_id, error = %e, "routine run failed on storage");
+            let run_id = seen.id;
+            if let Err(e) = runner::execute(&me, seen).await {
+                tracing::error!(run = run_id, error = %e, "routine run stopped on storage");
             }
             drop(guard);
         });
     }
 
-    /// Queue a run for an event or api call and start it when the routine is free.
-    /// Returns the run id.
+    /// Start a run for an event or api call (or by hand) and claim it at once.
+    ///
+    /// Errors: see [`runner::start_run`].
     pub async fn queue(
         self: &Arc<Self>,
         routine_id: i64,
         trigger_id: Option<i64>,
         source: RunSource,
-        input: Option<String>,
-    ) -> StoreResult<i64> {
-        let now = self.svc.clock.now();
-        let id = self
-            .svc
-            .store
-            .insert_run(NewRun {
+        inputs: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Started, RoutineError> {
+        let Some(r) = self.svc.store.routine(routine_id).await? else {
+            return Err(RoutineError::NotFound(format!("#{routine_id}")));
+        };
+        let started = runner::start_run(
+            &self.svc,
+            StartRun {
                 routine_id,
-                trigger_id,
                 source,
-                catch_up: false,
-                status: RunStatus::Pending,
-                reason: None,
-                input,
+                trigger_id,
+                started_by: r.owner_id,
+                inputs,
                 scheduled_for: None,
-                started_at: now,
-            })
-            .await?;
-        self.start_queued(now).await?;
-        Ok(id)
+                catch_up: false,
+                parent_run_id: None,
+                depth: 0,
+            },
+        )
+        .await?;
+        self.claim_runs(self.svc.clock.now()).await?;
+        Ok(started)
     }
 
-    /// Fire the event triggers matching `ev` in its chat. Returns how many runs were queued.
+    /// Fire the event triggers matching `ev` in its chat (the event's fields are the initial
+    /// inputs) and complete the event waits of runs it matches. Returns how many runs were
+    /// started.
     pub async fn on_event(self: &Arc<Self>, ev: &HearthEvent) -> StoreResult<usize> {
         let mut n = 0;
-        let json = serde_json::to_string(ev).unwrap_or_default();
+        let inputs = match serde_json::to_value(ev) {
+            Ok(serde_json::Value::Object(m)) => m,
+            _ => Default::default(),
+        };
         for (t, r) in self
             .svc
             .store
@@ -335,16 +304,40 @@ impl RoutineEngine {
                 continue;
             };
             if spec.matches_event(ev) {
-                self.queue(r.id, Some(t.id), RunSource::Event, Some(json.clone()))
-                    .await?;
-                n += 1;
+                match self
+                    .queue(r.id, Some(t.id), RunSource::Event, inputs.clone())
+                    .await
+                {
+                    Ok(_) => n += 1,
+                    Err(RoutineError::Store(e)) => return Err(e),
+                    Err(e) => tracing::warn!(routine = r.id, error = %e, "event run not started"),
+                }
             }
+        }
+        if runner::on_event_wait(&self.svc, ev).await? > 0 {
+            self.claim_runs(self.svc.clock.now()).await?;
         }
         Ok(n)
     }
 
     /// Listen to the event bus until `stop`; each event fires matching routines.
+    /// Also sweeps at once whenever [`RoutineEngine::kick`] is called.
     pub fn listen(self: &Arc<Self>, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
+        let kicked = self.clone();
+        let stop2 = stop.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = stop2.cancelled() => return,
+                    _ = kicked.wake.notified() => {
+                        let now = kicked.svc.clock.now();
+                        if let Err(e) = kicked.sweep(now).await {
+                            tracing::warn!(error = %e, "kicked sweep failed; the next tick retries");
+                        }
+                    }
+                }
+            }
+        });
         let me = self.clone();
         let mut rx = self.svc.events.subscribe();
         tokio::spawn(async move {
@@ -403,256 +396,4 @@ impl RoutineEngine {
             tracing::warn!("routine runs still going at shutdown; they are recorded as interrupted at the next start");
         }
     }
-
-    /// Execute one claimed run: checks (paused, daily cap), the turn under the chat lock,
-    /// delivery, counters, ending, the run record and pruning.
-    async fn execute(&self, inp: RunInput) -> StoreResult<()> {
-        let svc = &self.svc;
-        let started = svc.clock.now();
-        let t0 = Instant::now();
-        let Some(r) = svc.store.routine(inp.routine_id).await? else {
-            return Ok(()); // deleted meanwhile (its runs went with it)
-        };
-        let manual = inp.source == RunSource::Manual;
-        let zone = zone_of(&r);
-        let local = started.with_timezone(&zone);
-        let today = local.format("%Y-%m-%d").to_string();
-        let runs_today = if r.runs_day == today { r.runs_today } else { 0 };
-        let end = |status: RunStatus, reason: Option<String>| RunEnd {
-            status,
-            reason,
-            started_at: started,
-            duration_ms: t0.elapsed().as_millis() as i64,
-            prompt_tokens: 0,
-            completion_tokens: 0,
-            cost_usd: 0.0,
-            output: None,
-        };
-        if !manual && r.status != RoutineStatus::Active {
-            return svc
-                .store
-                .finish_run(inp.run_id, end(RunStatus::Skipped, Some("ended".into())))
-                .await;
-        }
-        if !manual && r.paused {
-            return svc
-                .store
-                .finish_run(inp.run_id, end(RunStatus::Skipped, Some("paused".into())))
-                .await;
-        }
-        if !manual && r.max_runs_per_day.is_some_and(|cap| runs_today >= cap) {
-            return svc
-                .store
-                .finish_run(
-                    inp.run_id,
-                    end(RunStatus::Skipped, Some("daily cap".into())),
-                )
-                .await;
-        }
-
-        let lock = svc.locks.lock(r.chat_id).await;
-        let Some(chat) = svc.store.chat(r.chat_id).await? else {
-            drop(lock);
-            return svc
-                .store
-                .finish_run(
-                    inp.run_id,
-                    end(RunStatus::Failed, Some("chat unknown".into())),
-                )
-                .await;
-        };
-        let chat_kind = if chat.kind == "private" {
-            ChatKind::Private
-        } else {
-            ChatKind::Group
-        };
-        let member = if chat_kind == ChatKind::Group {
-            svc.store.member(chat.id, r.owner_id).await?
-        } else {
-            None
-        };
-        let actor_name = match (&member, chat_kind) {
-            (Some(m), _) => m.first_name.clone(),
-            (None, ChatKind::Private) => chat.title.clone(),
-            _ => "the routine's owner".into(),
-        };
-        let tick = r.tick_count as i64 + 1;
-        let vars = PromptVars {
-            date: local.format("%a %Y-%m-%d").to_string(),
-            time: local.format("%H:%M").to_string(),
-            tick_count: tick,
-            state: r.state.clone(),
-            api_args: if inp.source == RunSource::Api && r.api_args {
-                inp.input.clone().unwrap_or_default()
-            } else {
-                String::new()
-            },
-            event: if inp.source == RunSource::Event {
-                inp.input.clone().unwrap_or_default()
-            } else {
-                String::new()
-            },
-        };
-        let prompt = render_prompt(&r.prompt, &vars).unwrap_or_else(|err| {
-            // created before the template check, or hand-edited: the text as written
-            tracing::warn!(routine_id = r.id, error = %err, "routine prompt not rendered");
-            r.prompt.clone()
-        });
-        let current = routine_message(&r, &inp, tick, &prompt);
-        let scope = Scope {
-            chat: chat.clone(),
-            chat_kind,
-            actor_id: Some(r.owner_id),
-            actor_name,
-            member,
-            window_start_id: None,
-            addressed: true,
-            member_turn: false,
-        };
-        let outcome = self
-            .agent
-            .run_turn(
-                svc,
-                TurnRequest {
-                    scope,
-                    current,
-                    current_tg_id: None,
-                    source: "routine",
-                    silent_ok: false,
-                },
-            )
-            .await;
-        let (status, reason, output) = match &outcome.result {
-            Ok(text) if r.quiet && text.trim() == QUIET_TOKEN => {
-                (RunStatus::Silent, None, Some(text.clone()))
-            }
-            Ok(text) => {
-                let sent = svc
-                    .outbox
-                    .send(Outbound {
-                        chat_id: chat.id,
-                        html: format::markdown_to_html(text),
-                        buttons: vec![],
-                        reply_to: None,
-                    })
-                    .await;
-                match sent {
-                    Ok(_) => (RunStatus::Completed, None, Some(text.clone())),
-                    Err(e) => (
-                        RunStatus::Failed,
-                        Some(format!("delivery: {e}")),
-                        Some(text.clone()),
-                    ),
-                }
-            }
-            Err(e) => {
-                // Tell the chat once (not on every failing tick): only after a non-error run.
-                let prev = svc.store.routine_runs(r.id, 2).await?;
-                let last_was_error = prev
-                    .iter()
-                    .find(|x| x.id != inp.run_id)
-                    .is_some_and(|x| x.status == RunStatus::Failed);
-                if !last_was_error {
-                    let html = format!(
-                        "Routine <b>{}</b> could not run: {} (I'll keep trying on schedule; /routine_history {} shows runs.)",
-                        format::escape_html(&r.name),
-                        format::escape_html(e.user_message()),
-                        format::escape_html(&r.name),
-                    );
-                    // a failure notice, not conversation: kept out of the context window
-                    if let Err(err) = svc
-                        .outbox
-                        .send_notice(Outbound {
-                            chat_id: chat.id,
-                            html,
-                            buttons: vec![],
-                            reply_to: None,
-                        })
-                        .await
-                    {
-                        tracing::warn!(routine = r.id, error = %err, "routine failure notice not delivered");
-                    }
-                }
-                (RunStatus::Failed, Some(e.cause().to_string()), None)
-            }
-        };
-        drop(lock);
-
-        svc.store
-            .set_routine_counters(
-                r.id,
-                RoutineCounters {
-                    tick_count: tick as i32,
-                    runs_today: runs_today + 1,
-                    runs_day: &today,
-                },
-            )
-            .await?;
-        if r.status == RoutineStatus::Active
-            && (r.max_ticks.is_some_and(|m| tick >= m as i64)
-                || !self.has_live_trigger(r.id).await?)
-        {
-            svc.store.end_routine(r.id).await?;
-            tracing::info!(routine = r.id, ticks = tick, "routine ended");
-        }
-        svc.store
-            .finish_run(
-                inp.run_id,
-                RunEnd {
-                    status,
-                    reason,
-                    started_at: started,
-                    duration_ms: t0.elapsed().as_millis() as i64,
-                    prompt_tokens: outcome.prompt_tokens as i32,
-                    completion_tokens: outcome.completion_tokens as i32,
-                    cost_usd: run_cost(
-                        &svc.config,
-                        outcome.prompt_tokens,
-                        outcome.completion_tokens,
-                    ),
-                    output: output.map(|o| crate::context::clip(&o, SNIPPET_CHARS)),
-                },
-            )
-            .await?;
-        svc.store.prune_runs(r.id, KEEP_RUNS).await?;
-        Ok(())
-    }
-
-    /// True while some trigger can still fire (a spent one-off cannot).
-    async fn has_live_trigger(&self, routine_id: i64) -> StoreResult<bool> {
-        Ok(self
-            .svc
-            .store
-            .routine_triggers(routine_id)
-            .await?
-            .iter()
-            .any(|t| t.kind != TriggerKind::At || t.next_fire_at.is_some()))
-    }
-}
-
-/// The turn's current message: a one-line header (routine, trigger, run number), the catch-up
-/// and quiet notes when they apply, then the filled template.
-fn routine_message(r: &RoutineRow, inp: &RunInput, tick: i64, body: &str) -> String {
-    let trigger = inp.trigger.as_deref().unwrap_or(inp.source.as_str());
-    let mut s = format!("[Routine '{}' ({trigger}), run {tick}]\n", r.name);
-    if inp.catch_up {
-        let when = inp
-            .scheduled_for
-            .map(|t| {
-                t.with_timezone(&zone_of(r))
-                    .format("%a %d %b %H:%M")
-                    .to_string()
-            })
-            .unwrap_or_default();
-        s.push_str(&format!(
-            "[Catch-up: I was offline at the scheduled time ({when}); this one run replaces the missed ones. Mention that it is late.]\n"
-        ));
-    }
-    if r.quiet {
-        s.push_str(&format!(
-            "[Quiet: if there is nothing worth saying, reply exactly {QUIET_TOKEN}]\n"
-        ));
-    }
-    s.push_str(body);
-    s
 }

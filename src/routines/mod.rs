@@ -31,8 +31,8 @@ use model::TriggerSpec;
 use crate::{
     services::Services,
     store::{
-        NewRoutine, NewRun, NewTrigger, RoutineRow, RoutineStatus, RunRow, RunSource, RunStatus,
-        StoreError, TriggerKind, TriggerRow,
+        NewRoutine, NewTrigger, RoutineRow, RoutineStatus, RunRow, RunSource, StoreError,
+        TriggerKind, TriggerRow,
     },
 };
 
@@ -359,8 +359,11 @@ pub async fn set_state(
     Ok(merged)
 }
 
-/// Queue a manual run (works while paused and over the daily cap); the engine's sweep starts it
+/// Start a manual run (works while paused and over the daily cap); the engine's sweep starts it
 /// within a tick. Returns the run id.
+///
+/// Errors: as [`runner::start_run`]; a run skipped (e.g. "already running") is
+/// [`RoutineError::Invalid`] saying why.
 pub async fn queue_manual_run(
     svc: &Services,
     chat_id: i64,
@@ -374,21 +377,28 @@ pub async fn queue_manual_run(
             format!("'{}' has ended; create it again to run it", r.name),
         ));
     }
-    let id = svc
-        .store
-        .insert_run(NewRun {
+    let started = runner::start_run(
+        svc,
+        runner::StartRun {
             routine_id: r.id,
-            trigger_id: None,
             source: RunSource::Manual,
-            catch_up: false,
-            status: RunStatus::Pending,
-            reason: None,
-            input: None,
+            trigger_id: None,
+            started_by: actor.user_id,
+            inputs: Default::default(),
             scheduled_for: None,
-            started_at: svc.clock.now(),
-        })
-        .await?;
-    Ok((r, id))
+            catch_up: false,
+            parent_run_id: None,
+            depth: 0,
+        },
+    )
+    .await?;
+    match started {
+        runner::Started::Run(id) => Ok((r, id)),
+        runner::Started::Skipped(id, reason) => Err(RoutineError::invalid(
+            "name",
+            format!("'{}' was not run: {reason} (run {id})", r.name),
+        )),
+    }
 }
 
 /// A routine with its triggers, for listings.
@@ -438,8 +448,15 @@ pub fn next_fire(triggers: &[TriggerRow]) -> Option<DateTime<Utc>> {
     triggers.iter().filter_map(|t| t.next_fire_at).min()
 }
 
-/// Cost in US dollars of a run's tokens at the configured prices (`llm.*_price_per_mtok`).
+/// Cost in US dollars of tokens at the configured model's prices: `llm.prices."<llm.model>"`,
+/// else `llm.prompt_price_per_mtok` / `llm.completion_price_per_mtok` (USD per million tokens).
 pub fn run_cost(cfg: &crate::config::Config, prompt_tokens: u32, completion_tokens: u32) -> f64 {
-    prompt_tokens as f64 * cfg.llm.prompt_price_per_mtok / 1e6
-        + completion_tokens as f64 * cfg.llm.completion_price_per_mtok / 1e6
+    let (p, c) = match cfg.llm.prices.get(&cfg.llm.model) {
+        Some(m) => (m.prompt, m.completion),
+        None => (
+            cfg.llm.prompt_price_per_mtok,
+            cfg.llm.completion_price_per_mtok,
+        ),
+    };
+    prompt_tokens as f64 * p / 1e6 + completion_tokens as f64 * c / 1e6
 }

@@ -54,6 +54,8 @@ pub const EVENT_KINDS: &[(&str, &[&str])] = &[
     ),
     ("chore_overdue", &["chore_id", "title", "assignee_id"]),
     ("member_joined", &["user_id", "name"]),
+    ("run_completed", &["routine", "run_id"]),
+    ("run_failed", &["routine", "run_id", "reason"]),
 ];
 
 /// Whether `b` may appear in a routine name: the characters of a Telegram bot command

@@ -73,7 +73,7 @@ pub use routines::{
     NewRoutine, NewRun, NewTrigger, Publication, RoutineCounters, RoutineStatus, RunEnd, RunSource,
     RunStatus, StepStatus, StepType, TriggerKind,
 };
-pub use runs::{GateOutcome, NewStepRun};
+pub use runs::{GateOutcome, NewStepRun, RunChange, StepChange};
 pub use turns::NewTurn;
 pub use workflows::{
     CreateGuard, CreateRefused, Eligibility, NewWorkflow, QuorumVote, TargetChange, Transition,

@@ -267,12 +267,22 @@ pub struct NewRun {
     pub trigger_id: Option<i64>,
     pub source: RunSource,
     pub catch_up: bool,
-    /// Queued | Running | Skipped.
+    /// Pending | Skipped.
     pub status: RunStatus,
     pub reason: Option<String>,
+    /// JSON object of the initial inputs.
     pub input: Option<String>,
     pub scheduled_for: Option<DateTime<Utc>>,
     pub started_at: DateTime<Utc>,
+    /// The routine's chat.
+    pub chat_id: Option<i64>,
+    /// The run owner (Telegram user id).
+    pub started_by: Option<i64>,
+    /// JSON of the `Definition` the run executes.
+    pub snapshot: Option<String>,
+    pub parent_run_id: Option<i64>,
+    /// 0 for a top-level run.
+    pub depth: i32,
 }
 
 /// How a run ended.
@@ -536,6 +546,19 @@ impl Store {
     /// Delete a routine with its triggers and runs. Returns false when it did not exist.
     pub async fn delete_routine(&self, id: i64) -> StoreResult<bool> {
         let txn = self.conn().begin().await?;
+        let runs = routine_run::Entity::find()
+            .select_only()
+            .column(routine_run::Column::Id)
+            .filter(routine_run::Column::RoutineId.eq(id))
+            .into_tuple::<i64>()
+            .all(&txn)
+            .await?;
+        for chunk in runs.chunks(500) {
+            super::entity::step_run::Entity::delete_many()
+                .filter(super::entity::step_run::Column::RunId.is_in(chunk.iter().copied()))
+                .exec(&txn)
+                .await?;
+        }
         routine_run::Entity::delete_many()
             .filter(routine_run::Column::RoutineId.eq(id))
             .exec(&txn)
@@ -566,6 +589,15 @@ impl Store {
             completion_tokens: Set(0),
             cost_usd: Set(0.0),
             output: Set(None),
+            chat_id: Set(r.chat_id),
+            started_by: Set(r.started_by),
+            snapshot: Set(r.snapshot),
+            current_step: Set(0),
+            parent_run_id: Set(r.parent_run_id),
+            depth: Set(r.depth),
+            cost_warned: Set(false),
+            loops: Set("{}".into()),
+            finished_at: Set(matches!(r.status, RunStatus::Skipped).then_some(r.started_at)),
             ..Default::default()
         })
         .exec(self.conn())
@@ -631,7 +663,12 @@ impl Store {
         let r = routine_run::Entity::delete_many()
             .filter(routine_run::Column::RoutineId.eq(routine_id))
             .filter(routine_run::Column::Id.lte(cut.id))
-            .filter(routine_run::Column::Status.is_not_in([RunStatus::Pending, RunStatus::Running]))
+            .filter(routine_run::Column::Status.is_not_in([
+                RunStatus::Pending,
+                RunStatus::Running,
+                RunStatus::Waiting,
+                RunStatus::Paused,
+            ]))
             .exec(self.conn())
             .await?;
         Ok(r.rows_affected)
@@ -651,7 +688,8 @@ impl Store {
             .await?)
     }
 
-    /// Mark runs left "running" since before `before` as errors (a crash or restart cut them).
+    /// Mark runs left "running" without a lease since before `before` as failed (a crash or
+    /// restart cut them before runs were durable; leased runs are taken over instead).
     pub async fn interrupt_stale_runs(&self, before: DateTime<Utc>) -> StoreResult<u64> {
         let r = routine_run::Entity::update_many()
             .col_expr(routine_run::Column::Status, Expr::value(RunStatus::Failed))
@@ -660,6 +698,7 @@ impl Store {
                 Expr::value("interrupted by a restart"),
             )
             .filter(routine_run::Column::Status.eq(RunStatus::Running))
+            .filter(routine_run::Column::LeaseUntil.is_null())
             .filter(routine_run::Column::StartedAt.lt(before))
             .exec(self.conn())
             .await?;

@@ -2,13 +2,14 @@
 //! approval writes in its transition's transaction.
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    sea_query::Expr, ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
-    QueryOrder, Set,
+    sea_query::{Condition, Expr, ExprTrait},
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set, TransactionTrait,
 };
 
 use super::{
-    entity::{routine_run, step_run},
-    RunStatus, StepStatus, StepType, Store, StoreResult,
+    entity::{routine, routine_run, step_run, workflow},
+    RunStatus, StepStatus, StepType, Store, StoreResult, WorkflowKind, WorkflowStatus,
 };
 
 /// A step run to insert.
@@ -81,7 +82,370 @@ pub(super) async fn apply_gate(
     Ok(true)
 }
 
+/// How the executor moves a run it holds, written with the step's result in one transaction
+/// ([`Store::advance_run`]). Token and cost fields are ADDED to the run's totals.
+#[derive(Debug, Clone)]
+pub struct RunChange {
+    /// Running (go on), Waiting, Completed, Failed or Silent.
+    pub status: RunStatus,
+    /// 0-based index of the step to run next (or the waiting step).
+    pub current_step: i32,
+    pub waiting_for: Option<String>,
+    /// UTC; when a sweep looks at a waiting run again (`None`: only when woken).
+    pub wake_at: Option<DateTime<Utc>>,
+    pub reason: Option<String>,
+    /// `Some`: replaces the run's output snippet.
+    pub output: Option<String>,
+    pub add_prompt_tokens: i32,
+    pub add_completion_tokens: i32,
+    pub add_cost_usd: f64,
+    /// `Some`: the run's duration, set when it ends.
+    pub duration_ms: Option<i64>,
+    /// `Some`: the loop counters JSON.
+    pub loops: Option<String>,
+    /// UTC; set when the run ends.
+    pub finished_at: Option<DateTime<Utc>>,
+    /// UTC; the holder's new lease while it keeps the run (`Running`).
+    pub lease_until: Option<DateTime<Utc>>,
+}
+
+impl RunChange {
+    /// Keep running at step `current_step` (nothing else changes).
+    pub fn running(current_step: i32, lease_until: DateTime<Utc>) -> Self {
+        Self {
+            status: RunStatus::Running,
+            current_step,
+            waiting_for: None,
+            wake_at: None,
+            reason: None,
+            output: None,
+            add_prompt_tokens: 0,
+            add_completion_tokens: 0,
+            add_cost_usd: 0.0,
+            duration_ms: None,
+            loops: None,
+            finished_at: None,
+            lease_until: Some(lease_until),
+        }
+    }
+}
+
+/// A step run's result, written with the run's [`RunChange`].
+#[derive(Debug, Clone)]
+pub struct StepChange {
+    pub id: i64,
+    pub status: StepStatus,
+    pub output: Option<String>,
+    pub reason: Option<String>,
+    pub error: Option<String>,
+    pub prompt_tokens: i32,
+    pub completion_tokens: i32,
+    pub cost_usd: f64,
+    pub duration_ms: i64,
+    pub workflow_id: Option<i64>,
+    /// UTC; `None` while the step waits.
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Its tokens and cost are already in the run's totals (a step finishing after a wait).
+    pub counted: bool,
+}
+
+/// The claimable condition of the run state machine (issue 9 contract): pending; waiting and
+/// due; running with a lapsed lease.
+fn claimable(now: DateTime<Utc>) -> Condition {
+    Condition::any()
+        .add(routine_run::Column::Status.eq(RunStatus::Pending))
+        .add(
+            Condition::all()
+                .add(routine_run::Column::Status.eq(RunStatus::Waiting))
+                .add(routine_run::Column::WakeAt.lte(now)),
+        )
+        .add(
+            Condition::all()
+                .add(routine_run::Column::Status.eq(RunStatus::Running))
+                .add(routine_run::Column::LeaseUntil.lt(now)),
+        )
+}
+
 impl Store {
+    /// Claimable runs (see the run state machine), oldest first, at most `limit`.
+    pub async fn claimable_runs(
+        &self,
+        now: DateTime<Utc>,
+        limit: u64,
+    ) -> StoreResult<Vec<routine_run::Model>> {
+        Ok(routine_run::Entity::find()
+            .filter(claimable(now))
+            .order_by_asc(routine_run::Column::Id)
+            .limit(limit)
+            .all(self.conn())
+            .await?)
+    }
+
+    /// Claim a run seen as `seen` (ONE conditional update: still claimable, and still in the
+    /// status it was seen in): `running`, `owner`, `lease_until`. True when this caller holds it.
+    pub async fn claim_run(
+        &self,
+        seen: &routine_run::Model,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let r = routine_run::Entity::update_many()
+            .col_expr(routine_run::Column::Status, Expr::value(RunStatus::Running))
+            .col_expr(routine_run::Column::Owner, Expr::value(owner))
+            .col_expr(routine_run::Column::LeaseUntil, Expr::value(lease_until))
+            .filter(routine_run::Column::Id.eq(seen.id))
+            .filter(routine_run::Column::Status.eq(seen.status))
+            .filter(claimable(now))
+            .exec(self.conn())
+            .await?;
+        Ok(r.rows_affected == 1)
+    }
+
+    /// Renew the lease of every run `owner` holds (`running`), in one statement (the heartbeat).
+    pub async fn renew_run_leases(
+        &self,
+        owner: &str,
+        lease_until: DateTime<Utc>,
+    ) -> StoreResult<u64> {
+        let r = routine_run::Entity::update_many()
+            .col_expr(routine_run::Column::LeaseUntil, Expr::value(lease_until))
+            .filter(routine_run::Column::Owner.eq(owner))
+            .filter(routine_run::Column::Status.eq(RunStatus::Running))
+            .exec(self.conn())
+            .await?;
+        Ok(r.rows_affected)
+    }
+
+    /// Write a step's result and move the run, in one transaction, only while `owner` holds the
+    /// run (`status = running`). False (nothing written) when the run was paused, cancelled or
+    /// taken over: the executor must stop.
+    pub async fn advance_run(
+        &self,
+        run_id: i64,
+        owner: &str,
+        c: &RunChange,
+        step: Option<&StepChange>,
+    ) -> StoreResult<bool> {
+        let txn = self.conn().begin().await?;
+        let holds = c.status == RunStatus::Running;
+        let mut u = routine_run::Entity::update_many()
+            .col_expr(routine_run::Column::Status, Expr::value(c.status))
+            .col_expr(
+                routine_run::Column::CurrentStep,
+                Expr::value(c.current_step),
+            )
+            .col_expr(
+                routine_run::Column::WaitingFor,
+                Expr::value(c.waiting_for.clone()),
+            )
+            .col_expr(routine_run::Column::WakeAt, Expr::value(c.wake_at))
+            .col_expr(routine_run::Column::Reason, Expr::value(c.reason.clone()))
+            .col_expr(
+                routine_run::Column::PromptTokens,
+                Expr::col(routine_run::Column::PromptTokens).add(c.add_prompt_tokens),
+            )
+            .col_expr(
+                routine_run::Column::CompletionTokens,
+                Expr::col(routine_run::Column::CompletionTokens).add(c.add_completion_tokens),
+            )
+            .col_expr(
+                routine_run::Column::CostUsd,
+                Expr::col(routine_run::Column::CostUsd).add(c.add_cost_usd),
+            )
+            .col_expr(
+                routine_run::Column::Owner,
+                Expr::value(holds.then(|| owner.to_string())),
+            )
+            .col_expr(
+                routine_run::Column::LeaseUntil,
+                Expr::value(if holds { c.lease_until } else { None }),
+            );
+        if let Some(o) = &c.output {
+            u = u.col_expr(routine_run::Column::Output, Expr::value(o.clone()));
+        }
+        if let Some(d) = c.duration_ms {
+            u = u.col_expr(routine_run::Column::DurationMs, Expr::value(d));
+        }
+        if let Some(l) = &c.loops {
+            u = u.col_expr(routine_run::Column::Loops, Expr::value(l.clone()));
+        }
+        if let Some(f) = c.finished_at {
+            u = u.col_expr(routine_run::Column::FinishedAt, Expr::value(Some(f)));
+        }
+        let r = u
+            .filter(routine_run::Column::Id.eq(run_id))
+            .filter(routine_run::Column::Owner.eq(owner))
+            .filter(routine_run::Column::Status.eq(RunStatus::Running))
+            .exec(&txn)
+            .await?;
+        if r.rows_affected == 0 {
+            txn.rollback().await?;
+            return Ok(false);
+        }
+        if let Some(s) = step {
+            step_run::Entity::update_many()
+                .col_expr(step_run::Column::Status, Expr::value(s.status))
+                .col_expr(step_run::Column::Output, Expr::value(s.output.clone()))
+                .col_expr(step_run::Column::Reason, Expr::value(s.reason.clone()))
+                .col_expr(step_run::Column::Error, Expr::value(s.error.clone()))
+                .col_expr(step_run::Column::PromptTokens, Expr::value(s.prompt_tokens))
+                .col_expr(
+                    step_run::Column::CompletionTokens,
+                    Expr::value(s.completion_tokens),
+                )
+                .col_expr(step_run::Column::CostUsd, Expr::value(s.cost_usd))
+                .col_expr(step_run::Column::DurationMs, Expr::value(s.duration_ms))
+                .col_expr(step_run::Column::WorkflowId, Expr::value(s.workflow_id))
+                .col_expr(step_run::Column::FinishedAt, Expr::value(s.finished_at))
+                .filter(step_run::Column::Id.eq(s.id))
+                .exec(&txn)
+                .await?;
+        }
+        txn.commit().await?;
+        Ok(true)
+    }
+
+    /// Wake a waiting run now (`wake_at = at`) when it still waits for `waiting_for` (any wait
+    /// when `None`). True when it was waiting.
+    pub async fn wake_run(
+        &self,
+        run_id: i64,
+        waiting_for: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let mut q = routine_run::Entity::update_many()
+            .col_expr(routine_run::Column::WakeAt, Expr::value(Some(at)))
+            .filter(routine_run::Column::Id.eq(run_id))
+            .filter(routine_run::Column::Status.eq(RunStatus::Waiting));
+        if let Some(w) = waiting_for {
+            q = q.filter(routine_run::Column::WaitingFor.eq(w));
+        }
+        Ok(q.exec(self.conn()).await?.rows_affected == 1)
+    }
+
+    /// Waiting runs of a chat whose `waiting_for` starts with `prefix` ("event:chore_overdue",
+    /// "confirm:").
+    pub async fn runs_waiting_for(
+        &self,
+        chat_id: i64,
+        prefix: &str,
+    ) -> StoreResult<Vec<routine_run::Model>> {
+        Ok(routine_run::Entity::find()
+            .filter(routine_run::Column::ChatId.eq(chat_id))
+            .filter(routine_run::Column::Status.eq(RunStatus::Waiting))
+            .filter(routine_run::Column::WaitingFor.starts_with(prefix))
+            .order_by_asc(routine_run::Column::Id)
+            .all(self.conn())
+            .await?)
+    }
+
+    /// Complete a waiting step run with `output` (an event arrived) and wake its run, in one
+    /// transaction. True when the step run was still waiting (exactly one resolver wins).
+    pub async fn complete_waiting_step(
+        &self,
+        step_run_id: i64,
+        run_id: i64,
+        output: &str,
+        at: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let txn = self.conn().begin().await?;
+        let r = step_run::Entity::update_many()
+            .col_expr(step_run::Column::Status, Expr::value(StepStatus::Completed))
+            .col_expr(step_run::Column::Output, Expr::value(output))
+            .col_expr(step_run::Column::FinishedAt, Expr::value(Some(at)))
+            .filter(step_run::Column::Id.eq(step_run_id))
+            .filter(step_run::Column::Status.eq(StepStatus::Waiting))
+            .exec(&txn)
+            .await?;
+        if r.rows_affected == 0 {
+            txn.rollback().await?;
+            return Ok(false);
+        }
+        routine_run::Entity::update_many()
+            .col_expr(routine_run::Column::WakeAt, Expr::value(Some(at)))
+            .filter(routine_run::Column::Id.eq(run_id))
+            .filter(routine_run::Column::Status.eq(RunStatus::Waiting))
+            .exec(&txn)
+            .await?;
+        txn.commit().await?;
+        Ok(true)
+    }
+
+    /// Unfinished runs (pending, running, waiting, paused) of a routine in a chat.
+    pub async fn active_runs_of(
+        &self,
+        routine_id: i64,
+        chat_id: i64,
+    ) -> StoreResult<Vec<routine_run::Model>> {
+        Ok(routine_run::Entity::find()
+            .filter(routine_run::Column::RoutineId.eq(routine_id))
+            .filter(routine_run::Column::ChatId.eq(chat_id))
+            .filter(routine_run::Column::Status.is_in([
+                RunStatus::Pending,
+                RunStatus::Running,
+                RunStatus::Waiting,
+                RunStatus::Paused,
+            ]))
+            .all(self.conn())
+            .await?)
+    }
+
+    /// Ids of the pending confirmations `requester_id` got in `chat_id` since `since` (a prompt
+    /// step's destructive calls).
+    pub async fn confirmations_since(
+        &self,
+        chat_id: i64,
+        requester_id: i64,
+        since: DateTime<Utc>,
+    ) -> StoreResult<Vec<i64>> {
+        Ok(workflow::Entity::find()
+            .select_only()
+            .column(workflow::Column::Id)
+            .filter(workflow::Column::ChatId.eq(chat_id))
+            .filter(workflow::Column::RequesterId.eq(requester_id))
+            .filter(workflow::Column::Kind.eq(WorkflowKind::Confirmation))
+            .filter(workflow::Column::Status.eq(WorkflowStatus::Pending))
+            .filter(workflow::Column::CreatedAt.gte(since))
+            .order_by_asc(workflow::Column::Id)
+            .into_tuple()
+            .all(self.conn())
+            .await?)
+    }
+
+    /// How many of the workflows `ids` are still pending.
+    pub async fn count_pending_workflows(&self, ids: &[i64]) -> StoreResult<u64> {
+        use sea_orm::PaginatorTrait;
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        Ok(workflow::Entity::find()
+            .filter(workflow::Column::Id.is_in(ids.iter().copied()))
+            .filter(workflow::Column::Status.eq(WorkflowStatus::Pending))
+            .count(self.conn())
+            .await?)
+    }
+
+    /// Test and tooling helper: set (or clear) a routine's definition JSON (a
+    /// `routines::steps::Definition`, validated by the caller) and its `concurrent` flag.
+    pub async fn set_routine_definition(
+        &self,
+        routine_id: i64,
+        definition: Option<&str>,
+        concurrent: bool,
+    ) -> StoreResult<()> {
+        routine::Entity::update_many()
+            .col_expr(
+                routine::Column::Definition,
+                Expr::value(definition.map(str::to_string)),
+            )
+            .col_expr(routine::Column::Concurrent, Expr::value(concurrent))
+            .filter(routine::Column::Id.eq(routine_id))
+            .exec(self.conn())
+            .await?;
+        Ok(())
+    }
+
     /// Insert a step run; returns its id.
     pub async fn insert_step_run(&self, s: NewStepRun) -> StoreResult<i64> {
         let m = step_run::ActiveModel {

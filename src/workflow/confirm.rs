@@ -213,9 +213,12 @@ impl WorkflowTarget for ConfirmTarget {
 
     async fn after(&self, svc: &Services, wf: &WorkflowRow) -> StoreResult<Option<String>> {
         if wf.status != WorkflowStatus::Approved {
+            crate::routines::runner::on_confirmation_resolved(svc, wf.chat_id, wf.id).await;
             return Ok(Some("Nothing was done.".into()));
         }
         let outcome = self.run(svc, wf).await?;
+        // a run's prompt step waiting for this confirmation goes on once the call ran
+        crate::routines::runner::on_confirmation_resolved(svc, wf.chat_id, wf.id).await;
         Ok(Some(format!("→ {}", e(&outcome))))
     }
 }

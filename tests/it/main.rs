@@ -11,6 +11,7 @@ mod gates;
 mod llm_hardening;
 mod router_hardening;
 mod routines;
+mod runs;
 mod telegram;
 mod telegram_hardening;
 mod tokens;
