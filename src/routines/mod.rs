@@ -19,6 +19,7 @@ pub mod runner;
 pub mod steps;
 pub mod templates;
 pub mod tools;
+pub mod vars;
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
