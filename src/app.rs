@@ -66,6 +66,7 @@ pub fn agent(
     tools.add(crate::chores::tools::ChoreRequestDeletion);
     tools.add(crate::chores::tools::ChoreUpdate);
     crate::routines::tools::register(&mut tools);
+    crate::routines::playbooks::register(&mut tools);
     Ok(Agent::new(model, tools, prompt)
         .with_gate(crate::agent::gate::ModelGate::new(
             cfg.llm.max_concurrent_calls,
@@ -81,6 +82,7 @@ pub fn router() -> Router {
     Router::new()
         .commands(crate::workflow::commands::WorkflowCommands)
         .commands(crate::chores::commands::ChoreCommands)
+        .commands(crate::routines::playbooks::PlaybookCommands)
         .commands(crate::routines::commands::RoutineCommands)
         .text(crate::chores::commands::ChoreClaims)
         .text(crate::workflow::commands::ApprovalReplies)

@@ -1004,6 +1004,10 @@ impl Hearth {
         if crate::workflow::buttons::on_callback(&self.svc, &c).await? {
             return Ok(());
         }
+        // draft playbook Save / Cancel (issue 9)
+        if crate::routines::playbooks::on_callback(&self.svc, &c).await? {
+            return Ok(());
+        }
 
         let _ = self
             .svc
