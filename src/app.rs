@@ -351,6 +351,36 @@ pub async fn console(cfg: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `hearth routines import|export`: the routine service over the configured database, no
+/// adapter; what would be a direct message (an api trigger's token) is printed on stderr.
+pub async fn routines_cli(
+    cfg: Config,
+    cmd: crate::routines::doc::CliCommand,
+) -> anyhow::Result<String> {
+    let cfg = Arc::new(cfg);
+    let store = open_store(&cfg).await?;
+    let clock: SharedClock = Arc::new(SystemClock);
+    let messenger: Arc<dyn Messenger> =
+        Arc::new(ConsoleMessenger::new(Box::new(std::io::stderr())));
+    let bot = BotIdentity {
+        id: 1,
+        username: BOT_USERNAME.into(),
+        name: "hearth".into(),
+    };
+    let outbox = Outbox::new(messenger, store.clone(), clock.clone(), &bot.name);
+    let svc = Services {
+        config: cfg,
+        store,
+        clock,
+        outbox,
+        bot,
+        locks: ChatLocks::default(),
+        events: EventBus::default(),
+        workflow_targets: WorkflowTargets::default(),
+    };
+    crate::routines::doc::run_cli(&svc, cmd).await
+}
+
 /// `hearth check`: validate the configuration; with `online`, also call getMe and the model.
 /// Returns the report lines and whether everything checked works.
 pub async fn check(cfg: &Config, online: bool) -> (Vec<String>, bool) {

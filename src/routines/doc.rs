@@ -541,6 +541,74 @@ fn summary_prompt(doc: &RoutineDoc) -> String {
         })
 }
 
+/// `hearth routines import FILE --chat ID [--as USER_ID]` and `hearth routines export NAME
+/// --chat ID`.
+#[derive(Debug, Clone)]
+pub enum CliCommand {
+    Import {
+        file: std::path::PathBuf,
+        chat: i64,
+        /// The owner; default: the chat's first admin.
+        as_user: Option<i64>,
+    },
+    Export {
+        name: String,
+        chat: i64,
+    },
+}
+
+/// Run a [`CliCommand`]; returns what to print on stdout (the document, or one line saying
+/// what was saved). The operator acts as an admin of the chat.
+///
+/// Errors: an unreadable file, an unknown chat or routine, every validation error (one a line).
+pub async fn run_cli(svc: &Services, cmd: CliCommand) -> anyhow::Result<String> {
+    match cmd {
+        CliCommand::Export { name, chat } => {
+            let r = super::find(svc, chat, &name).await?;
+            Ok(export_doc(&doc_of(svc, &r).await?))
+        }
+        CliCommand::Import {
+            file,
+            chat,
+            as_user,
+        } => {
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+            let doc = parse_doc(&text).map_err(|v| anyhow::anyhow!(SaveError::Invalid(v)))?;
+            let user_id = match as_user {
+                Some(u) => u,
+                None => svc
+                    .store
+                    .members(chat)
+                    .await?
+                    .into_iter()
+                    .find(|m| m.active && m.is_admin())
+                    .map(|m| m.user_id)
+                    .ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "chat {chat} has no admin known to hearth; give --as USER_ID"
+                        )
+                    })?,
+            };
+            let actor = Actor {
+                user_id,
+                admin: true,
+            };
+            let saved = save_doc(svc, chat, actor, &doc)
+                .await
+                .map_err(|e| anyhow::anyhow!("{} was not saved:\n{e}", file.display()))?;
+            Ok(format!(
+                "routine {} {} in chat {chat} (id {}, {} steps, {})\n",
+                saved.routine.name,
+                if saved.updated { "updated" } else { "created" },
+                saved.routine.id,
+                doc.definition.steps.len(),
+                saved.routine.publication
+            ))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -307,7 +307,7 @@ impl Tool for Draft {
     fn spec(&self) -> ToolSpec {
         ToolSpec {
             name: "playbook_draft",
-            description: "Draft a multi-step routine as a TOML playbook (name, description, triggers, [[inputs]], [[steps]] with kind prompt|message|tool|wait|condition|approval|routine, {{initial.x}}/{{steps.<name>.output}}); hearth validates it and shows the member a preview to save.",
+            description: "Draft a multi-step routine as a TOML playbook; hearth validates it and shows a preview the member saves.",
             parameters: json!({"type": "object", "properties": {"toml": {"type": "string"}}, "required": ["toml"]}),
         }
     }

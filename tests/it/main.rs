@@ -8,6 +8,7 @@ mod cross;
 mod durability;
 mod foundation;
 mod llm_hardening;
+mod playbooks;
 mod router_hardening;
 mod routines;
 mod telegram;
