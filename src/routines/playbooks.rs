@@ -466,6 +466,58 @@ pub async fn save_upload(
     }
 }
 
+/// A document a member sent, as the adapter reported it.
+#[derive(Debug, Clone, Copy)]
+pub struct Upload<'a> {
+    pub file_id: &'a str,
+    pub file_name: &'a str,
+    /// Bytes, as the adapter reports them (checked again on download).
+    pub size: u64,
+}
+
+/// A `.toml` document sent in a chat: refused for non-admins and over
+/// [`super::doc::MAX_DOC_BYTES`] (before any download); otherwise fetched through the
+/// messenger and saved with [`save_upload`]. Returns the reply (HTML).
+///
+/// Errors: storage failures.
+pub async fn on_document(
+    svc: &Services,
+    chat_id: i64,
+    actor: Actor,
+    up: Upload<'_>,
+) -> StoreResult<String> {
+    let max = super::doc::MAX_DOC_BYTES;
+    if !actor.admin {
+        return Ok("Only a group admin can import a playbook document.".into());
+    }
+    if up.size > max as u64 {
+        return Ok(format!(
+            "{} is {} KB; a playbook document is at most {} KB. Nothing was saved.",
+            e(&crate::context::clip(up.file_name, 60)),
+            up.size.div_ceil(1024),
+            max / 1024
+        ));
+    }
+    let bytes = match svc.outbox.messenger().download(up.file_id, max).await {
+        Ok(b) => b,
+        Err(err) => {
+            tracing::warn!(chat_id, error = %err, "playbook document not downloaded");
+            return Ok("I could not fetch that document; please send it again.".into());
+        }
+    };
+    let Ok(text) = String::from_utf8(bytes) else {
+        return Ok(format!(
+            "{} is not UTF-8 text. Nothing was saved.",
+            e(&crate::context::clip(up.file_name, 60))
+        ));
+    };
+    match save_upload(svc, chat_id, actor, &text).await {
+        Ok(html) => Ok(html),
+        Err(RoutineError::Store(s)) => Err(s),
+        Err(other) => Ok(e(&other.to_string())),
+    }
+}
+
 fn saved_html(r: &RoutineRow, doc: &RoutineDoc, updated: bool) -> String {
     format!(
         "Routine <b>{}</b> {} ({} steps, {}). Run it with /{}.",
