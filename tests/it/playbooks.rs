@@ -391,3 +391,122 @@ fn cli_import_then_export_round_trips_through_the_binary() {
         "{err}"
     );
 }
+
+mod upload {
+    //! `.toml` documents sent to the bot through the fake Bot API over HTTP (getFile and the
+    //! file endpoint included).
+    use std::time::Duration;
+
+    use hearth::store::Publication;
+
+    use super::TYPO;
+    use crate::support::{
+        fake_telegram::{Chat, FakeBotApi, User},
+        tg::TgApp,
+    };
+
+    const GROUP_ID: i64 = -100_300;
+    const WAIT: Duration = Duration::from_secs(10);
+
+    fn alice() -> User {
+        User::new(1, "Alice").with_username("alice")
+    }
+    fn bob() -> User {
+        User::new(2, "Bob").with_username("bob")
+    }
+
+    async fn next_text(app: &TgApp, n: usize) -> String {
+        let sent = app.fake.wait_for("sendMessage", n, WAIT).await;
+        hearth::format::html_to_plain(sent[n - 1]["text"].as_str().unwrap_or_default())
+    }
+
+    #[tokio::test]
+    async fn an_admin_document_is_saved_a_member_and_a_large_file_are_refused() {
+        let app = TgApp::start_with(|c| c.access.admin_ids = vec![1]).await;
+        let g = Chat::group(GROUP_ID, "Home");
+        let good = TYPO.replace("lsit", "list");
+        app.fake.add_file("f-good", good.as_bytes());
+        app.fake.add_file("f-bad", TYPO.as_bytes());
+
+        // Alice is the first member (an admin); Bob a member
+        app.fake
+            .push_update(FakeBotApi::text_message(0, g.clone(), alice(), 9, "hello"));
+        // a member: refused, nothing downloaded
+        app.fake.push_update(FakeBotApi::document_message(
+            0,
+            g.clone(),
+            bob(),
+            10,
+            "f-good",
+            "shopping.toml",
+            good.len() as u64,
+        ));
+        assert_eq!(
+            next_text(&app, 1).await,
+            "Only a group admin can import a playbook document."
+        );
+        // an invalid document: every error, nothing saved
+        app.fake.push_update(FakeBotApi::document_message(
+            0,
+            g.clone(),
+            alice(),
+            11,
+            "f-bad",
+            "shopping.toml",
+            TYPO.len() as u64,
+        ));
+        assert_eq!(
+            next_text(&app, 2).await,
+            "Nothing was saved:\n• step 3 'post': {{steps.lsit.output}} — no step named 'lsit'; did you mean 'list'?"
+        );
+        assert!(app
+            .store
+            .routine_by_name(GROUP_ID, "shopping")
+            .await
+            .unwrap()
+            .is_none());
+        // over 64 KB: refused before any download
+        app.fake.push_update(FakeBotApi::document_message(
+            0,
+            g.clone(),
+            alice(),
+            12,
+            "f-huge",
+            "huge.toml",
+            70_000,
+        ));
+        assert_eq!(
+            next_text(&app, 3).await,
+            "huge.toml is 69 KB; a playbook document is at most 64 KB. Nothing was saved."
+        );
+        assert_eq!(
+            app.fake.calls_to("getFile").len(),
+            1,
+            "only the invalid document was fetched"
+        );
+        // the admin's valid document
+        app.fake.push_update(FakeBotApi::document_message(
+            0,
+            g.clone(),
+            alice(),
+            13,
+            "f-good",
+            "shopping.toml",
+            good.len() as u64,
+        ));
+        assert_eq!(
+            next_text(&app, 4).await,
+            "Routine shopping saved (3 steps, published). Run it with /shopping."
+        );
+        let r = app
+            .store
+            .routine_by_name(GROUP_ID, "shopping")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.publication, Publication::Published);
+        assert_eq!(r.owner_id, 1);
+        assert_eq!(r.description, "weekly list");
+        app.stop().await;
+    }
+}
