@@ -66,6 +66,7 @@ pub fn agent(
     tools.add(crate::chores::tools::ChoreRequestDeletion);
     tools.add(crate::chores::tools::ChoreUpdate);
     crate::routines::tools::register(&mut tools);
+    crate::routines::playbooks::register(&mut tools);
     Ok(Agent::new(model, tools, prompt)
         .with_gate(crate::agent::gate::ModelGate::new(
             cfg.llm.max_concurrent_calls,
@@ -81,6 +82,7 @@ pub fn router() -> Router {
     Router::new()
         .commands(crate::workflow::commands::WorkflowCommands)
         .commands(crate::chores::commands::ChoreCommands)
+        .commands(crate::routines::playbooks::PlaybookCommands)
         .commands(crate::routines::commands::RoutineCommands)
         .text(crate::chores::commands::ChoreClaims)
         .text(crate::workflow::commands::ApprovalReplies)
@@ -350,6 +352,36 @@ pub async fn console(cfg: Config) -> anyhow::Result<()> {
     hearth.shutdown(SHUTDOWN_GRACE).await;
     routines.shutdown(SHUTDOWN_GRACE).await;
     Ok(())
+}
+
+/// `hearth routines import|export`: the routine service over the configured database, no
+/// adapter; what would be a direct message (an api trigger's token) is printed on stderr.
+pub async fn routines_cli(
+    cfg: Config,
+    cmd: crate::routines::doc::CliCommand,
+) -> anyhow::Result<String> {
+    let cfg = Arc::new(cfg);
+    let store = open_store(&cfg).await?;
+    let clock: SharedClock = Arc::new(SystemClock);
+    let messenger: Arc<dyn Messenger> =
+        Arc::new(ConsoleMessenger::new(Box::new(std::io::stderr())));
+    let bot = BotIdentity {
+        id: 1,
+        username: BOT_USERNAME.into(),
+        name: "hearth".into(),
+    };
+    let outbox = Outbox::new(messenger, store.clone(), clock.clone(), &bot.name);
+    let svc = Services {
+        config: cfg,
+        store,
+        clock,
+        outbox,
+        bot,
+        locks: ChatLocks::default(),
+        events: EventBus::default(),
+        workflow_targets: WorkflowTargets::default(),
+    };
+    crate::routines::doc::run_cli(&svc, cmd).await
 }
 
 /// `hearth check`: validate the configuration; with `online`, also call getMe and the model.

@@ -33,6 +33,31 @@ enum Cmd {
         #[arg(long)]
         online: bool,
     },
+    /// Import or export a routine as a TOML document.
+    Routines {
+        #[command(subcommand)]
+        cmd: RoutinesCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum RoutinesCmd {
+    /// Validate a TOML document and save it in a chat (create, or update the routine of that name).
+    Import {
+        file: PathBuf,
+        /// The chat's Telegram id (groups are negative: --chat -1001234).
+        #[arg(long, allow_hyphen_values = true)]
+        chat: i64,
+        /// The owner (Telegram user id); default: the chat's first admin.
+        #[arg(long = "as")]
+        as_user: Option<i64>,
+    },
+    /// Print a routine of a chat as a TOML document.
+    Export {
+        name: String,
+        #[arg(long, allow_hyphen_values = true)]
+        chat: i64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -63,6 +88,23 @@ fn main() -> ExitCode {
             Cmd::Migrate => {
                 let n = hearth::store::Store::migrate_only(&cfg.database.url).await?;
                 println!("migrations applied: {n}");
+                Ok(())
+            }
+            Cmd::Routines { cmd } => {
+                use hearth::routines::doc::CliCommand;
+                let cmd = match cmd {
+                    RoutinesCmd::Import {
+                        file,
+                        chat,
+                        as_user,
+                    } => CliCommand::Import {
+                        file,
+                        chat,
+                        as_user,
+                    },
+                    RoutinesCmd::Export { name, chat } => CliCommand::Export { name, chat },
+                };
+                print!("{}", hearth::app::routines_cli(cfg, cmd).await?);
                 Ok(())
             }
             Cmd::Check { online } => {

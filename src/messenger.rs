@@ -40,6 +40,12 @@ pub trait Messenger: Send + Sync + 'static {
         text: Option<&str>,
         alert: bool,
     ) -> Result<(), SendError>;
+    /// The bytes of a file a member sent ([`crate::types::Content::Document`]'s `file_id`),
+    /// refused over `max` bytes. Default: not supported by this adapter.
+    async fn download(&self, file_id: &str, max: usize) -> Result<Vec<u8>, SendError> {
+        let _ = (file_id, max);
+        Err(SendError("this adapter cannot download files".into()))
+    }
     /// Show "typing…" in a chat (lasts about 5 s on Telegram).
     async fn typing(&self, chat_id: i64) -> Result<(), SendError>;
     /// Send a PNG image with an HTML caption.

@@ -48,6 +48,8 @@ pub enum Recorded {
 pub struct RecordingMessenger {
     calls: Arc<Mutex<Vec<Recorded>>>,
     next_id: Arc<AtomicI64>,
+    /// Files members "sent", served by `download` (file id → bytes).
+    files: Arc<Mutex<std::collections::HashMap<String, Vec<u8>>>>,
 }
 
 impl RecordingMessenger {
@@ -73,6 +75,13 @@ impl RecordingMessenger {
             .map(|o| html_to_plain(&o.html))
             .collect()
     }
+    /// Serve `bytes` as the file `file_id` (a document a member sent).
+    pub fn add_file(&self, file_id: &str, bytes: impl Into<Vec<u8>>) {
+        self.files
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(file_id.to_string(), bytes.into());
+    }
     /// Forget everything recorded.
     pub fn clear(&self) {
         self.calls.lock().unwrap_or_else(|p| p.into_inner()).clear();
@@ -84,6 +93,14 @@ impl RecordingMessenger {
 
 #[async_trait]
 impl Messenger for RecordingMessenger {
+    async fn download(&self, file_id: &str, max: usize) -> Result<Vec<u8>, SendError> {
+        let files = self.files.lock().unwrap_or_else(|p| p.into_inner());
+        match files.get(file_id) {
+            Some(b) if b.len() <= max => Ok(b.clone()),
+            Some(_) => Err(SendError("file too large".into())),
+            None => Err(SendError(format!("no file {file_id}"))),
+        }
+    }
     async fn send(&self, msg: &Outbound) -> Result<Vec<Sent>, SendError> {
         self.push(Recorded::Send(msg.clone()));
         let id = 100_000 + self.next_id.fetch_add(1, Ordering::SeqCst);

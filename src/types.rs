@@ -69,6 +69,14 @@ pub enum Content {
     Text { text: String },
     /// Something hearth does not read (sticker, voice, photo without caption …), e.g. "sticker".
     Unsupported { kind: String },
+    /// A file sent as a document (hearth reads `.toml` playbooks from admins): Telegram's
+    /// `file_id` (fetched with [`crate::messenger::Messenger::download`]), its name and size in
+    /// bytes as Telegram reports them.
+    Document {
+        file_id: String,
+        file_name: String,
+        size: u64,
+    },
 }
 
 /// One inbound chat message, normalized by an adapter.
@@ -92,7 +100,7 @@ impl InboundMessage {
     pub fn text(&self) -> &str {
         match &self.content {
             Content::Text { text } => text,
-            Content::Unsupported { .. } => "",
+            Content::Unsupported { .. } | Content::Document { .. } => "",
         }
     }
 }

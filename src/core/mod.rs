@@ -258,7 +258,7 @@ impl Hearth {
             || self.svc.config.group.reply_mode == crate::config::ReplyMode::Always;
         let text = match &m.content {
             Content::Text { text } => text.trim(),
-            Content::Unsupported { .. } => return None,
+            Content::Unsupported { .. } | Content::Document { .. } => return None,
         };
         if !for_model || text.starts_with('/') {
             return None;
@@ -829,6 +829,7 @@ impl Hearth {
         let logged_text = match &m.content {
             Content::Text { text } => text.clone(),
             Content::Unsupported { kind } => format!("[{kind}]"),
+            Content::Document { file_name, .. } => format!("[document {file_name}]"),
         };
         self.svc
             .store
@@ -848,6 +849,37 @@ impl Hearth {
         let addressed = private || m.mentions_bot || m.reply_to.as_ref().is_some_and(|r| r.to_bot);
         let reply_to = (!private).then_some(m.message_id);
 
+        // a `.toml` document: a playbook to save (admins; issue 9)
+        if let Content::Document {
+            file_id,
+            file_name,
+            size,
+        } = &m.content
+        {
+            let admin = private || member.as_ref().is_some_and(|x| x.is_admin());
+            if admin || addressed {
+                let actor = crate::routines::Actor {
+                    user_id: m.from.id,
+                    admin,
+                };
+                let upload = crate::routines::playbooks::Upload {
+                    file_id,
+                    file_name,
+                    size: *size,
+                };
+                let html =
+                    crate::routines::playbooks::on_document(&self.svc, chat.id, actor, upload)
+                        .await?;
+                self.send(Outbound {
+                    chat_id: chat.id,
+                    html,
+                    buttons: vec![],
+                    reply_to,
+                })
+                .await;
+            }
+            return Ok(());
+        }
         if let Content::Unsupported { kind } = &m.content {
             if addressed {
                 self.reply(
@@ -1012,6 +1044,10 @@ impl Hearth {
     async fn on_callback(&self, c: CallbackQuery) -> Result<(), StoreError> {
         // workflow buttons (issue 3)
         if crate::workflow::buttons::on_callback(&self.svc, &c).await? {
+            return Ok(());
+        }
+        // draft playbook Save / Cancel (issue 9)
+        if crate::routines::playbooks::on_callback(&self.svc, &c).await? {
             return Ok(());
         }
 

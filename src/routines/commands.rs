@@ -97,7 +97,7 @@ pub async fn handle(
             )
             .await
         }
-        "routines" => list(svc, ctx).await,
+        "routines" => list(svc, ctx, args).await,
         "routine_pause" => pause(svc, ctx, args, true).await,
         "routine_resume" => pause(svc, ctx, args, false).await,
         "routine_delete" => delete(svc, ctx, args).await,
@@ -268,8 +268,22 @@ fn name_arg<'a>(args: &'a str, command: &str) -> Result<&'a str, RoutineError> {
     Ok(n)
 }
 
-async fn list(svc: &Services, ctx: &CommandCtx<'_>) -> Result<String, RoutineError> {
-    let all = super::list(svc, ctx.chat.id).await?;
+async fn list(svc: &Services, ctx: &CommandCtx<'_>, filter: &str) -> Result<String, RoutineError> {
+    let mut all = super::list(svc, ctx.chat.id).await?;
+    // `/routines <text>`: by name or description, case-insensitive
+    let filter = filter.trim().to_lowercase();
+    if !filter.is_empty() {
+        all.retain(|l| {
+            l.routine.name.contains(&filter)
+                || l.routine.description.to_lowercase().contains(&filter)
+        });
+        if all.is_empty() {
+            return Ok(format!(
+                "No routine matches “{}”; /routines lists them all.",
+                e(&crate::context::clip(&filter, 40))
+            ));
+        }
+    }
     if all.is_empty() {
         return Ok("No routines yet. Try /every 30m check the washing, /cron 0 8 * * 1-5 post today's chores, /at tomorrow 09:00 call the plumber, or /routine_install morning_briefing.".into());
     }
@@ -283,6 +297,9 @@ async fn list(svc: &Services, ctx: &CommandCtx<'_>) -> Result<String, RoutineErr
             .map(|t| describe_trigger(t, zone))
             .collect();
         let mut flags = Vec::new();
+        if r.publication == crate::store::Publication::Draft {
+            flags.push("draft".to_string());
+        }
         if r.status != RoutineStatus::Active {
             flags.push(r.status.to_string());
         } else if r.paused {
@@ -299,10 +316,20 @@ async fn list(svc: &Services, ctx: &CommandCtx<'_>) -> Result<String, RoutineErr
         if let Some(m) = r.max_ticks {
             flags.push(format!("{}/{m} runs", r.tick_count));
         }
+        let about = if r.description.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", crate::context::clip(&r.description, 80))
+        };
         lines.push(format!(
-            "• <b>{}</b> — {}{}",
+            "• <b>{}</b>{} — {}{}",
             e(&r.name),
-            e(&triggers.join(", ")),
+            e(&about),
+            e(&if triggers.is_empty() {
+                "manual".to_string()
+            } else {
+                triggers.join(", ")
+            }),
             if flags.is_empty() {
                 String::new()
             } else {

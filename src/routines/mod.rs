@@ -11,14 +11,18 @@
 
 pub mod api;
 pub mod commands;
+pub mod doc;
 pub mod engine;
 pub mod gate;
 pub mod model;
+pub mod playbooks;
 pub mod progress;
 pub mod runner;
 pub mod steps;
 pub mod templates;
 pub mod tools;
+pub mod validate;
+pub mod vars;
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;

@@ -43,6 +43,7 @@ pub mod entity;
 
 mod chats;
 mod chores;
+mod definitions;
 mod gates;
 mod inbound;
 mod kv;
@@ -59,6 +60,7 @@ use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbB
 
 pub use chats::MemberRow;
 pub use chores::{Anchor, ChoreChange, ChoreEdit, ChoreStatus, NewChore, NewCompletion, Rotation};
+pub use definitions::{DefinitionFields, RoutineEdit};
 pub use entity::reply::Model as ReplyRow;
 pub use entity::{
     chat::Model as ChatRow, chore::Model as ChoreRow, chore_completion::Model as CompletionRow,

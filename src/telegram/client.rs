@@ -137,6 +137,8 @@ struct Inner {
     http: reqwest::Client,
     /// `{api_url}/bot{token}`: holds the token, never logged.
     base: SecretString,
+    /// `{api_url}/file/bot{token}`: where getFile's `file_path` is downloaded from.
+    file_base: SecretString,
     limits: Limits,
     attempts: u32,
     max_wait: Duration,
@@ -167,6 +169,11 @@ impl TgBot {
             url.as_str().trim_end_matches('/'),
             token.expose_secret()
         );
+        let file_base = format!(
+            "{}/file/bot{}",
+            url.as_str().trim_end_matches('/'),
+            token.expose_secret()
+        );
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .build()
@@ -175,6 +182,7 @@ impl TgBot {
             inner: Arc::new(Inner {
                 http,
                 base: SecretString::from(base),
+                file_base: SecretString::from(file_base),
                 limits: Limits::new(cfg),
                 attempts: cfg.retry_attempts.max(1),
                 max_wait: cfg.retry_max_wait,
@@ -197,6 +205,62 @@ impl TgBot {
     ) -> Result<T, TgError> {
         self.execute(kind, method, Body::Json(body), REQUEST_TIMEOUT)
             .await
+    }
+
+    /// A file a member sent: getFile, then its bytes from the file endpoint, refused over `max`
+    /// bytes (by getFile's `file_size` and again while reading). Errors carry no URL (token).
+    pub(crate) async fn download(&self, file_id: &str, max: usize) -> Result<Vec<u8>, TgError> {
+        #[derive(Deserialize)]
+        struct File {
+            file_path: Option<String>,
+            file_size: Option<u64>,
+        }
+        let f: File = self
+            .call(
+                Kind::Call,
+                "getFile",
+                serde_json::json!({ "file_id": file_id }),
+            )
+            .await?;
+        let too_big = || TgError::Api {
+            method: "getFile".into(),
+            code: 400,
+            description: format!("file is larger than {max} bytes"),
+        };
+        if f.file_size.is_some_and(|s| s > max as u64) {
+            return Err(too_big());
+        }
+        let path = f.file_path.ok_or_else(|| TgError::Decode {
+            method: "getFile".into(),
+            reason: "no file_path".into(),
+        })?;
+        let url = format!("{}/{path}", self.inner.file_base.expose_secret());
+        let mut resp = self
+            .inner
+            .http
+            .get(url)
+            .timeout(REQUEST_TIMEOUT)
+            .send()
+            .await
+            .map_err(|e| network("file download", e))?;
+        if !resp.status().is_success() {
+            return Err(TgError::Server {
+                method: "file download".into(),
+                status: resp.status().as_u16(),
+            });
+        }
+        let mut out = Vec::new();
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| network("file download", e))?
+        {
+            out.extend_from_slice(&chunk);
+            if out.len() > max {
+                return Err(too_big());
+            }
+        }
+        Ok(out)
     }
 
     /// getUpdates, once, waiting up to `poll` on Telegram's side: the raw updates, each to be

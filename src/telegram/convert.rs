@@ -80,11 +80,31 @@ fn message_events(m: &Message, bot: &BotIdentity, update_id: Option<i64>) -> Vec
     if !matches!(m.kind, MessageKind::Common(_)) {
         return vec![]; // pins, title changes and other service messages
     }
-    let content = match (m.text(), m.caption()) {
-        (Some(t), _) => Content::Text {
+    let document = match &m.kind {
+        MessageKind::Common(c) => match &c.media_kind {
+            // a `.toml` document may be a playbook; other documents stay as before
+            MediaKind::Document(d)
+                if d.document
+                    .file_name
+                    .as_deref()
+                    .is_some_and(|n| n.to_ascii_lowercase().ends_with(".toml")) =>
+            {
+                Some(Content::Document {
+                    file_id: d.document.file.id.0.clone(),
+                    file_name: d.document.file_name.clone().unwrap_or_default(),
+                    size: u64::from(d.document.file.size),
+                })
+            }
+            _ => None,
+        },
+        _ => None,
+    };
+    let content = match (document, m.text(), m.caption()) {
+        (Some(d), _, _) => d,
+        (None, Some(t), _) => Content::Text {
             text: t.to_string(),
         },
-        (None, Some(c)) => Content::Text {
+        (None, None, Some(c)) => Content::Text {
             text: c.to_string(),
         },
         _ => Content::Unsupported {

@@ -452,6 +452,13 @@ fn split_plain(plain: &str) -> Vec<String> {
 
 #[async_trait]
 impl Messenger for TelegramMessenger {
+    async fn download(&self, file_id: &str, max: usize) -> Result<Vec<u8>, SendError> {
+        self.bot
+            .download(file_id, max)
+            .await
+            .map_err(|e| SendError(e.to_string()))
+    }
+
     async fn send(&self, msg: &Outbound) -> Result<Vec<Sent>, SendError> {
         let parts = split_html(&msg.html, MAX_MESSAGE_LEN);
         let kb = (!msg.buttons.is_empty()).then(|| keyboard(&msg.buttons));

@@ -9,6 +9,7 @@ mod durability;
 mod foundation;
 mod gates;
 mod llm_hardening;
+mod playbooks;
 mod router_hardening;
 mod routines;
 mod runs;

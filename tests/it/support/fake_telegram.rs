@@ -244,6 +244,8 @@ struct FakeState {
     commands: HashMap<String, Value>,
     webhook_url: Option<String>,
     file_counter: u64,
+    /// Files members sent, by file id: served by getFile and `/file/bot<token>/<path>`.
+    files: HashMap<String, Vec<u8>>,
 }
 
 struct Inner {
@@ -452,6 +454,45 @@ impl FakeBotApi {
                 "left_chat_member": left.to_json(),
             }
         })
+    }
+
+    /// A message carrying a document (`file_id`, `file_name`, `file_size` bytes) captioned
+    /// "@hearth_bot" (addressed to the bot); its bytes are served once registered with
+    /// [`FakeBotApi::add_file`].
+    pub fn document_message(
+        update_id: i64,
+        chat: Chat,
+        from: User,
+        message_id: i64,
+        file_id: &str,
+        file_name: &str,
+        file_size: u64,
+    ) -> Value {
+        json!({
+            "update_id": update_id,
+            "message": {
+                "message_id": message_id,
+                "from": from.to_json(),
+                "chat": chat.to_json(),
+                "date": now(),
+                "caption": "@hearth_bot",
+                "document": {
+                    "file_id": file_id,
+                    "file_unique_id": format!("uniq-{file_id}"),
+                    "file_name": file_name,
+                    "mime_type": "application/toml",
+                    "file_size": file_size,
+                }
+            }
+        })
+    }
+
+    /// Serve `bytes` as file `file_id` (getFile answers `documents/<file_id>`).
+    pub fn add_file(&self, file_id: &str, bytes: impl Into<Vec<u8>>) {
+        self.inner
+            .lock()
+            .files
+            .insert(file_id.to_string(), bytes.into());
     }
 
     /// A message with a regular static 512×512 sticker for `emoji`.
@@ -1192,6 +1233,23 @@ impl FakeState {
 
     fn dispatch(&mut self, method: &str, p: &Map<String, Value>) -> Result<Value, ApiErr> {
         match method.to_ascii_lowercase().as_str() {
+            "getfile" => {
+                let id = p
+                    .get("file_id")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| bad("file_id is empty"))?;
+                let size = self
+                    .files
+                    .get(id)
+                    .map(Vec::len)
+                    .ok_or_else(|| bad("invalid file_id"))?;
+                Ok(json!({
+                    "file_id": id,
+                    "file_unique_id": format!("uniq-{id}"),
+                    "file_size": size,
+                    "file_path": format!("documents/{id}"),
+                }))
+            }
             "getme" => Ok(json!({
                 "id": BOT_ID,
                 "is_bot": true,
@@ -1904,6 +1962,15 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    // `GET /file/bot<token>/documents/<file id>`: a file's bytes (after getFile)
+    if let Some(rest) = uri.path().strip_prefix("/file/bot") {
+        let id = rest.rsplit('/').next().unwrap_or_default();
+        let bytes = inner.lock().files.get(id).cloned();
+        return match bytes {
+            Some(b) => (axum::http::StatusCode::OK, b).into_response(),
+            None => error_response(404, "Not Found", None),
+        };
+    }
     let Some((token, method)) = parse_path(uri.path()) else {
         return error_response(404, "Not Found", None);
     };
