@@ -1004,6 +1004,10 @@ impl Hearth {
         if crate::workflow::buttons::on_callback(&self.svc, &c).await? {
             return Ok(());
         }
+        // run buttons: cost question, interrupted step (issue 9)
+        if crate::routines::run_buttons::on_callback(&self.svc, &c).await? {
+            return Ok(());
+        }
 
         let _ = self
             .svc

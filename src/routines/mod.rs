@@ -11,11 +11,14 @@
 
 pub mod api;
 pub mod commands;
+pub mod conditions;
 pub mod engine;
 pub mod gate;
 pub mod model;
 pub mod progress;
+pub mod run_buttons;
 pub mod runner;
+pub mod runs;
 pub mod steps;
 pub mod templates;
 pub mod tools;

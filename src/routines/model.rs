@@ -184,6 +184,8 @@ pub enum TriggerSpec {
     },
     /// `POST /routines/{id}/trigger`; `args`: the JSON body reaches `{apiArgs}`.
     Api { args: bool },
+    /// A fact of the chat crossing a threshold, evaluated each minute (`when overdue > 3`).
+    Condition(super::conditions::Condition),
 }
 
 /// The trigger grammar, for error messages and tool descriptions.
@@ -222,6 +224,9 @@ impl TriggerSpec {
                 })
             }
             "at" => Ok(TriggerSpec::At(parse_at(rest, now, zone).map_err(sched)?)),
+            "when" | "condition" if super::conditions::looks_like(rest) => Ok(
+                TriggerSpec::Condition(super::conditions::Condition::parse(rest)?),
+            ),
             "event" | "on" | "when" => parse_event(rest),
             "api" | "webhook" => match rest.to_ascii_lowercase().as_str() {
                 "" => Ok(TriggerSpec::Api { args: false }),
@@ -258,6 +263,7 @@ impl TriggerSpec {
             TriggerSpec::At(_) => TriggerKind::At,
             TriggerSpec::Event { .. } => TriggerKind::Event,
             TriggerSpec::Api { .. } => TriggerKind::Api,
+            TriggerSpec::Condition(_) => TriggerKind::Condition,
         }
     }
 
@@ -275,6 +281,7 @@ impl TriggerSpec {
                 s
             }
             TriggerSpec::Api { args } => if *args { "args" } else { "" }.to_string(),
+            TriggerSpec::Condition(c) => c.stored(),
         }
     }
 
@@ -306,6 +313,9 @@ impl TriggerSpec {
             TriggerKind::Api => TriggerSpec::Api {
                 args: spec == "args",
             },
+            TriggerKind::Condition => TriggerSpec::Condition(
+                super::conditions::Condition::from_stored(spec).ok_or_else(bad)?,
+            ),
         })
     }
 
@@ -363,6 +373,7 @@ impl TriggerSpec {
             ),
             TriggerSpec::Event { .. } => format!("event {}", self.stored_spec()),
             TriggerSpec::Api { args } => if *args { "api (args)" } else { "api" }.to_string(),
+            TriggerSpec::Condition(c) => c.describe(),
         }
     }
 

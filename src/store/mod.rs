@@ -47,6 +47,7 @@ mod inbound;
 mod kv;
 mod log;
 mod routines;
+mod run_queries;
 mod runs;
 mod turns;
 mod workflows;
@@ -72,6 +73,7 @@ pub use routines::{
     NewRoutine, NewRun, NewTrigger, Publication, RoutineCounters, RoutineStatus, RunEnd, RunSource,
     RunStatus, StepStatus, StepType, TriggerKind,
 };
+pub use run_queries::{RunFilter, SeedRun, StepResult};
 pub use runs::{GateOutcome, NewStepRun};
 pub use turns::NewTurn;
 pub use workflows::{
