@@ -81,6 +81,8 @@ pub fn router() -> Router {
     Router::new()
         .commands(crate::workflow::commands::WorkflowCommands)
         .commands(crate::chores::commands::ChoreCommands)
+        // before the routine commands: `/run_*` never reach the `/<routine name>` fallback
+        .commands(crate::routines::run_commands::RunCommands)
         .commands(crate::routines::commands::RoutineCommands)
         .text(crate::chores::commands::ChoreClaims)
         .text(crate::workflow::commands::ApprovalReplies)

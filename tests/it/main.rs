@@ -10,6 +10,7 @@ mod foundation;
 mod llm_hardening;
 mod router_hardening;
 mod routines;
+mod run_control;
 mod telegram;
 mod telegram_hardening;
 mod tokens;

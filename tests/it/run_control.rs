@@ -1,0 +1,791 @@
+//! Runs in the chat (issue 9, items 8, 10–13): the progress message (sent once, edited in place,
+//! ≤ 1 edit a second, final state written), `/run_pause` `/run_resume` `/run_cancel`
+//! `/run_retry` with owner-or-admin authorization, the `run:*` buttons, `/runs` `/run_show`
+//! `/run_history`, asking a routine's inputs in turn, and condition triggers.
+//!
+//! The executor is another helper's: runs are created in the state under test directly through
+//! store functions (`seed_run`, `insert_step_run`), which is exactly what control acts on.
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use hearth::{
+    routines::{self, progress, CreateRequest},
+    store::{
+        NewStepRun, NewWorkflow, RoutineRow, RunRow, RunSource, RunStatus, SeedRun, StepResult,
+        StepStatus, StepType, Store, WorkflowKind, WorkflowStatus,
+    },
+    testkit::Recorded,
+    types::{ChatKind, ChatRef},
+};
+use serde_json::json;
+
+use crate::support::{
+    fake_telegram::{Chat, FakeBotApi, User},
+    tg::TgApp,
+    *,
+};
+
+/// The meal plan of the issue: four steps, one input.
+fn meal_plan_definition() -> String {
+    json!({
+        "inputs": [{"name": "preferences", "description": "Dietary preferences?"}],
+        "steps": [
+            {"name": "plan", "kind": "prompt", "prompt": "Propose five dinners for {{initial.preferences}}."},
+            {"name": "shopping_list", "kind": "prompt", "prompt": "Shopping list for {{steps.plan.output}}"},
+            {"name": "approval", "kind": "approval", "text": "Fine?\n{{steps.shopping_list.output}}"},
+            {"name": "post", "kind": "message", "text": "{{steps.shopping_list.output}}"}
+        ]
+    })
+    .to_string()
+}
+
+async fn make_routine(
+    svc: &hearth::services::Services,
+    chat_id: i64,
+    owner: i64,
+    name: &str,
+    definition: Option<&str>,
+) -> RoutineRow {
+    let c = routines::create(
+        svc,
+        CreateRequest {
+            chat_id,
+            chat_zone: chrono_tz::Tz::UTC,
+            owner_id: owner,
+            name: Some(name.into()),
+            prompt: format!("{name} prompt"),
+            triggers: vec!["api".into()],
+            quiet: false,
+            max_ticks: None,
+            max_runs_per_day: None,
+        },
+    )
+    .await
+    .expect("routine");
+    svc.store
+        .put_definition_json(c.routine.id, definition)
+        .await
+        .unwrap();
+    svc.store.routine(c.routine.id).await.unwrap().unwrap()
+}
+
+/// A run of `r` by `owner` in `status` at step `current` (0-based) waiting for `waiting_for`.
+async fn seed(
+    store: &Store,
+    r: &RoutineRow,
+    owner: i64,
+    status: RunStatus,
+    current: i32,
+    waiting_for: Option<&str>,
+    wake_at: Option<DateTime<Utc>>,
+    at: DateTime<Utc>,
+) -> i64 {
+    store
+        .seed_run(SeedRun {
+            routine_id: r.id,
+            chat_id: r.chat_id,
+            started_by: owner,
+            status,
+            source: RunSource::Manual,
+            input: Some(json!({"preferences": "vegetarian, no fish"}).to_string()),
+            snapshot: r.definition.clone(),
+            current_step: current,
+            waiting_for: waiting_for.map(str::to_string),
+            wake_at,
+            reason: (status == RunStatus::Failed).then(|| "step 2 failed".to_string()),
+            started_at: at,
+            finished_at: None,
+        })
+        .await
+        .unwrap()
+}
+
+/// A step run at `position` in `status`; completed / failed ones get an output, tokens and cost.
+async fn step(store: &Store, run: i64, position: i32, status: StepStatus, output: &str) -> i64 {
+    let names = ["plan", "shopping_list", "approval", "post"];
+    let kinds = [
+        StepType::Prompt,
+        StepType::Prompt,
+        StepType::Approval,
+        StepType::Message,
+    ];
+    let id = store
+        .insert_step_run(NewStepRun {
+            run_id: run,
+            position,
+            attempt: 1,
+            name: Some(names[position as usize].into()),
+            kind: kinds[position as usize],
+            status,
+            input: None,
+            started_at: Some(t0()),
+        })
+        .await
+        .unwrap();
+    if matches!(status, StepStatus::Completed | StepStatus::Failed) {
+        store
+            .set_step_result(
+                id,
+                StepResult {
+                    status: Some(status),
+                    output: (status == StepStatus::Completed).then(|| output.to_string()),
+                    error: (status == StepStatus::Failed).then(|| output.to_string()),
+                    prompt_tokens: 800,
+                    completion_tokens: 12,
+                    cost_usd: 0.0021,
+                    duration_ms: 4200,
+                    finished_at: Some(t0()),
+                },
+            )
+            .await
+            .unwrap();
+    }
+    id
+}
+
+async fn run(store: &Store, id: i64) -> RunRow {
+    store.run(id).await.unwrap().unwrap()
+}
+
+/// A group with Alice (admin: she speaks first), Bob and Carol registered, and Alice's
+/// `meal_plan` routine.
+async fn group_app() -> (TestApp, RoutineRow) {
+    let app = TestApp::new().await;
+    app.say(&group(), &alice(), "hello").await;
+    app.say(&group(), &bob(), "hi").await;
+    app.say(&group(), &carol(), "hey").await;
+    let def = meal_plan_definition();
+    let r = make_routine(&app.hearth.svc, GROUP, 1, "meal_plan", Some(&def)).await;
+    (app, r)
+}
+
+/// The text of a Bot API call as members see it (tags dropped, entities decoded).
+fn plain(call: &serde_json::Value) -> String {
+    hearth::format::html_to_plain(call["text"].as_str().unwrap_or(""))
+}
+
+fn callbacks(app: &TestApp) -> Vec<String> {
+    app.messenger
+        .calls()
+        .into_iter()
+        .filter_map(|c| match c {
+            Recorded::Callback { text, .. } => text,
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn progress_message_is_sent_once_then_edited_at_most_once_a_second_over_the_bot_api() {
+    let app = TgApp::start().await;
+    let svc = &app.hearth.svc;
+    let chat_id = -4242;
+    app.fake.push_update(FakeBotApi::text_message(
+        1,
+        Chat::group(chat_id, "Flat"),
+        User::new(1, "Alice"),
+        1,
+        "hello",
+    ));
+    app.wait_done(chat_id, 1).await;
+    let def = meal_plan_definition();
+    let r = make_routine(svc, chat_id, 1, "meal_plan", Some(&def)).await;
+    let id = seed(
+        &app.store,
+        &r,
+        1,
+        RunStatus::Running,
+        0,
+        None,
+        None,
+        Utc::now(),
+    )
+    .await;
+    let s0 = step(&app.store, id, 0, StepStatus::Running, "").await;
+    app.fake.clear_calls();
+
+    progress::refresh(svc, id).await;
+    let sent = app.fake.calls_to("sendMessage");
+    assert_eq!(sent.len(), 1, "one progress message");
+    let first = plain(&sent[0]);
+    assert!(first.contains("meal_plan · run"), "{first}");
+    assert!(first.contains("◉ 1 Plan…"), "{first}");
+    assert!(first.contains("○ 2 Shopping list"), "{first}");
+    assert!(first.contains("○ 3 Approval"), "{first}");
+    let mid = run(&app.store, id).await.progress_message_id;
+    assert!(mid.is_some(), "the message id is stored");
+
+    // a burst of step changes within a second: coalesced into ONE edit with the final state
+    app.store
+        .set_step_result(
+            s0,
+            StepResult {
+                status: Some(StepStatus::Completed),
+                output: Some("Monday: lentil curry <spicy> & rice".into()),
+                prompt_tokens: 800,
+                completion_tokens: 12,
+                duration_ms: 4000,
+                cost_usd: 0.0021,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    progress::refresh(svc, id).await;
+    let s1 = step(&app.store, id, 1, StepStatus::Running, "").await;
+    progress::refresh(svc, id).await;
+    app.store
+        .set_step_result(
+            s1,
+            StepResult {
+                status: Some(StepStatus::Completed),
+                output: Some("x".repeat(1000)),
+                duration_ms: 2000,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    progress::refresh(svc, id).await;
+    step(&app.store, id, 2, StepStatus::Waiting, "").await;
+    progress::refresh(svc, id).await;
+    assert_eq!(app.fake.calls_to("editMessageText").len(), 0, "too soon");
+    let edits = app
+        .fake
+        .wait_for("editMessageText", 1, Duration::from_secs(3))
+        .await;
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let edits_after = app.fake.calls_to("editMessageText");
+    assert_eq!(edits_after.len(), 1, "coalesced: {edits:?}");
+    assert_eq!(app.fake.calls_to("sendMessage").len(), 1, "never re-sent");
+    let text = &plain(&edits_after[0]);
+    assert_eq!(edits_after[0]["message_id"].as_i64(), mid);
+    assert!(text.contains("✓ 1 Plan · 4 s · 812 tok"), "{text}");
+    assert!(
+        text.contains("Monday: lentil curry <spicy> & rice"),
+        "escaped and shown: {text}"
+    );
+    assert!(text.contains("✓ 2 Shopping list · 2 s"), "{text}");
+    assert!(text.contains("…"), "long output clipped: {text}");
+    assert!(!text.contains(&"x".repeat(400)), "clipped to 300: {text}");
+    assert!(text.contains("⏸ 3 Approval"), "{text}");
+    assert!(text.contains("○ 4 Post"), "{text}");
+    assert!(text.contains("812 tok · $0.0021"), "totals: {text}");
+    assert!(text.contains("/run_show"), "{text}");
+
+    // the run ends more than a second later: the final state is written at once
+    app.store
+        .set_run_totals(
+            id,
+            RunStatus::Completed,
+            (800, 12),
+            0.0021,
+            Some(Utc::now()),
+        )
+        .await
+        .unwrap();
+    progress::refresh(svc, id).await;
+    let edits_final = app.fake.calls_to("editMessageText");
+    assert_eq!(edits_final.len(), 2);
+    let times = app.fake.call_times("editMessageText");
+    assert!(times[1].1 - times[0].1 >= Duration::from_millis(990));
+    let text = &plain(&edits_final[1]);
+    assert!(
+        text.contains("run ") && text.contains("· completed"),
+        "{text}"
+    );
+    assert!(
+        text.contains("↷ 4 Post"),
+        "unreached step shown skipped: {text}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn single_prompt_runs_get_no_progress_message() {
+    let (app, _) = group_app().await;
+    let r = make_routine(&app.hearth.svc, GROUP, 1, "tidy", None).await;
+    let id = seed(&app.store, &r, 1, RunStatus::Running, 0, None, None, t0()).await;
+    app.messenger.clear();
+    progress::refresh(&app.hearth.svc, id).await;
+    assert!(
+        app.messenger.calls().is_empty(),
+        "{:?}",
+        app.messenger.calls()
+    );
+}
+
+#[tokio::test]
+async fn pause_and_resume_keep_a_waiting_runs_wait() {
+    let (app, r) = group_app().await;
+    let wake = t0() + chrono::Duration::hours(1);
+    let id = seed(
+        &app.store,
+        &r,
+        1,
+        RunStatus::Waiting,
+        1,
+        Some("timer"),
+        Some(wake),
+        t0(),
+    )
+    .await;
+    step(&app.store, id, 0, StepStatus::Completed, "five dinners").await;
+    step(&app.store, id, 1, StepStatus::Waiting, "").await;
+
+    app.say(&group(), &alice(), &format!("/run_pause {id}"))
+        .await;
+    assert_eq!(
+        app.last_text(GROUP),
+        format!("Run {id} of meal_plan paused; /run_resume {id} continues it.")
+    );
+    let row = run(&app.store, id).await;
+    assert_eq!(row.status, RunStatus::Paused);
+    assert_eq!(row.wake_at, Some(wake));
+    assert_eq!(row.waiting_for.as_deref(), Some("timer"));
+    assert_eq!(row.current_step, 1);
+
+    app.say(&group(), &alice(), &format!("/run_pause {id}"))
+        .await;
+    assert_eq!(
+        app.last_text(GROUP),
+        format!("run {id} is already paused; /run_resume {id} continues it")
+    );
+
+    app.say(&group(), &alice(), &format!("/run_resume {id}"))
+        .await;
+    assert_eq!(
+        app.last_text(GROUP),
+        format!("Run {id} of meal_plan resumed — waiting until Sat 21 Nov 11:00.")
+    );
+    let row = run(&app.store, id).await;
+    assert_eq!(row.status, RunStatus::Waiting);
+    assert_eq!(row.wake_at, Some(wake), "its timer is kept");
+
+    app.say(&group(), &alice(), &format!("/run_resume {id}"))
+        .await;
+    assert_eq!(
+        app.last_text(GROUP),
+        format!("run {id} is waiting, not paused")
+    );
+
+    // a pending run (waits for nothing) resumes to pending
+    let id2 = seed(&app.store, &r, 1, RunStatus::Pending, 0, None, None, t0()).await;
+    app.say(&group(), &alice(), &format!("/run_pause {id2}"))
+        .await;
+    app.say(&group(), &alice(), &format!("/run_resume {id2}"))
+        .await;
+    assert_eq!(run(&app.store, id2).await.status, RunStatus::Pending);
+}
+
+#[tokio::test]
+async fn cancel_skips_the_remaining_steps_and_cancels_the_pending_gate_and_others_are_refused() {
+    let (app, r) = group_app().await;
+    let id = seed(&app.store, &r, 1, RunStatus::Waiting, 2, None, None, t0()).await;
+    step(&app.store, id, 0, StepStatus::Completed, "five dinners").await;
+    step(&app.store, id, 1, StepStatus::Completed, "shopping list").await;
+    let gate = step(&app.store, id, 2, StepStatus::Waiting, "").await;
+    let wf = app
+        .store
+        .create_workflow(
+            NewWorkflow {
+                chat_id: GROUP,
+                kind: WorkflowKind::Confirmation,
+                requester_id: 1,
+                target_id: Some(id),
+                target_title: "meal_plan step 3",
+                eligibility: hearth::store::Eligibility::Requester,
+                partner_id: None,
+                created_at: t0(),
+                expires_at: t0() + chrono::Duration::days(1),
+                metadata: None,
+            },
+            hearth::store::CreateGuard::None,
+        )
+        .await
+        .unwrap()
+        .expect("workflow");
+    app.store
+        .set_step_run_waiting(gate, Some(wf.id))
+        .await
+        .unwrap();
+
+    // Bob neither started it nor administers the group: refused, nothing changes
+    app.say(&group(), &bob(), &format!("/run_cancel {id}"))
+        .await;
+    assert_eq!(
+        app.last_text(GROUP),
+        format!("not allowed: only the member who started run {id} or a group admin can change it")
+    );
+    assert_eq!(run(&app.store, id).await.status, RunStatus::Waiting);
+    let w = app.store.workflow(wf.id).await.unwrap().unwrap();
+    assert_eq!(w.status, WorkflowStatus::Pending);
+    app.say(&group(), &bob(), &format!("/run_pause {id}")).await;
+    assert!(app.last_text(GROUP).starts_with("not allowed"));
+
+    app.say(&group(), &alice(), &format!("/run_cancel {id}"))
+        .await;
+    assert_eq!(
+        app.last_text(GROUP),
+        format!("Run {id} of meal_plan cancelled; its remaining steps are skipped. Its pending request was cancelled.")
+    );
+    let row = run(&app.store, id).await;
+    assert_eq!(row.status, RunStatus::Cancelled);
+    assert!(row.finished_at.is_some());
+    let steps = app.store.step_runs_of(id).await.unwrap();
+    let st: Vec<(i32, StepStatus)> = steps.iter().map(|s| (s.position, s.status)).collect();
+    assert_eq!(
+        st,
+        vec![
+            (0, StepStatus::Completed),
+            (1, StepStatus::Completed),
+            (2, StepStatus::Skipped),
+            (3, StepStatus::Skipped),
+        ]
+    );
+    let w = app.store.workflow(wf.id).await.unwrap().unwrap();
+    assert_eq!(w.status, WorkflowStatus::Cancelled);
+
+    app.say(&group(), &alice(), &format!("/run_cancel {id}"))
+        .await;
+    assert_eq!(
+        app.last_text(GROUP),
+        format!("run {id} was cancelled; /run_again {id} starts a new one")
+    );
+}
+
+#[tokio::test]
+async fn retry_a_failed_run_from_its_failed_step() {
+    let (app, r) = group_app().await;
+    let id = seed(&app.store, &r, 2, RunStatus::Failed, 1, None, None, t0()).await;
+    step(&app.store, id, 0, StepStatus::Completed, "five dinners").await;
+    step(&app.store, id, 1, StepStatus::Failed, "model timed out").await;
+
+    // Alice administers the group: she may retry Bob's run
+    app.say(&group(), &alice(), &format!("/run_retry {id}"))
+        .await;
+    assert_eq!(
+        app.last_text(GROUP),
+        format!("Retrying run {id} of meal_plan from step 2 (Shopping list).")
+    );
+    let row = run(&app.store, id).await;
+    assert_eq!(row.status, RunStatus::Pending);
+    assert_eq!(row.current_step, 1);
+    assert_eq!(row.reason, None);
+    assert_eq!(
+        row.input.as_deref(),
+        Some(r#"{"preferences":"vegetarian, no fish"}"#)
+    );
+
+    app.say(&group(), &bob(), &format!("/run_retry {id}")).await;
+    assert_eq!(
+        app.last_text(GROUP),
+        format!("run {id} is pending, not failed; only a failed run can be retried")
+    );
+
+    let done = seed(&app.store, &r, 2, RunStatus::Completed, 3, None, None, t0()).await;
+    app.say(&group(), &bob(), &format!("/run_retry {done}"))
+        .await;
+    assert_eq!(
+        app.last_text(GROUP),
+        format!("run {done} is completed; /run_again {done} starts a new one")
+    );
+    app.say(&group(), &bob(), "/run_retry").await;
+    assert_eq!(
+        app.last_text(GROUP),
+        "which run? /run_retry <id> (/runs lists them)"
+    );
+}
+
+#[tokio::test]
+async fn runs_of_another_chat_are_invisible() {
+    let (app, r) = group_app().await;
+    let id = seed(
+        &app.store,
+        &r,
+        1,
+        RunStatus::Waiting,
+        1,
+        Some("timer"),
+        None,
+        t0(),
+    )
+    .await;
+    let other = ChatRef {
+        id: -2002,
+        kind: ChatKind::Group,
+        title: "Office".into(),
+    };
+    app.say(&other, &alice(), "hello").await;
+    for cmd in ["run_show", "run_cancel", "run_pause", "run_again"] {
+        app.say(&other, &alice(), &format!("/{cmd} {id}")).await;
+        assert_eq!(
+            app.last_text(-2002),
+            format!("no run {id} in this chat; /runs lists the active ones"),
+            "{cmd}"
+        );
+    }
+    app.say(&other, &alice(), "/runs").await;
+    assert!(app.last_text(-2002).starts_with("No active runs."));
+    assert_eq!(run(&app.store, id).await.status, RunStatus::Waiting);
+}
+
+#[tokio::test]
+async fn run_buttons_act_for_the_owner_or_an_admin_and_refuse_others() {
+    let (app, r) = group_app().await;
+    // Bob's run waits on the cost question
+    let id = seed(
+        &app.store,
+        &r,
+        2,
+        RunStatus::Waiting,
+        1,
+        Some("cost"),
+        Some(t0()),
+        t0(),
+    )
+    .await;
+    step(&app.store, id, 0, StepStatus::Completed, "five dinners").await;
+    progress::refresh(&app.hearth.svc, id).await;
+    let sent = app.messenger.sent();
+    let progress_msg = sent.last().unwrap();
+    assert_eq!(
+        progress_msg.buttons[0]
+            .iter()
+            .map(|b| b.data.clone())
+            .collect::<Vec<_>>(),
+        vec![format!("run:go:{id}"), format!("run:stop:{id}")],
+        "the cost question's buttons ride on the progress message"
+    );
+    let mid = run(&app.store, id).await.progress_message_id.unwrap();
+
+    // Carol is neither the owner nor an admin
+    app.press(&group(), &carol(), mid, &format!("run:go:{id}"))
+        .await;
+    assert_eq!(
+        callbacks(&app).last().unwrap(),
+        "Only the member who started this run or an admin can decide."
+    );
+    let row = run(&app.store, id).await;
+    assert_eq!((row.status, row.cost_warned), (RunStatus::Waiting, false));
+
+    // the owner continues
+    app.press(&group(), &bob(), mid, &format!("run:go:{id}"))
+        .await;
+    assert_eq!(callbacks(&app).last().unwrap(), "Continuing the run.");
+    let row = run(&app.store, id).await;
+    assert_eq!(row.status, RunStatus::Pending);
+    assert!(row.cost_warned);
+    assert_eq!((row.waiting_for, row.wake_at), (None, None));
+    // a second tap is stale
+    app.press(&group(), &bob(), mid, &format!("run:stop:{id}"))
+        .await;
+    assert_eq!(
+        callbacks(&app).last().unwrap(),
+        "This button is no longer active."
+    );
+    assert_eq!(run(&app.store, id).await.status, RunStatus::Pending);
+
+    // Stop at the cost question: an admin may answer for the owner
+    let id2 = seed(
+        &app.store,
+        &r,
+        2,
+        RunStatus::Waiting,
+        1,
+        Some("cost"),
+        None,
+        t0(),
+    )
+    .await;
+    app.press(&group(), &alice(), 1, &format!("run:stop:{id2}"))
+        .await;
+    assert_eq!(callbacks(&app).last().unwrap(), "Run stopped.");
+    let row = run(&app.store, id2).await;
+    assert_eq!(row.status, RunStatus::Failed);
+    assert_eq!(row.reason.as_deref(), Some("stopped at the cost question"));
+
+    // an interrupted step: Skip moves on, Retry re-runs
+    let id3 = seed(
+        &app.store,
+        &r,
+        2,
+        RunStatus::Waiting,
+        1,
+        Some("interrupted"),
+        None,
+        t0(),
+    )
+    .await;
+    let s = step(&app.store, id3, 1, StepStatus::Interrupted, "").await;
+    app.press(&group(), &carol(), 1, &format!("run:skip:{id3}"))
+        .await;
+    assert_eq!(run(&app.store, id3).await.status, RunStatus::Waiting);
+    app.press(&group(), &bob(), 1, &format!("run:skip:{id3}"))
+        .await;
+    assert_eq!(callbacks(&app).last().unwrap(), "Step skipped.");
+    let row = run(&app.store, id3).await;
+    assert_eq!((row.status, row.current_step), (RunStatus::Pending, 2));
+    assert_eq!(
+        app.store.step_run(s).await.unwrap().unwrap().status,
+        StepStatus::Skipped
+    );
+    let id4 = seed(
+        &app.store,
+        &r,
+        2,
+        RunStatus::Waiting,
+        1,
+        Some("interrupted"),
+        None,
+        t0(),
+    )
+    .await;
+    app.press(&group(), &bob(), 1, &format!("run:retry:{id4}"))
+        .await;
+    assert_eq!(callbacks(&app).last().unwrap(), "Retrying the step.");
+    let row = run(&app.store, id4).await;
+    assert_eq!((row.status, row.current_step), (RunStatus::Pending, 1));
+    // the last step skipped completes the run
+    let id5 = seed(
+        &app.store,
+        &r,
+        2,
+        RunStatus::Waiting,
+        3,
+        Some("interrupted"),
+        None,
+        t0(),
+    )
+    .await;
+    app.press(&group(), &bob(), 1, &format!("run:skip:{id5}"))
+        .await;
+    assert_eq!(run(&app.store, id5).await.status, RunStatus::Completed);
+}
+
+#[tokio::test]
+async fn runs_show_and_history_say_what_happened() {
+    let (app, r) = group_app().await;
+    // a completed run, a failed one, an active one waiting for approval
+    let done = seed(&app.store, &r, 1, RunStatus::Completed, 3, None, None, t0()).await;
+    for p in 0..4 {
+        step(
+            &app.store,
+            done,
+            p,
+            StepStatus::Completed,
+            &format!("output {p} <b>"),
+        )
+        .await;
+    }
+    app.store
+        .set_run_totals(
+            done,
+            RunStatus::Completed,
+            (3200, 48),
+            0.0084,
+            Some(t0() + chrono::Duration::seconds(95)),
+        )
+        .await
+        .unwrap();
+    let failed = seed(&app.store, &r, 2, RunStatus::Failed, 1, None, None, t0()).await;
+    step(&app.store, failed, 0, StepStatus::Completed, "five dinners").await;
+    step(&app.store, failed, 1, StepStatus::Failed, "model timed out").await;
+    app.store
+        .set_run_totals(
+            failed,
+            RunStatus::Failed,
+            (1600, 24),
+            0.0042,
+            Some(t0() + chrono::Duration::seconds(25)),
+        )
+        .await
+        .unwrap();
+    let active = seed(
+        &app.store,
+        &r,
+        1,
+        RunStatus::Waiting,
+        2,
+        Some("approval:7"),
+        None,
+        t0(),
+    )
+    .await;
+    step(&app.store, active, 0, StepStatus::Completed, "five dinners").await;
+    step(&app.store, active, 1, StepStatus::Completed, "a list").await;
+    step(&app.store, active, 2, StepStatus::Waiting, "").await;
+    app.clock.advance(chrono::Duration::minutes(3));
+
+    app.say(&group(), &bob(), "/runs").await;
+    assert_eq!(
+        app.last_text(GROUP),
+        format!("Active runs (1)\n• meal_plan run {active} · waiting · step 3/4 Approval · 3 min · waiting for approval (request #7; /approvals)\n/run_show <id> for details.")
+    );
+
+    app.say(&group(), &bob(), &format!("/run_show {done}"))
+        .await;
+    let html = app.messenger.sent().last().unwrap().html.clone();
+    assert!(
+        html.contains("<b>Inputs</b>\npreferences: <code>vegetarian, no fish</code>"),
+        "{html}"
+    );
+    assert!(html.contains("<pre>output 0 &lt;b&gt;</pre>"), "{html}");
+    assert!(
+        html.contains("<b>2 Shopping list</b> — completed · 4 s · 812 tok · $0.0021"),
+        "{html}"
+    );
+    assert!(html.contains("3248 tok · $0.0084"), "{html}");
+
+    app.say(&group(), &bob(), "/run_history meal_plan").await;
+    let text = app.last_text(GROUP);
+    assert!(text.starts_with("meal_plan — last 3 runs"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "• run {done} · Sat 21 Nov 10:00 · completed · 1 min 35 s · 3248 tok · $0.0084"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "• run {failed} · Sat 21 Nov 10:00 · failed: step 2 failed · 25 s"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("3 runs · 50% completed (1 of 2 finished) · average 1 min · fails most at step 2 Shopping list (1 time)"),
+        "{text}"
+    );
+    app.say(&group(), &bob(), "/run_history nothing_here").await;
+    assert!(app
+        .last_text(GROUP)
+        .starts_with("no routine named 'nothing_here'"));
+}
+
+/// `/run_again` asks the run executor for a new run with the same inputs; on a build without the
+/// executor it says so (it is another helper's branch), never pretends.
+#[tokio::test]
+async fn run_again_starts_a_new_run_with_the_same_inputs() {
+    let (app, r) = group_app().await;
+    let id = seed(&app.store, &r, 1, RunStatus::Completed, 3, None, None, t0()).await;
+    app.say(&group(), &carol(), &format!("/run_again {id}"))
+        .await;
+    assert!(app.last_text(GROUP).starts_with("not allowed"));
+    app.say(&group(), &alice(), &format!("/run_again {id}"))
+        .await;
+    let text = app.last_text(GROUP);
+    let runs = app.store.routine_runs(r.id, 10).await.unwrap();
+    if runs.len() == 2 {
+        assert_eq!(
+            text,
+            format!(
+                "Started run {} of meal_plan with the inputs of run {id}.",
+                runs[0].id
+            )
+        );
+        assert_eq!(runs[0].input, runs[1].input);
+        assert_eq!(runs[0].started_by, Some(1));
+    } else {
+        assert_eq!(text, "multi-step runs are not available in this build");
+    }
+}
