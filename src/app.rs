@@ -79,11 +79,15 @@ pub fn agent(
 /// A new domain registers here; the core is not touched.
 pub fn router() -> Router {
     Router::new()
+        // `/cancel` stops a member's pending input questions before it means a workflow
+        .commands(crate::routines::ask::AskCancel)
         .commands(crate::workflow::commands::WorkflowCommands)
         .commands(crate::chores::commands::ChoreCommands)
         // before the routine commands: `/run_*` never reach the `/<routine name>` fallback
         .commands(crate::routines::run_commands::RunCommands)
         .commands(crate::routines::commands::RoutineCommands)
+        // a member's answer to a run's input question comes first
+        .text(crate::routines::ask::AskReplies)
         .text(crate::chores::commands::ChoreClaims)
         .text(crate::workflow::commands::ApprovalReplies)
 }

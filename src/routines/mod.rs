@@ -10,6 +10,7 @@
 //! The source of truth for a schedule is each trigger's persisted `next_fire_at` (UTC).
 
 pub mod api;
+pub mod ask;
 pub mod commands;
 pub mod conditions;
 pub mod engine;

@@ -789,3 +789,163 @@ async fn run_again_starts_a_new_run_with_the_same_inputs() {
         assert_eq!(text, "multi-step runs are not available in this build");
     }
 }
+
+fn bills_definition() -> String {
+    json!({
+        "inputs": [
+            {"name": "bills", "description": "Which bills this month?"},
+            {"name": "note", "description": "Anything to add?"},
+            {"name": "currency", "required": false, "default": "EUR"}
+        ],
+        "steps": [{"name": "split", "kind": "prompt", "prompt": "Split {{initial.bills}}"}]
+    })
+    .to_string()
+}
+
+/// After the inputs are complete the run is started through the executor (`runner::start_run`):
+/// with the executor merged a pending run with exactly these inputs exists; on a build without
+/// it the member is told so (it is another helper's branch).
+async fn assert_started(app: &TestApp, r: &RoutineRow, reply: &str, inputs: serde_json::Value) {
+    let runs = app.store.routine_runs(r.id, 10).await.unwrap();
+    match runs.first() {
+        Some(run) => {
+            assert_eq!(
+                reply,
+                format!(
+                    "Started run {} of {}. /run_show {} shows it; /run_cancel {} stops it.",
+                    run.id, r.name, run.id, run.id
+                )
+            );
+            let got: serde_json::Value =
+                serde_json::from_str(run.input.as_deref().unwrap()).unwrap();
+            for (k, v) in inputs.as_object().unwrap() {
+                assert_eq!(&got[k], v, "{got}");
+            }
+            assert_eq!(run.started_by, Some(1));
+        }
+        None => assert_eq!(reply, "multi-step runs are not available in this build"),
+    }
+}
+
+#[tokio::test]
+async fn missing_inputs_are_asked_in_turn_and_cancel_stops_the_questions() {
+    let (app, _) = group_app().await;
+    let def = bills_definition();
+    let r = make_routine(&app.hearth.svc, GROUP, 1, "bills_split", Some(&def)).await;
+    app.say(&group(), &alice(), "/bills_split").await;
+    assert_eq!(
+        app.last_text(GROUP),
+        "bills_split · bills (1/2): Which bills this month?\nAnswer with your next message, or /cancel."
+    );
+    let key = format!("run_ask:{GROUP}:1");
+    assert!(app.store.kv_get(&key).await.unwrap().is_some(), "durable");
+    let n = app.texts(GROUP).len();
+    // someone else's message is not an answer
+    app.say(&group(), &bob(), "rent is 900").await;
+    assert_eq!(app.texts(GROUP).len(), n, "Bob's message is only context");
+    app.say(&group(), &alice(), "rent 900, power 80").await;
+    assert_eq!(
+        app.last_text(GROUP),
+        "bills_split · note (2/2): Anything to add?\nAnswer with your next message, or /cancel."
+    );
+    app.say(&group(), &alice(), "/cancel").await;
+    assert_eq!(
+        app.last_text(GROUP),
+        "Stopped: bills_split was not started."
+    );
+    assert!(app.store.kv_get(&key).await.unwrap().is_none());
+    let n = app.texts(GROUP).len();
+    app.say(&group(), &alice(), "split evenly").await;
+    assert_eq!(
+        app.texts(GROUP).len(),
+        n,
+        "no question pending: context only"
+    );
+    assert!(app.store.routine_runs(r.id, 10).await.unwrap().is_empty());
+    // /cancel without questions is the workflow command again
+    app.say(&group(), &alice(), "/cancel").await;
+    assert!(
+        !app.last_text(GROUP).starts_with("Stopped"),
+        "{}",
+        app.last_text(GROUP)
+    );
+
+    // answered in turn: the run starts with the answers (and the default)
+    app.say(&group(), &alice(), "/bills_split").await;
+    app.say(&group(), &alice(), "rent 900, power 80").await;
+    app.say(&group(), &alice(), "split evenly").await;
+    let reply = app.last_text(GROUP);
+    assert_started(
+        &app,
+        &r,
+        &reply,
+        json!({"bills": "rent 900, power 80", "note": "split evenly"}),
+    )
+    .await;
+    assert!(app.store.kv_get(&key).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn an_unanswered_question_expires_after_ten_minutes() {
+    let (app, r) = group_app().await;
+    app.say(&group(), &alice(), "/meal_plan").await;
+    assert_eq!(
+        app.last_text(GROUP),
+        "meal_plan · preferences (1/1): Dietary preferences?\nAnswer with your next message, or /cancel."
+    );
+    app.clock.advance(chrono::Duration::minutes(11));
+    let n = app.texts(GROUP).len();
+    app.say(&group(), &alice(), "vegan").await;
+    assert_eq!(
+        app.texts(GROUP).len(),
+        n,
+        "expired: the message is only context"
+    );
+    assert!(app
+        .store
+        .kv_get(&format!("run_ask:{GROUP}:1"))
+        .await
+        .unwrap()
+        .is_none());
+    assert!(app.store.routine_runs(r.id, 10).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn inline_inputs_start_at_once() {
+    let (app, r) = group_app().await;
+    app.say(&group(), &alice(), "/meal_plan vegetarian, no fish")
+        .await;
+    let reply = app.last_text(GROUP);
+    assert_started(
+        &app,
+        &r,
+        &reply,
+        json!({"preferences": "vegetarian, no fish"}),
+    )
+    .await;
+
+    let def = bills_definition();
+    let b = make_routine(&app.hearth.svc, GROUP, 1, "bills_split", Some(&def)).await;
+    app.say(&group(), &alice(), "/bills_split budget=3").await;
+    assert_eq!(
+        app.last_text(GROUP),
+        "input: 'budget' is not an input of bills_split; its inputs are bills, note, currency"
+    );
+    app.say(
+        &group(),
+        &alice(),
+        r#"/bills_split bills="rent 900" note=none"#,
+    )
+    .await;
+    let reply = app.last_text(GROUP);
+    assert_started(
+        &app,
+        &b,
+        &reply,
+        json!({"bills": "rent 900", "note": "none"}),
+    )
+    .await;
+    // one input given, the other asked
+    app.say(&group(), &alice(), "/bills_split rent 900").await;
+    assert!(app.last_text(GROUP).starts_with("bills_split · note (2/2)"));
+}
