@@ -166,6 +166,20 @@ pub async fn start_scheduler(
         .await?;
     sched
         .add_with(
+            "routine-conditions",
+            "20 * * * * *",
+            hearth.clone(),
+            |h| async move {
+                // condition triggers: each minute, a run per crossing (issue 9)
+                let now = h.svc.clock.now();
+                if let Err(e) = crate::routines::conditions::evaluate(&h.svc, now).await {
+                    tracing::warn!(error = %e, "condition triggers not evaluated; retrying next minute");
+                }
+            },
+        )
+        .await?;
+    sched
+        .add_with(
             "inbound-cleanup",
             "0 17 * * * *",
             hearth.clone(),

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use hearth::{
+    clock::Clock,
     routines::{self, progress, CreateRequest},
     store::{
         NewStepRun, NewWorkflow, RoutineRow, RunRow, RunSource, RunStatus, SeedRun, StepResult,
@@ -948,4 +949,130 @@ async fn inline_inputs_start_at_once() {
     // one input given, the other asked
     app.say(&group(), &alice(), "/bills_split rent 900").await;
     assert!(app.last_text(GROUP).starts_with("bills_split · note (2/2)"));
+}
+
+async fn overdue_chore(app: &TestApp, title: &str, due: DateTime<Utc>) -> i64 {
+    app.store
+        .insert_chore(hearth::store::NewChore {
+            chat_id: GROUP,
+            title,
+            description: None,
+            personal: false,
+            owner_id: None,
+            partner_id: None,
+            assignee_id: Some(2),
+            recurrence: None,
+            next_due: Some(due),
+            points: 1,
+            created_by: 1,
+            created_at: t0(),
+            anchor: hearth::store::Anchor::Due,
+            rotation: hearth::store::Rotation::Fixed,
+            rotation_members: None,
+        })
+        .await
+        .unwrap()
+        .id
+}
+
+#[tokio::test]
+async fn condition_triggers_fire_once_per_crossing() {
+    use hearth::routines::conditions::evaluate;
+    let (app, _) = group_app().await;
+    let svc = &app.hearth.svc;
+    let def = meal_plan_definition();
+    let c = routines::create(
+        svc,
+        CreateRequest {
+            chat_id: GROUP,
+            chat_zone: chrono_tz::Tz::UTC,
+            owner_id: 1,
+            name: Some("nag".into()),
+            prompt: "nag".into(),
+            triggers: vec!["when overdue > 1".into(), "when a chore overdue 4h".into()],
+            quiet: false,
+            max_ticks: None,
+            max_runs_per_day: None,
+        },
+    )
+    .await
+    .expect("condition triggers parse");
+    app.store
+        .put_definition_json(c.routine.id, Some(&def))
+        .await
+        .unwrap();
+    app.say(&group(), &alice(), "/routines").await;
+    assert!(
+        app.last_text(GROUP)
+            .contains("nag — when overdue > 1, when a chore overdue 4h"),
+        "{}",
+        app.last_text(GROUP)
+    );
+    let (more, old) = (c.triggers[0].id, c.triggers[1].id);
+    let err = routines::create(
+        svc,
+        CreateRequest {
+            chat_id: GROUP,
+            chat_zone: chrono_tz::Tz::UTC,
+            owner_id: 1,
+            name: Some("bad".into()),
+            prompt: "x".into(),
+            triggers: vec!["when overdue >= 3".into()],
+            quiet: false,
+            max_ticks: None,
+            max_runs_per_day: None,
+        },
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("'when overdue > 3'") && err.contains("'when a chore overdue 4h'"), "{err}");
+
+    let fires = |v: &[hearth::routines::conditions::Fired]| -> Vec<i64> {
+        v.iter().map(|f| f.trigger_id).collect()
+    };
+    assert!(evaluate(svc, app.clock.now()).await.unwrap().is_empty());
+    let a = overdue_chore(&app, "Bins", t0() + chrono::Duration::minutes(30)).await;
+    overdue_chore(&app, "Dishes", t0() + chrono::Duration::minutes(45)).await;
+    app.clock.advance(chrono::Duration::hours(1));
+    // two processes evaluating at once: one fire
+    let (x, y) = tokio::join!(evaluate(svc, app.clock.now()), evaluate(svc, app.clock.now()));
+    let (x, y) = (x.unwrap(), y.unwrap());
+    assert_eq!([fires(&x), fires(&y)].concat(), vec![more], "{x:?} {y:?}");
+    let f = x.first().or(y.first()).unwrap();
+    assert_eq!(f.facts.overdue, 2);
+    assert_eq!(f.facts.titles, vec!["Bins".to_string(), "Dishes".to_string()]);
+    assert_eq!(f.facts.inputs()["overdue"], 2);
+    match &f.started {
+        Ok(hearth::routines::runner::Started::Run(id)) => {
+            let run = app.store.run(*id).await.unwrap().unwrap();
+            assert_eq!(run.source, RunSource::Condition);
+            assert!(run.input.unwrap().contains("\"overdue\":2"));
+        }
+        other => assert_eq!(
+            other,
+            &Err("run: multi-step runs are not available in this build".to_string())
+        ),
+    }
+    // still true a minute later: no new fire
+    app.clock.advance(chrono::Duration::minutes(1));
+    assert!(evaluate(svc, app.clock.now()).await.unwrap().is_empty());
+    // the oldest has been overdue for 4 h: the second trigger crosses
+    app.clock.set(t0() + chrono::Duration::minutes(30) + chrono::Duration::hours(4));
+    assert_eq!(fires(&evaluate(svc, app.clock.now()).await.unwrap()), vec![old]);
+    assert!(evaluate(svc, app.clock.now()).await.unwrap().is_empty());
+
+    // one chore done (due again next week): both conditions false, re-armed, no fire
+    let edit = hearth::store::ChoreEdit {
+        next_due: Some(Some(t0() + chrono::Duration::days(7))),
+        ..Default::default()
+    };
+    app.store.edit_chore(a, &edit, app.clock.now()).await.unwrap();
+    assert!(evaluate(svc, app.clock.now()).await.unwrap().is_empty());
+    let armed = app.store.routine_triggers(c.routine.id).await.unwrap();
+    assert!(armed.iter().all(|t| !t.condition_met));
+    // overdue again: the next crossing fires again, once
+    overdue_chore(&app, "Laundry", app.clock.now() - chrono::Duration::minutes(5)).await;
+    assert_eq!(fires(&evaluate(svc, app.clock.now()).await.unwrap()), vec![more]);
+    assert!(evaluate(svc, app.clock.now()).await.unwrap().is_empty());
 }
