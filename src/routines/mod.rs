@@ -18,6 +18,7 @@ pub mod gate;
 pub mod model;
 pub mod progress;
 pub mod run_buttons;
+pub mod run_cli;
 pub mod run_commands;
 pub mod runner;
 pub mod runs;

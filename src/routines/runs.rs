@@ -24,7 +24,7 @@ use crate::{
     services::Services,
     store::{
         NewStepRun, RoutineRow, RunFilter, RunRow, RunSource, RunStatus, StepRunRow, StepStatus,
-        WorkflowStatus,
+        Store, WorkflowStatus,
     },
 };
 
@@ -201,17 +201,24 @@ fn run_err(rule: impl Into<String>) -> RoutineError {
 ///
 /// Errors: storage.
 pub async fn load(svc: &Services, run_id: i64) -> Result<Option<RunView>, RoutineError> {
-    let Some(run) = svc.store.run(run_id).await? else {
+    load_from(&svc.store, run_id).await
+}
+
+/// [`load`] over a bare store (the CLI has no services).
+///
+/// Errors: storage.
+pub async fn load_from(store: &Store, run_id: i64) -> Result<Option<RunView>, RoutineError> {
+    let Some(run) = store.run(run_id).await? else {
         return Ok(None);
     };
-    let Some(routine) = svc.store.routine(run.routine_id).await? else {
+    let Some(routine) = store.routine(run.routine_id).await? else {
         return Ok(None);
     };
     let definition = run
         .snapshot
         .as_deref()
         .and_then(|s| serde_json::from_str::<Definition>(s).ok());
-    let steps = svc.store.step_runs_of(run_id).await?;
+    let steps = store.step_runs_of(run_id).await?;
     Ok(Some(RunView {
         run,
         routine,

@@ -542,6 +542,15 @@ impl Store {
         Ok(r.rows_affected == 1)
     }
 
+    /// Routines called `name` in any chat (the CLI looks a name up without a chat).
+    pub async fn routines_named(&self, name: &str) -> StoreResult<Vec<routine::Model>> {
+        Ok(routine::Entity::find()
+            .filter(routine::Column::Name.eq(name))
+            .order_by_asc(routine::Column::Id)
+            .all(self.conn())
+            .await?)
+    }
+
     /// Delete `key` only while it still holds `value` (a compare-and-delete). True when deleted.
     pub async fn kv_take(&self, key: &str, value: &str) -> StoreResult<bool> {
         let r = kv::Entity::delete_many()

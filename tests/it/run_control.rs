@@ -1026,7 +1026,10 @@ async fn condition_triggers_fire_once_per_crossing() {
     .await
     .unwrap_err()
     .to_string();
-    assert!(err.contains("'when overdue > 3'") && err.contains("'when a chore overdue 4h'"), "{err}");
+    assert!(
+        err.contains("'when overdue > 3'") && err.contains("'when a chore overdue 4h'"),
+        "{err}"
+    );
 
     let fires = |v: &[hearth::routines::conditions::Fired]| -> Vec<i64> {
         v.iter().map(|f| f.trigger_id).collect()
@@ -1036,12 +1039,18 @@ async fn condition_triggers_fire_once_per_crossing() {
     overdue_chore(&app, "Dishes", t0() + chrono::Duration::minutes(45)).await;
     app.clock.advance(chrono::Duration::hours(1));
     // two processes evaluating at once: one fire
-    let (x, y) = tokio::join!(evaluate(svc, app.clock.now()), evaluate(svc, app.clock.now()));
+    let (x, y) = tokio::join!(
+        evaluate(svc, app.clock.now()),
+        evaluate(svc, app.clock.now())
+    );
     let (x, y) = (x.unwrap(), y.unwrap());
     assert_eq!([fires(&x), fires(&y)].concat(), vec![more], "{x:?} {y:?}");
     let f = x.first().or(y.first()).unwrap();
     assert_eq!(f.facts.overdue, 2);
-    assert_eq!(f.facts.titles, vec!["Bins".to_string(), "Dishes".to_string()]);
+    assert_eq!(
+        f.facts.titles,
+        vec!["Bins".to_string(), "Dishes".to_string()]
+    );
     assert_eq!(f.facts.inputs()["overdue"], 2);
     match &f.started {
         Ok(hearth::routines::runner::Started::Run(id)) => {
@@ -1058,8 +1067,12 @@ async fn condition_triggers_fire_once_per_crossing() {
     app.clock.advance(chrono::Duration::minutes(1));
     assert!(evaluate(svc, app.clock.now()).await.unwrap().is_empty());
     // the oldest has been overdue for 4 h: the second trigger crosses
-    app.clock.set(t0() + chrono::Duration::minutes(30) + chrono::Duration::hours(4));
-    assert_eq!(fires(&evaluate(svc, app.clock.now()).await.unwrap()), vec![old]);
+    app.clock
+        .set(t0() + chrono::Duration::minutes(30) + chrono::Duration::hours(4));
+    assert_eq!(
+        fires(&evaluate(svc, app.clock.now()).await.unwrap()),
+        vec![old]
+    );
     assert!(evaluate(svc, app.clock.now()).await.unwrap().is_empty());
 
     // one chore done (due again next week): both conditions false, re-armed, no fire
@@ -1067,12 +1080,115 @@ async fn condition_triggers_fire_once_per_crossing() {
         next_due: Some(Some(t0() + chrono::Duration::days(7))),
         ..Default::default()
     };
-    app.store.edit_chore(a, &edit, app.clock.now()).await.unwrap();
+    app.store
+        .edit_chore(a, &edit, app.clock.now())
+        .await
+        .unwrap();
     assert!(evaluate(svc, app.clock.now()).await.unwrap().is_empty());
     let armed = app.store.routine_triggers(c.routine.id).await.unwrap();
     assert!(armed.iter().all(|t| !t.condition_met));
     // overdue again: the next crossing fires again, once
-    overdue_chore(&app, "Laundry", app.clock.now() - chrono::Duration::minutes(5)).await;
-    assert_eq!(fires(&evaluate(svc, app.clock.now()).await.unwrap()), vec![more]);
+    overdue_chore(
+        &app,
+        "Laundry",
+        app.clock.now() - chrono::Duration::minutes(5),
+    )
+    .await;
+    assert_eq!(
+        fires(&evaluate(svc, app.clock.now()).await.unwrap()),
+        vec![more]
+    );
     assert!(evaluate(svc, app.clock.now()).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn cli_lists_and_shows_runs_as_plain_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("hearth.db").display()
+    );
+    let store = Store::connect(&url, 2, Duration::from_secs(5))
+        .await
+        .unwrap();
+    let rid = store
+        .insert_routine(
+            hearth::store::NewRoutine {
+                chat_id: GROUP,
+                name: "meal_plan".into(),
+                owner_id: 1,
+                prompt: "p".into(),
+                zone: "UTC".into(),
+                quiet: false,
+                api_args: false,
+                api_token_hash: None,
+                max_ticks: None,
+                max_runs_per_day: None,
+                created_at: t0(),
+            },
+            vec![],
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    store
+        .put_definition_json(rid, Some(&meal_plan_definition()))
+        .await
+        .unwrap();
+    let r = store.routine(rid).await.unwrap().unwrap();
+    let id = seed(&store, &r, 1, RunStatus::Failed, 1, None, None, t0()).await;
+    step(
+        &store,
+        id,
+        0,
+        StepStatus::Completed,
+        "Monday: curry\nTuesday: soup",
+    )
+    .await;
+    step(&store, id, 1, StepStatus::Failed, "model timed out").await;
+    drop(store);
+
+    let bin = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_hearth"))
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HEARTH_DATABASE__URL", &url)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = bin(&["runs", "list", "--routine", "meal_plan", "--chat", "-1001"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!(
+            "{id}\tmeal_plan\t-1001\tfailed: step 2 failed\t2026-11-21 10:00:00"
+        )),
+        "{text}"
+    );
+    assert!(text.contains("1624\t$0.0042\t2/4 Shopping list"), "{text}");
+    let out = bin(&["runs", "show", &id.to_string()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("inputs: {\"preferences\":\"vegetarian, no fish\"}"),
+        "{text}"
+    );
+    assert!(
+        text.contains("output:\nMonday: curry\nTuesday: soup\n"),
+        "full text: {text}"
+    );
+    assert!(
+        text.contains("== step 2 Shopping list (attempt 1) — failed"),
+        "{text}"
+    );
+    assert!(text.contains("error: model timed out"), "{text}");
+    let out = bin(&["runs", "show", "999"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no run 999"));
+    let out = bin(&["runs", "list", "--routine", "nope"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no routine named 'nope'"));
 }
