@@ -178,7 +178,7 @@ fn parse_span(s: &str) -> Option<Duration> {
 /// `14400 s` → "4h", `86400 s` → "1d", `5400 s` → "1h30m".
 fn span(d: Duration) -> String {
     let s = d.as_secs();
-    if s % 86_400 == 0 {
+    if s.is_multiple_of(86_400) {
         return format!("{}d", s / 86_400);
     }
     crate::schedule::format_duration(d)

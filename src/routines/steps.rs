@@ -355,7 +355,7 @@ then = "end"
         )
         .unwrap();
         assert_eq!(doc.definition.steps.len(), 3);
-        assert_eq!(doc.definition.inputs[0].required, true);
+        assert!(doc.definition.inputs[0].required);
         assert!(matches!(
             &doc.definition.steps[1].kind,
             StepKind::Approval { resolvers: Resolvers::Named(v), required: 2, .. } if v.len() == 2

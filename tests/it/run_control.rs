@@ -70,6 +70,7 @@ async fn make_routine(
     svc.store.routine(c.routine.id).await.unwrap().unwrap()
 }
 
+#[allow(clippy::too_many_arguments)]
 /// A run of `r` by `owner` in `status` at step `current` (0-based) waiting for `waiting_for`.
 async fn seed(
     store: &Store,
