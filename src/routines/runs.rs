@@ -333,8 +333,20 @@ pub async fn resume(
 ) -> Result<RunView, RoutineError> {
     let v = in_chat(svc, chat_id, run_id).await?;
     authorize(&v, actor)?;
-    if svc.store.resume_run(run_id).await?.is_none() {
-        return Err(wrong_state(&reload(svc, v).await?, "resume"));
+    match svc.store.resume_run(run_id).await? {
+        None => return Err(wrong_state(&reload(svc, v).await?, "resume")),
+        Some(RunStatus::Waiting) => {
+            // decided while paused (a gate, a confirmation): its wake-up skipped the paused
+            // run, so wake it now rather than at the wait's safety-net deadline
+            let now = svc.clock.now();
+            let step = v.latest(v.run.current_step.max(0) as usize);
+            let decided = step.is_some_and(|s| s.status == StepStatus::Completed);
+            let overdue_wait = v.run.wake_at.is_none_or(|w| w > now) && decided;
+            if overdue_wait {
+                svc.store.wake_waiting_run(run_id, now).await?;
+            }
+        }
+        Some(_) => {}
     }
     tracing::info!(run_id, "run resumed");
     after_change(svc, run_id).await

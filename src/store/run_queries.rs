@@ -237,6 +237,18 @@ impl Store {
         Ok((r.rows_affected == 1).then_some(RunStatus::Pending))
     }
 
+    /// Wake a waiting run now (`wake_at = at`), e.g. one resumed after its gate was decided
+    /// while it was paused (the gate's own wake-up only touches waiting runs). True when woken.
+    pub async fn wake_waiting_run(&self, run_id: i64, at: DateTime<Utc>) -> StoreResult<bool> {
+        let r = routine_run::Entity::update_many()
+            .col_expr(routine_run::Column::WakeAt, Expr::value(Some(at)))
+            .filter(routine_run::Column::Id.eq(run_id))
+            .filter(routine_run::Column::Status.eq(RunStatus::Waiting))
+            .exec(self.conn())
+            .await?;
+        Ok(r.rows_affected == 1)
+    }
+
     /// Cancel: any active run → `cancelled` with `finished_at`; in the same transaction its
     /// unfinished step runs → `skipped` and `remaining` (skipped rows for the steps never
     /// reached) are inserted. False (nothing written) when the run was not active.
@@ -470,7 +482,21 @@ impl Store {
             q = q.filter(routine_run::Column::RoutineId.eq(r));
         }
         if let Some(c) = f.chat_id {
-            q = q.filter(routine_run::Column::ChatId.eq(c));
+            // runs carry their chat; a row written without it belongs to its routine's chat
+            let of_chat = sea_orm::sea_query::Query::select()
+                .column(routine::Column::Id)
+                .from(routine::Entity)
+                .and_where(routine::Column::ChatId.eq(c))
+                .to_owned();
+            q = q.filter(
+                sea_orm::Condition::any()
+                    .add(routine_run::Column::ChatId.eq(c))
+                    .add(
+                        sea_orm::Condition::all()
+                            .add(routine_run::Column::ChatId.is_null())
+                            .add(routine_run::Column::RoutineId.in_subquery(of_chat)),
+                    ),
+            );
         }
         if f.active_only {
             q = q.filter(routine_run::Column::Status.is_in(ACTIVE));

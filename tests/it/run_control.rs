@@ -371,6 +371,39 @@ async fn pause_and_resume_keep_a_waiting_runs_wait() {
         format!("run {id} is waiting, not paused")
     );
 
+    // a gate decided while the run was paused: resuming wakes it at once, not at the safety net
+    let safety = t0() + chrono::Duration::days(2);
+    let id3 = seed(
+        &app.store,
+        &r,
+        1,
+        RunStatus::Waiting,
+        2,
+        Some("approval:9"),
+        Some(safety),
+        t0(),
+    )
+    .await;
+    let gate = step(&app.store, id3, 2, StepStatus::Waiting, "").await;
+    app.say(&group(), &alice(), &format!("/run_pause {id3}"))
+        .await;
+    app.store
+        .set_step_result(
+            gate,
+            StepResult {
+                status: Some(StepStatus::Completed),
+                output: Some("approved".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    app.say(&group(), &alice(), &format!("/run_resume {id3}"))
+        .await;
+    let row = run(&app.store, id3).await;
+    assert_eq!(row.status, RunStatus::Waiting);
+    assert_eq!(row.wake_at, Some(app.clock.now()));
+
     // a pending run (waits for nothing) resumes to pending
     let id2 = seed(&app.store, &r, 1, RunStatus::Pending, 0, None, None, t0()).await;
     app.say(&group(), &alice(), &format!("/run_pause {id2}"))
