@@ -189,7 +189,7 @@ pub enum TriggerSpec {
 }
 
 /// The trigger grammar, for error messages and tool descriptions.
-pub const TRIGGER_HELP: &str = "'every 30m', 'cron 0 8 * * 1-5 [Zone/Name]', 'at tomorrow 09:00', 'event chore_overdue [key=value]', 'api' or 'api args'";
+pub const TRIGGER_HELP: &str = "'every 30m', 'cron 0 8 * * 1-5 [Zone/Name]', 'at tomorrow 09:00', 'event chore_overdue [key=value]', 'when overdue > 3', 'when a chore overdue 4h', 'api' or 'api args'";
 
 impl TriggerSpec {
     /// Parse a trigger string: `every <interval>`, `cron <5 fields> [IANA zone]`, `at <when>`,
@@ -247,7 +247,7 @@ impl TriggerSpec {
                 RoutineError::invalid(
                     "trigger",
                     format!(
-                        "'{}' must start with every, cron, at, event or api, e.g. {TRIGGER_HELP}",
+                        "'{}' must start with every, cron, at, event, when or api, e.g. {TRIGGER_HELP}",
                         crate::context::clip(s, 40)
                     ),
                 )
@@ -747,7 +747,7 @@ mod tests {
             ("event chore_overdue owner=4", "trigger: event filter 'owner=4' must be key=value with key one of"),
             ("event", "trigger: event needs a kind"),
             ("api please", "trigger: 'api please' is not understood"),
-            ("sometimes", "trigger: 'sometimes' must start with every, cron, at, event or api"),
+            ("sometimes", "trigger: 'sometimes' must start with every, cron, at, event, when or api"),
             ("", "trigger: is missing"),
         ];
         for (input, want) in refused {
