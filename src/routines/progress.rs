@@ -40,7 +40,7 @@ pub const MIN_EDIT_INTERVAL: Duration = Duration::from_secs(1);
 /// Characters of a step's output shown (before the per-message budget shrinks it).
 pub const OUTPUT_CLIP: usize = 300;
 /// Characters of output in one message, all steps together (Telegram's limit is 4096).
-const OUTPUT_BUDGET: usize = 2800;
+const OUTPUT_BUDGET: usize = 2400;
 
 /// Per (bot connection, run): when its message was last written and what is queued.
 #[derive(Debug, Default)]
@@ -52,6 +52,8 @@ struct Slot {
     pending: bool,
     /// A delayed write is scheduled.
     timer: bool,
+    /// Hash of what the message shows now (an identical edit is not sent).
+    shown: Option<u64>,
 }
 
 type Key = (usize, i64);
@@ -111,13 +113,15 @@ pub async fn refresh(svc: &Services, run_id: i64) {
 /// Write once, then: schedule one more write when refreshes came meanwhile, else forget the
 /// run's slot when the run has ended (the map holds only live runs).
 async fn write_and_settle(svc: &Services, run_id: i64) {
-    let ended = write(svc, run_id).await;
+    let (ended, wrote) = write(svc, run_id).await;
     let k = key(svc, run_id);
     let again = {
         let mut map = slots().lock().unwrap_or_else(|p| p.into_inner());
         let slot = map.entry(k).or_default();
         slot.busy = false;
-        slot.last = Some(Instant::now());
+        if wrote {
+            slot.last = Some(Instant::now());
+        }
         if slot.pending {
             slot.pending = false;
             slot.timer = true;
@@ -148,28 +152,51 @@ fn schedule(svc: Services, run_id: i64, after: Duration) {
     });
 }
 
-/// Render and send or edit. Returns true when the run has ended (or is gone).
-async fn write(svc: &Services, run_id: i64) -> bool {
+/// Render and send or edit. Returns (the run has ended or is gone, a message was sent or
+/// edited).
+async fn write(svc: &Services, run_id: i64) -> (bool, bool) {
     let v = match runs::load(svc, run_id).await {
         Ok(Some(v)) => v,
-        Ok(None) => return true,
+        Ok(None) => return (true, false),
         Err(err) => {
             tracing::warn!(run_id, error = %err, "progress: could not load the run");
-            return false;
+            return (false, false);
         }
     };
     let ended = !v.run.status.is_active();
     // a single-prompt routine's run: its reply is the output
     if v.routine.definition.is_none() || v.definition.is_none() {
-        return ended;
+        return (ended, false);
     }
     let html = render(&v);
     let buttons = super::run_buttons::for_run(&v.run);
     let chat_id = v.chat_id();
+    let fingerprint = {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        html.hash(&mut h);
+        for b in buttons.iter().flatten() {
+            b.data.hash(&mut h);
+        }
+        h.finish()
+    };
+    {
+        let mut map = slots().lock().unwrap_or_else(|p| p.into_inner());
+        let slot = map.entry(key(svc, run_id)).or_default();
+        if v.run.progress_message_id.is_some() && slot.shown == Some(fingerprint) {
+            return (ended, false); // Telegram refuses an edit that changes nothing
+        }
+        slot.shown = Some(fingerprint);
+    }
     match v.run.progress_message_id {
         Some(mid) => {
             if let Err(err) = svc.outbox.edit(chat_id, mid, &html, &buttons).await {
                 tracing::warn!(run_id, error = %err, "progress message not edited");
+                // not shown: the next refresh tries again even with the same text
+                let mut map = slots().lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(slot) = map.get_mut(&key(svc, run_id)) {
+                    slot.shown = None;
+                }
             }
         }
         None => {
@@ -195,7 +222,7 @@ async fn write(svc: &Services, run_id: i64) -> bool {
             }
         }
     }
-    ended
+    (ended, true)
 }
 
 /// The status word of a run for headers ("running", "waiting", "failed: cost limit").
@@ -234,8 +261,23 @@ pub fn clip_block(s: &str, max: usize) -> String {
     out
 }
 
-/// The progress message of run `v` (HTML).
+/// The progress message of run `v` (HTML), within one Telegram message: outputs are clipped to
+/// [`OUTPUT_CLIP`] characters, shorter still (down to none) when many steps have output.
 pub fn render(v: &RunView) -> String {
+    let mut clip = OUTPUT_CLIP;
+    loop {
+        let html = render_clipped(v, clip);
+        if clip == 0 || crate::format::visible_len(&html) <= MAX_VISIBLE {
+            return html;
+        }
+        clip = if clip > 40 { clip / 2 } else { 0 };
+    }
+}
+
+/// Room for the progress message: below Telegram's 4096 (an edit cannot be split).
+const MAX_VISIBLE: usize = 3900;
+
+fn render_clipped(v: &RunView, max_clip: usize) -> String {
     let id = v.run.id;
     let zone = runs::zone(v);
     let mut lines = vec![format!(
@@ -248,7 +290,7 @@ pub fn render(v: &RunView) -> String {
         .filter(|p| v.latest(*p).is_some_and(|s| s.output.is_some()))
         .count()
         .max(1);
-    let clip = OUTPUT_CLIP.min(OUTPUT_BUDGET / done);
+    let clip = max_clip.min(OUTPUT_BUDGET / done);
     let mut clipped = false;
     for p in 0..n {
         let m = mark(v, p);
@@ -285,7 +327,7 @@ pub fn render(v: &RunView) -> String {
                 StepStatus::Completed => s.output.as_deref(),
                 _ => None,
             };
-            if let Some(b) = body.filter(|b| !b.trim().is_empty()) {
+            if let Some(b) = body.filter(|b| !b.trim().is_empty() && clip > 0) {
                 let c = clip_block(b, clip);
                 clipped |= c.chars().count() < b.trim().chars().count();
                 lines.push(format!("<blockquote>{}</blockquote>", e(&c)));

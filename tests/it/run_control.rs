@@ -1226,3 +1226,41 @@ async fn cli_lists_and_shows_runs_as_plain_text() {
     let out = bin(&["runs", "list", "--routine", "nope"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("no routine named 'nope'"));
 }
+
+#[tokio::test]
+async fn an_unchanged_progress_message_is_not_edited_again() {
+    let (app, r) = group_app().await;
+    let id = seed(&app.store, &r, 1, RunStatus::Running, 0, None, None, t0()).await;
+    let s0 = step(&app.store, id, 0, StepStatus::Running, "").await;
+    app.messenger.clear();
+    progress::refresh(&app.hearth.svc, id).await;
+    assert_eq!(app.messenger.sent().len(), 1);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    progress::refresh(&app.hearth.svc, id).await;
+    let edits = |app: &TestApp| {
+        app.messenger
+            .calls()
+            .into_iter()
+            .filter(|c| matches!(c, Recorded::Edit { .. }))
+            .count()
+    };
+    assert_eq!(
+        edits(&app),
+        0,
+        "nothing changed: Telegram would refuse the edit"
+    );
+    app.store
+        .set_step_result(
+            s0,
+            StepResult {
+                status: Some(StepStatus::Completed),
+                output: Some("five dinners".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    progress::refresh(&app.hearth.svc, id).await;
+    assert_eq!(edits(&app), 1);
+    assert_eq!(app.messenger.sent().len(), 1, "edited, not re-sent");
+}
