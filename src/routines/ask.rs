@@ -26,7 +26,7 @@ use crate::{
     format::escape_html as e,
     router::{Command, CommandCtx, CommandSet, TextCtx, TextHandler},
     services::Services,
-    store::{RoutineRow, RunSource, StoreResult},
+    store::{Publication, RoutineRow, RoutineStatus, RunSource, StoreResult},
     types::Outbound,
 };
 
@@ -207,6 +207,19 @@ pub async fn start(
     args: &str,
 ) -> Option<Result<String, RoutineError>> {
     let def: Definition = serde_json::from_str(r.definition.as_deref()?).ok()?;
+    // refuse before asking anything: a draft or an ended routine would not start anyway
+    if r.publication == Publication::Draft {
+        return Some(Err(RoutineError::invalid(
+            "name",
+            format!("'{}' is a draft; it runs once it is published", r.name),
+        )));
+    }
+    if r.status == RoutineStatus::Ended {
+        return Some(Err(RoutineError::invalid(
+            "name",
+            format!("'{}' has ended; create it again to run it", r.name),
+        )));
+    }
     Some(
         match begin(svc, who, r.id, &r.name, def.inputs, args).await {
             Err(RoutineError::Store(err)) => Err(RoutineError::Store(err)),

@@ -179,6 +179,16 @@ impl Store {
         Ok(())
     }
 
+    /// Set a routine's publication (tests and tools; the importer saves it with the document).
+    pub async fn put_publication(&self, routine_id: i64, p: super::Publication) -> StoreResult<()> {
+        routine::Entity::update_many()
+            .col_expr(routine::Column::Publication, Expr::value(p))
+            .filter(routine::Column::Id.eq(routine_id))
+            .exec(self.conn())
+            .await?;
+        Ok(())
+    }
+
     /// Remember the run's progress message, only if it has none yet. True when stored.
     pub async fn set_progress_message(&self, run_id: i64, message_id: i64) -> StoreResult<bool> {
         let r = routine_run::Entity::update_many()

@@ -983,6 +983,24 @@ async fn inline_inputs_start_at_once() {
     // one input given, the other asked
     app.say(&group(), &alice(), "/bills_split rent 900").await;
     assert!(app.last_text(GROUP).starts_with("bills_split · note (2/2)"));
+    app.say(&group(), &alice(), "/cancel").await;
+
+    // a draft asks nothing
+    app.store
+        .put_publication(b.id, hearth::store::Publication::Draft)
+        .await
+        .unwrap();
+    app.say(&group(), &alice(), "/bills_split").await;
+    assert_eq!(
+        app.last_text(GROUP),
+        "name: 'bills_split' is a draft; it runs once it is published"
+    );
+    assert!(app
+        .store
+        .kv_get(&format!("run_ask:{GROUP}:1"))
+        .await
+        .unwrap()
+        .is_none());
 }
 
 async fn overdue_chore(app: &TestApp, title: &str, due: DateTime<Utc>) -> i64 {
