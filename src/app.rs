@@ -80,10 +80,16 @@ pub fn agent(
 /// A new domain registers here; the core is not touched.
 pub fn router() -> Router {
     Router::new()
+        // `/cancel` stops a member's pending input questions before it means a workflow
+        .commands(crate::routines::ask::AskCancel)
         .commands(crate::workflow::commands::WorkflowCommands)
         .commands(crate::chores::commands::ChoreCommands)
         .commands(crate::routines::playbooks::PlaybookCommands)
+        // before the routine commands: `/run_*` never reach the `/<routine name>` fallback
+        .commands(crate::routines::run_commands::RunCommands)
         .commands(crate::routines::commands::RoutineCommands)
+        // a member's answer to a run's input question comes first
+        .text(crate::routines::ask::AskReplies)
         .text(crate::chores::commands::ChoreClaims)
         .text(crate::workflow::commands::ApprovalReplies)
 }
@@ -159,6 +165,20 @@ pub async fn start_scheduler(
             |e| async move {
                 if let Err(err) = e.sweep(e.services().clock.now()).await {
                     tracing::warn!(error = %err, "routine sweep failed; retrying next tick");
+                }
+            },
+        )
+        .await?;
+    sched
+        .add_with(
+            "routine-conditions",
+            "20 * * * * *",
+            hearth.clone(),
+            |h| async move {
+                // condition triggers: each minute, a run per crossing (issue 9)
+                let now = h.svc.clock.now();
+                if let Err(e) = crate::routines::conditions::evaluate(&h.svc, now).await {
+                    tracing::warn!(error = %e, "condition triggers not evaluated; retrying next minute");
                 }
             },
         )

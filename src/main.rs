@@ -38,6 +38,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: RoutinesCmd,
     },
+    /// Routine runs: list them or show one in full.
+    Runs {
+        #[command(subcommand)]
+        action: RunsCmd,
+    },
 }
 
 #[derive(Subcommand)]
@@ -58,6 +63,23 @@ enum RoutinesCmd {
         #[arg(long, allow_hyphen_values = true)]
         chat: i64,
     },
+}
+
+#[derive(Subcommand)]
+enum RunsCmd {
+    /// Runs, newest first (tab-separated).
+    List {
+        /// Only runs of the routine with this name.
+        #[arg(long)]
+        routine: Option<String>,
+        /// Only runs in this chat (Telegram chat id).
+        #[arg(long, allow_hyphen_values = true)]
+        chat: Option<i64>,
+        #[arg(long, default_value_t = 50)]
+        limit: u64,
+    },
+    /// One run: inputs and every step's full output.
+    Show { id: i64 },
 }
 
 fn main() -> ExitCode {
@@ -105,6 +127,31 @@ fn main() -> ExitCode {
                     RoutinesCmd::Export { name, chat } => CliCommand::Export { name, chat },
                 };
                 print!("{}", hearth::app::routines_cli(cfg, cmd).await?);
+                Ok(())
+            }
+            Cmd::Runs { action } => {
+                let store = hearth::app::open_store(&cfg).await?;
+                let now = chrono::Utc::now();
+                let out = match action {
+                    RunsCmd::List {
+                        routine,
+                        chat,
+                        limit,
+                    } => {
+                        hearth::routines::run_cli::list(
+                            &store,
+                            routine.as_deref(),
+                            chat,
+                            limit,
+                            now,
+                        )
+                        .await?
+                    }
+                    RunsCmd::Show { id } => {
+                        hearth::routines::run_cli::show(&store, id, now).await?
+                    }
+                };
+                print!("{out}");
                 Ok(())
             }
             Cmd::Check { online } => {

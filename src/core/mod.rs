@@ -1050,6 +1050,10 @@ impl Hearth {
         if crate::routines::playbooks::on_callback(&self.svc, &c).await? {
             return Ok(());
         }
+        // run buttons: cost question, interrupted step (issue 9)
+        if crate::routines::run_buttons::on_callback(&self.svc, &c).await? {
+            return Ok(());
+        }
 
         let _ = self
             .svc

@@ -106,7 +106,11 @@ pub async fn handle(
         "routine_install" => install(svc, ctx, args).await,
         // `/<routine name>` runs it now, like /routine_run (tried after every other command)
         name => match super::find(svc, ctx.chat.id, name).await {
-            Ok(r) if r.name == name => run(svc, ctx, name).await,
+            // a routine with steps takes or asks its inputs (ask.rs); else it runs as before
+            Ok(r) if r.name == name => match super::ask::start(svc, asker(ctx), &r, args).await {
+                Some(res) => res,
+                None => run(svc, ctx, name).await,
+            },
             Ok(_) | Err(RoutineError::NotFound(_)) => return None,
             Err(err) => Err(err),
         },
@@ -123,6 +127,13 @@ pub async fn handle(
             .map(|_| ())
             .map_err(Into::into),
     )
+}
+
+fn asker(ctx: &CommandCtx<'_>) -> super::ask::Asker {
+    super::ask::Asker {
+        chat_id: ctx.chat.id,
+        user_id: ctx.from.id,
+    }
 }
 
 fn actor(ctx: &CommandCtx<'_>) -> Actor {

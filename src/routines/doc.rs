@@ -223,6 +223,7 @@ pub fn trigger_string(t: &TriggerRow, routine_zone: chrono_tz::Tz) -> String {
         ),
         Ok(s @ TriggerSpec::Event { .. }) => format!("event {}", s.stored_spec()),
         Ok(TriggerSpec::Api { args }) => if args { "api args" } else { "api" }.into(),
+        Ok(TriggerSpec::Condition(c)) => c.describe(),
         Err(_) if t.kind == TriggerKind::Api => "api".into(),
         Err(_) => format!("{} {}", t.kind, t.spec),
     }

@@ -10,14 +10,20 @@
 //! The source of truth for a schedule is each trigger's persisted `next_fire_at` (UTC).
 
 pub mod api;
+pub mod ask;
 pub mod commands;
 pub mod doc;
+pub mod conditions;
 pub mod engine;
 pub mod gate;
 pub mod model;
 pub mod playbooks;
 pub mod progress;
+pub mod run_buttons;
+pub mod run_cli;
+pub mod run_commands;
 pub mod runner;
+pub mod runs;
 pub mod steps;
 pub mod templates;
 pub mod tools;

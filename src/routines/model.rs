@@ -186,10 +186,12 @@ pub enum TriggerSpec {
     },
     /// `POST /routines/{id}/trigger`; `args`: the JSON body reaches `{apiArgs}`.
     Api { args: bool },
+    /// A fact of the chat crossing a threshold, evaluated each minute (`when overdue > 3`).
+    Condition(super::conditions::Condition),
 }
 
 /// The trigger grammar, for error messages and tool descriptions.
-pub const TRIGGER_HELP: &str = "'every 30m', 'cron 0 8 * * 1-5 [Zone/Name]', 'at tomorrow 09:00', 'event chore_overdue [key=value]', 'api' or 'api args'";
+pub const TRIGGER_HELP: &str = "'every 30m', 'cron 0 8 * * 1-5 [Zone/Name]', 'at tomorrow 09:00', 'event chore_overdue [key=value]', 'when overdue > 3', 'when a chore overdue 4h', 'api' or 'api args'";
 
 impl TriggerSpec {
     /// Parse a trigger string: `every <interval>`, `cron <5 fields> [IANA zone]`, `at <when>`,
@@ -224,6 +226,9 @@ impl TriggerSpec {
                 })
             }
             "at" => Ok(TriggerSpec::At(parse_at(rest, now, zone).map_err(sched)?)),
+            "when" | "condition" if super::conditions::looks_like(rest) => Ok(
+                TriggerSpec::Condition(super::conditions::Condition::parse(rest)?),
+            ),
             "event" | "on" | "when" => parse_event(rest),
             "api" | "webhook" => match rest.to_ascii_lowercase().as_str() {
                 "" => Ok(TriggerSpec::Api { args: false }),
@@ -244,7 +249,7 @@ impl TriggerSpec {
                 RoutineError::invalid(
                     "trigger",
                     format!(
-                        "'{}' must start with every, cron, at, event or api, e.g. {TRIGGER_HELP}",
+                        "'{}' must start with every, cron, at, event, when or api, e.g. {TRIGGER_HELP}",
                         crate::context::clip(s, 40)
                     ),
                 )
@@ -260,6 +265,7 @@ impl TriggerSpec {
             TriggerSpec::At(_) => TriggerKind::At,
             TriggerSpec::Event { .. } => TriggerKind::Event,
             TriggerSpec::Api { .. } => TriggerKind::Api,
+            TriggerSpec::Condition(_) => TriggerKind::Condition,
         }
     }
 
@@ -277,6 +283,7 @@ impl TriggerSpec {
                 s
             }
             TriggerSpec::Api { args } => if *args { "args" } else { "" }.to_string(),
+            TriggerSpec::Condition(c) => c.stored(),
         }
     }
 
@@ -308,6 +315,9 @@ impl TriggerSpec {
             TriggerKind::Api => TriggerSpec::Api {
                 args: spec == "args",
             },
+            TriggerKind::Condition => TriggerSpec::Condition(
+                super::conditions::Condition::from_stored(spec).ok_or_else(bad)?,
+            ),
         })
     }
 
@@ -365,6 +375,7 @@ impl TriggerSpec {
             ),
             TriggerSpec::Event { .. } => format!("event {}", self.stored_spec()),
             TriggerSpec::Api { args } => if *args { "api (args)" } else { "api" }.to_string(),
+            TriggerSpec::Condition(c) => c.describe(),
         }
     }
 
@@ -738,7 +749,7 @@ mod tests {
             ("event chore_overdue owner=4", "trigger: event filter 'owner=4' must be key=value with key one of"),
             ("event", "trigger: event needs a kind"),
             ("api please", "trigger: 'api please' is not understood"),
-            ("sometimes", "trigger: 'sometimes' must start with every, cron, at, event or api"),
+            ("sometimes", "trigger: 'sometimes' must start with every, cron, at, event, when or api"),
             ("", "trigger: is missing"),
         ];
         for (input, want) in refused {

@@ -49,6 +49,7 @@ mod inbound;
 mod kv;
 mod log;
 mod routines;
+mod run_queries;
 mod runs;
 mod turns;
 mod workflows;
@@ -75,6 +76,7 @@ pub use routines::{
     NewRoutine, NewRun, NewTrigger, Publication, RoutineCounters, RoutineStatus, RunEnd, RunSource,
     RunStatus, StepStatus, StepType, TriggerKind,
 };
+pub use run_queries::{RunFilter, SeedRun, StepResult};
 pub use runs::{GateOutcome, NewStepRun, RunChange, StepChange};
 pub use turns::NewTurn;
 pub use workflows::{

@@ -184,6 +184,10 @@ pub enum TriggerKind {
     /// The HTTP api (spec: "args" when the body reaches the prompt).
     #[sea_orm(string_value = "api")]
     Api,
+    /// A hearth fact crossing a threshold, evaluated each minute (spec: `overdue > N` or
+    /// `overdue_for <seconds>`; see `routines::conditions`).
+    #[sea_orm(string_value = "condition")]
+    Condition,
 }
 
 stored_names!(TriggerKind {
@@ -192,6 +196,7 @@ stored_names!(TriggerKind {
     At => "at",
     Event => "event",
     Api => "api",
+    Condition => "condition",
 });
 
 /// What started a run: one of the trigger kinds, or a member's manual run.
@@ -211,6 +216,9 @@ pub enum RunSource {
     /// `/routine_run` or the run tool.
     #[sea_orm(string_value = "manual")]
     Manual,
+    /// A condition trigger's crossing.
+    #[sea_orm(string_value = "condition")]
+    Condition,
 }
 
 stored_names!(RunSource {
@@ -220,6 +228,7 @@ stored_names!(RunSource {
     Event => "event",
     Api => "api",
     Manual => "manual",
+    Condition => "condition",
 });
 
 impl From<TriggerKind> for RunSource {
@@ -230,6 +239,7 @@ impl From<TriggerKind> for RunSource {
             TriggerKind::At => RunSource::At,
             TriggerKind::Event => RunSource::Event,
             TriggerKind::Api => RunSource::Api,
+            TriggerKind::Condition => RunSource::Condition,
         }
     }
 }

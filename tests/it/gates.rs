@@ -76,6 +76,11 @@ async fn run_at_gate(store: &Store, chat: i64, owner: i64, at: DateTime<Utc>) ->
             input: None,
             scheduled_for: None,
             started_at: at,
+            chat_id: Some(chat),
+            started_by: Some(owner),
+            snapshot: None,
+            parent_run_id: None,
+            depth: 0,
         })
         .await
         .unwrap();

@@ -13,6 +13,7 @@ mod playbooks;
 mod router_hardening;
 mod routines;
 mod runs;
+mod run_control;
 mod telegram;
 mod telegram_hardening;
 mod tokens;
