@@ -326,20 +326,24 @@ pub async fn answer(
         return Ok(None);
     };
     let k = key(who.chat_id, who.user_id);
-    // one answer is taken once: the stored state must still be the one we read
-    if !svc.store.kv_take(&k, &raw).await? {
-        return Ok(None);
-    }
     st.values
         .insert(st.asking.clone(), Value::String(clip_answer(text)));
+    // one answer is taken once: the stored state must still be the one we read (a duplicate
+    // delivery or a second process finds it changed and declines)
     match next_missing(&st.inputs, &st.values).cloned() {
-        None => launch(svc, who, &st).await.map(Some),
+        None => {
+            if !svc.store.kv_take(&k, &raw).await? {
+                return Ok(None);
+            }
+            launch(svc, who, &st).await.map(Some)
+        }
         Some(spec) => {
             st.asking = spec.name.clone();
             st.expires_at = svc.clock.now() + ASK_TTL;
-            svc.store
-                .kv_set(&k, &serde_json::to_string(&st).unwrap_or_default())
-                .await?;
+            let next = serde_json::to_string(&st).unwrap_or_default();
+            if !svc.store.kv_swap(&k, &raw, &next).await? {
+                return Ok(None);
+            }
             Ok(Some(question(&st, &spec)))
         }
     }

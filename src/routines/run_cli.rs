@@ -12,7 +12,8 @@ use super::{
 use crate::store::{RunFilter, Store};
 
 /// One line per run, newest first: id, routine, chat, status, start (UTC), duration, tokens,
-/// cost, step. `routine` may match routines of several chats (narrow with `chat`).
+/// cost, step; with `routine`, then each matching routine's analytics ([`runs::Stats`]).
+/// `routine` may match routines of several chats (narrow with `chat`).
 ///
 /// Errors: an unknown routine name, storage.
 pub async fn list(
@@ -23,18 +24,27 @@ pub async fn list(
     now: DateTime<Utc>,
 ) -> anyhow::Result<String> {
     let mut routine_ids: Vec<Option<i64>> = vec![None];
+    let mut summaries = String::new();
     if let Some(name) = routine {
-        let found: Vec<i64> = store
+        let found: Vec<_> = store
             .routines_named(name)
             .await?
             .into_iter()
             .filter(|r| chat.is_none_or(|c| r.chat_id == c))
-            .map(|r| r.id)
             .collect();
         if found.is_empty() {
             anyhow::bail!("no routine named '{name}'");
         }
-        routine_ids = found.into_iter().map(Some).collect();
+        for r in &found {
+            let st = runs::stats(store, r, now).await?;
+            summaries.push_str(&format!(
+                "{} in chat {}: {}\n",
+                r.name,
+                r.chat_id,
+                st.summary()
+            ));
+        }
+        routine_ids = found.into_iter().map(|r| Some(r.id)).collect();
     }
     let mut rows = Vec::new();
     for rid in routine_ids {
@@ -52,7 +62,7 @@ pub async fn list(
     rows.sort_by_key(|r| std::cmp::Reverse(r.id));
     rows.truncate(limit as usize);
     if rows.is_empty() {
-        return Ok("no runs\n".into());
+        return Ok(format!("{summaries}no runs\n"));
     }
     let mut out =
         String::from("id\troutine\tchat\tstatus\tstarted (UTC)\tduration\ttokens\tcost\tstep\n");
@@ -80,6 +90,7 @@ pub async fn list(
             step
         ));
     }
+    out.push_str(&summaries);
     Ok(out)
 }
 

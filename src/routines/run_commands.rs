@@ -324,7 +324,7 @@ async fn history(svc: &Services, chat_id: i64, args: &str) -> Result<String, Rou
         return Ok(format!("<b>{}</b> has not run yet.", e(&r.name)));
     }
     let zone = zone_of(&r);
-    let st = runs::stats(svc, &r, now).await?;
+    let st = runs::stats(&svc.store, &r, now).await?;
     let mut lines = vec![format!("<b>{}</b> — last {} runs", e(&r.name), all.len())];
     for v in &all {
         let (pt, ct) = v.tokens();
@@ -340,22 +340,6 @@ async fn history(svc: &Services, chat_id: i64, args: &str) -> Result<String, Rou
         }
         lines.push(format!("• {}", e(&parts.join(" · "))));
     }
-    let mut summary = format!(
-        "{} runs · {:.0}% completed ({} of {} finished)",
-        st.runs,
-        st.completion_rate * 100.0,
-        st.completed,
-        st.finished
-    );
-    if let Some(a) = st.average {
-        summary.push_str(&format!(" · average {}", fmt_duration(a)));
-    }
-    if let Some((step, n)) = &st.most_failed {
-        summary.push_str(&format!(
-            " · fails most at step {step} ({n} time{})",
-            if *n == 1 { "" } else { "s" }
-        ));
-    }
-    lines.push(e(&summary));
+    lines.push(e(&st.summary()));
     Ok(lines.join("\n"))
 }

@@ -555,16 +555,40 @@ pub struct Stats {
     pub most_failed: Option<(String, usize)>,
 }
 
+impl Stats {
+    /// "3 runs · 50% completed (1 of 2 finished) · average 1 min · fails most at step 2
+    /// Shopping list (1 time)".
+    pub fn summary(&self) -> String {
+        let mut s = format!(
+            "{} run{} · {:.0}% completed ({} of {} finished)",
+            self.runs,
+            if self.runs == 1 { "" } else { "s" },
+            self.completion_rate * 100.0,
+            self.completed,
+            self.finished
+        );
+        if let Some(a) = self.average {
+            s.push_str(&format!(" · average {}", fmt_duration(a)));
+        }
+        if let Some((step, n)) = &self.most_failed {
+            s.push_str(&format!(
+                " · fails most at step {step} ({n} time{})",
+                if *n == 1 { "" } else { "s" }
+            ));
+        }
+        s
+    }
+}
+
 /// Analytics of routine `routine` (see [`Stats`]).
 ///
 /// Errors: storage.
 pub async fn stats(
-    svc: &Services,
+    store: &Store,
     routine: &RoutineRow,
     now: DateTime<Utc>,
 ) -> Result<Stats, RoutineError> {
-    let runs: Vec<RunRow> = svc
-        .store
+    let runs: Vec<RunRow> = store
         .routine_runs(routine.id, STATS_WINDOW)
         .await?
         .into_iter()
@@ -583,7 +607,7 @@ pub async fn stats(
         Duration::milliseconds(total / finished.len() as i64)
     });
     let ids: Vec<i64> = runs.iter().map(|r| r.id).collect();
-    let steps = svc.store.step_runs_of_runs(&ids).await?;
+    let steps = store.step_runs_of_runs(&ids).await?;
     let mut fails: std::collections::BTreeMap<i32, (usize, Option<String>, &'static str)> =
         Default::default();
     for s in steps.iter().filter(|s| s.status == StepStatus::Failed) {

@@ -597,6 +597,17 @@ impl Store {
         Ok(r.rows_affected == 1)
     }
 
+    /// Replace `key`'s value `old` by `new` (a compare-and-swap). True when swapped.
+    pub async fn kv_swap(&self, key: &str, old: &str, new: &str) -> StoreResult<bool> {
+        let r = kv::Entity::update_many()
+            .col_expr(kv::Column::Value, Expr::value(new))
+            .filter(kv::Column::Key.eq(key))
+            .filter(kv::Column::Value.eq(old))
+            .exec(self.conn())
+            .await?;
+        Ok(r.rows_affected == 1)
+    }
+
     /// Delete `key` (nothing when absent).
     pub async fn kv_delete(&self, key: &str) -> StoreResult<()> {
         kv::Entity::delete_many()

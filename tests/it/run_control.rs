@@ -1227,6 +1227,10 @@ async fn cli_lists_and_shows_runs_as_plain_text() {
         "{text}"
     );
     assert!(text.contains("1624\t$0.0042\t2/4 Shopping list"), "{text}");
+    assert!(
+        text.contains("meal_plan in chat -1001: 1 run · 0% completed (0 of 1 finished) · average 0.0 s · fails most at step 2 Shopping list (1 time)"),
+        "{text}"
+    );
     let out = bin(&["runs", "show", &id.to_string()]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
