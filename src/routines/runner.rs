@@ -800,9 +800,12 @@ async fn run_step(ctx: &Ctx<'_>, idx: usize, gated: bool) -> StoreResult<Flow> {
     let t0 = Instant::now();
     let kind = step.kind.step_type();
     match &step.kind {
+        // waits are bounded by their own deadlines; a single-prompt routine's turn by
+        // `llm.timeout`, as before runs had steps
         StepKind::Wait { .. } | StepKind::Approval { .. } | StepKind::Routine { .. } => {
             exec_kind(ctx, idx, &step, t0).await
         }
+        _ if ctx.snap.single => exec_kind(ctx, idx, &step, t0).await,
         _ => {
             // bounded execution: the step's own work, not its waits
             match tokio::time::timeout(limit, exec_kind(ctx, idx, &step, t0)).await {

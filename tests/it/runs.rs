@@ -889,3 +889,49 @@ async fn a_destructive_call_in_a_prompt_step_waits_for_the_owners_confirmation()
     assert_eq!(run(&app.store, id).await.status, RunStatus::Completed);
     assert_eq!(app.last_text(GROUP), "after: I asked Alice to confirm.");
 }
+
+#[tokio::test]
+async fn a_routine_reacts_to_another_routines_run_completed_event() {
+    let app = app_with_group(|_| {}, vec![Script::Text("Well done, team.".into())]).await;
+    let e = engine(&app);
+    let mut events = app.hearth.svc.events.subscribe();
+    let first = save(
+        &app,
+        "first_r",
+        json!({"steps": [{"kind": "message", "text": "first done"}]}),
+        false,
+    )
+    .await;
+    routines::create(
+        &app.hearth.svc,
+        CreateRequest {
+            chat_id: GROUP,
+            chat_zone: "UTC".parse().unwrap(),
+            owner_id: alice().id,
+            name: Some("cheer".into()),
+            prompt: "Congratulate the group: {event}".into(),
+            triggers: vec!["event run_completed routine=first_r".into()],
+            quiet: false,
+            max_ticks: None,
+            max_runs_per_day: None,
+        },
+    )
+    .await
+    .unwrap();
+    let id = start_ok(&app, &first, json!({})).await;
+    drive(&app, &e).await;
+    let mut fired = 0;
+    while let Ok(ev) = events.try_recv() {
+        fired += e.on_event(&ev).await.unwrap();
+    }
+    e.settle().await;
+    assert_eq!(fired, 1, "the completion of first_r starts cheer once");
+    assert_eq!(app.last_text(GROUP), "Well done, team.");
+    let prompt = user_texts(&app.model).pop().unwrap();
+    assert!(
+        prompt.contains(&format!(
+            r#""kind":"run_completed","chat_id":-1001,"routine":"first_r","run_id":{id}"#
+        )),
+        "{prompt}"
+    );
+}
