@@ -935,3 +935,73 @@ async fn a_routine_reacts_to_another_routines_run_completed_event() {
         "{prompt}"
     );
 }
+
+#[tokio::test]
+async fn direct_messages_a_local_time_wait_and_a_fact_condition() {
+    let app = app_with_group(|_| {}, vec![]).await;
+    let e = engine(&app);
+    let r = save(
+        &app,
+        "mixed",
+        json!({"steps": [
+            {"kind": "message", "text": "psst, owner", "to": "owner"},
+            {"kind": "message", "text": "hi Bob", "to": "bob"},
+            {"kind": "wait", "until": "12:30"},
+            {"kind": "condition", "if": {"value": "fact:overdue_count", "compare": "== 0"}, "then": "end"},
+            {"kind": "message", "text": "unreachable"}
+        ]}),
+        false,
+    )
+    .await;
+    let id = start_ok(&app, &r, json!({})).await;
+    drive(&app, &e).await;
+    assert_eq!(app.texts(alice().id).last().unwrap(), "psst, owner");
+    assert_eq!(app.texts(bob().id).last().unwrap(), "hi Bob");
+    let rr = run(&app.store, id).await;
+    assert_eq!(
+        (rr.waiting_for.as_deref(), rr.wake_at),
+        (Some("until"), Some(t0() + chrono::Duration::minutes(150)))
+    );
+    app.clock.advance(chrono::Duration::minutes(150));
+    drive(&app, &e).await;
+    let rr = run(&app.store, id).await;
+    assert_eq!(rr.status, RunStatus::Completed);
+    let ss = steps(&app.store, id).await;
+    assert_eq!(ss.len(), 4, "the condition ended the run");
+    assert_eq!(ss[3].output.as_deref(), Some("then"));
+    assert_eq!(ss[3].reason.as_deref(), Some("0"));
+    assert!(!app.texts(GROUP).iter().any(|t| t == "unreachable"));
+}
+
+#[tokio::test]
+async fn per_model_prices_cost_the_steps() {
+    let app = app_with_group(
+        |c| {
+            let model = c.llm.model.clone();
+            c.llm.prices.insert(
+                model,
+                hearth::config::ModelPrice {
+                    prompt: 1000.0,
+                    completion: 5000.0,
+                },
+            );
+        },
+        vec![],
+    )
+    .await;
+    let e = engine(&app);
+    let r = save(
+        &app,
+        "priced",
+        json!({"steps": [{"kind": "prompt", "prompt": "hi"}]}),
+        false,
+    )
+    .await;
+    let id = start_ok(&app, &r, json!({})).await;
+    drive(&app, &e).await;
+    // 10 prompt + 2 completion tokens at $1,000 / $5,000 per million
+    let want = 10.0 * 1000.0 / 1e6 + 2.0 * 5000.0 / 1e6;
+    let rr = run(&app.store, id).await;
+    assert!((rr.cost_usd - want).abs() < 1e-12, "{}", rr.cost_usd);
+    assert!((steps(&app.store, id).await[0].cost_usd - want).abs() < 1e-12);
+}
