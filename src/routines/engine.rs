@@ -38,8 +38,14 @@ use crate::{
 
 /// Due triggers handled per sweep (the rest wait for the next tick, oldest first).
 pub const SWEEP_BATCH: u64 = 500;
-/// Claimable runs looked at per sweep.
+/// Claimable runs read per query.
 pub const RUN_BATCH: u64 = 200;
+/// Batches of claimable runs taken per sweep (at most 10,000 runs a tick).
+pub const MAX_RUN_BATCHES: usize = 50;
+/// Runs executing at once in one process; more claimed runs queue for a slot (their leases are
+/// renewed by the heartbeat meanwhile). Bounds database contention when thousands of waits end
+/// together (benches/runs.rs).
+pub const MAX_EXECUTING: usize = 16;
 /// Api calls allowed per routine per minute.
 pub const API_CALLS_PER_MINUTE: usize = 60;
 
@@ -64,6 +70,7 @@ pub struct RoutineEngine {
     in_flight: AtomicUsize,
     idle: Notify,
     wake: Notify,
+    slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// Lowers the in-flight count when an executor ends.
@@ -96,6 +103,7 @@ impl RoutineEngine {
             in_flight: AtomicUsize::new(0),
             idle: Notify::new(),
             wake: Notify::new(),
+            slots: Arc::new(tokio::sync::Semaphore::new(MAX_EXECUTING)),
         })
     }
 
@@ -225,17 +233,25 @@ impl RoutineEngine {
             + chrono::Duration::from_std(self.svc.config.routines.step_lease)
                 .unwrap_or(chrono::Duration::seconds(30));
         let mut n = 0;
-        for row in self.svc.store.claimable_runs(now, RUN_BATCH).await? {
-            if !self
-                .svc
-                .store
-                .claim_run(&row, &self.owner, now, lease)
-                .await?
-            {
-                continue; // another process took it
+        // batch after batch until a short one: claimed rows are no longer claimable
+        for _ in 0..MAX_RUN_BATCHES {
+            let rows = self.svc.store.claimable_runs(now, RUN_BATCH).await?;
+            let full = rows.len() as u64 == RUN_BATCH;
+            for row in rows {
+                if !self
+                    .svc
+                    .store
+                    .claim_run(&row, &self.owner, now, lease)
+                    .await?
+                {
+                    continue; // another process took it
+                }
+                self.spawn_run(row);
+                n += 1;
             }
-            self.spawn_run(row);
-            n += 1;
+            if !full {
+                break;
+            }
         }
         Ok(n)
     }
@@ -246,6 +262,9 @@ impl RoutineEngine {
         let me = self.clone();
         tokio::spawn(async move {
             let run_id = seen.id;
+            let Ok(_slot) = me.slots.clone().acquire_owned().await else {
+                return;
+            };
             if let Err(e) = runner::execute(&me, seen).await {
                 tracing::error!(run = run_id, error = %e, "routine run stopped on storage");
             }
@@ -303,7 +322,10 @@ impl RoutineEngine {
             let Ok(spec) = TriggerSpec::from_stored(t.kind, &t.spec, &t.zone) else {
                 continue;
             };
-            if spec.matches_event(ev) {
+            // a routine never reacts to its own runs' ends (it would start itself forever)
+            let own = matches!(ev, HearthEvent::RunCompleted { routine, .. }
+                | HearthEvent::RunFailed { routine, .. } if *routine == r.name);
+            if spec.matches_event(ev) && !own {
                 match self
                     .queue(r.id, Some(t.id), RunSource::Event, inputs.clone())
                     .await
@@ -393,7 +415,7 @@ impl RoutineEngine {
     /// Wait for in-flight runs for at most `grace`.
     pub async fn shutdown(&self, grace: Duration) {
         if tokio::time::timeout(grace, self.settle()).await.is_err() {
-            tracing::warn!("routine runs still going at shutdown; they are recorded as interrupted at the next start");
+            tracing::warn!("routine runs still going at shutdown; another process (or the next start) takes them over when their lease lapses");
         }
     }
 }

@@ -800,9 +800,12 @@ async fn run_step(ctx: &Ctx<'_>, idx: usize, gated: bool) -> StoreResult<Flow> {
     let t0 = Instant::now();
     let kind = step.kind.step_type();
     match &step.kind {
+        // waits are bounded by their own deadlines; a single-prompt routine's turn by
+        // `llm.timeout`, as before runs had steps
         StepKind::Wait { .. } | StepKind::Approval { .. } | StepKind::Routine { .. } => {
             exec_kind(ctx, idx, &step, t0).await
         }
+        _ if ctx.snap.single => exec_kind(ctx, idx, &step, t0).await,
         _ => {
             // bounded execution: the step's own work, not its waits
             match tokio::time::timeout(limit, exec_kind(ctx, idx, &step, t0)).await {
@@ -2166,4 +2169,60 @@ pub async fn on_event_wait(svc: &Services, ev: &HearthEvent) -> StoreResult<usiz
         }
     }
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spans_tests_and_local_times() {
+        assert_eq!(parse_span("1d"), Some(Duration::days(1)));
+        assert_eq!(parse_span("2h30m"), Some(Duration::minutes(150)));
+        assert_eq!(parse_span("90s"), Some(Duration::seconds(90)));
+        assert_eq!(parse_span("2 weeks"), None);
+        assert_eq!(parse_span("5"), None);
+        assert!(test(&Test::Contains("FISH".into()), "no fish today").unwrap());
+        assert!(test(&Test::Equals("yes".into()), "  Yes ").unwrap());
+        assert!(test(&Test::Compare("> 3".into()), "4 chores overdue").unwrap());
+        assert!(!test(&Test::Compare("<= 3".into()), "4 chores").unwrap());
+        assert!(test(&Test::Compare("== -1.5".into()), "x -1.5").unwrap());
+        assert!(!test(&Test::Compare("> 0".into()), "none").unwrap());
+        assert!(test(&Test::Compare("about 3".into()), "3").is_err());
+        let now = "2026-11-21T10:00:00Z".parse::<DateTime<Utc>>().unwrap();
+        let zone: chrono_tz::Tz = "Europe/Berlin".parse().unwrap();
+        // 10:00 UTC is 11:00 in Berlin: 09:00 local is tomorrow 08:00 UTC
+        assert_eq!(
+            next_local("09:00", now, zone),
+            Some("2026-11-22T08:00:00Z".parse().unwrap())
+        );
+        assert_eq!(
+            next_local("12:30", now, zone),
+            Some("2026-11-21T11:30:00Z".parse().unwrap())
+        );
+        assert_eq!(next_local("25:00", now, zone), None);
+    }
+
+    #[test]
+    fn templates_are_strict_and_read_step_numbers() {
+        let ctx = json!({
+            "initial": {"who": "Ann"},
+            "steps": {"1": {"output": "one"}, "plan": {"output": "one"}},
+        });
+        assert_eq!(
+            render(
+                "{{initial.who}}: {{steps.1.output}} / {{steps.plan.output}}",
+                &ctx
+            )
+            .unwrap(),
+            "Ann: one / one"
+        );
+        let err = render("{{steps.lsit.output}}", &ctx).unwrap_err();
+        assert!(err.starts_with("template: "), "{err}");
+        assert!(render("{{initial.nope}}", &ctx).is_err());
+        assert_eq!(
+            render_value(&json!({"title": "{{initial.who}}", "n": 2}), &ctx).unwrap(),
+            json!({"title": "Ann", "n": 2})
+        );
+    }
 }

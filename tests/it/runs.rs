@@ -889,3 +889,119 @@ async fn a_destructive_call_in_a_prompt_step_waits_for_the_owners_confirmation()
     assert_eq!(run(&app.store, id).await.status, RunStatus::Completed);
     assert_eq!(app.last_text(GROUP), "after: I asked Alice to confirm.");
 }
+
+#[tokio::test]
+async fn a_routine_reacts_to_another_routines_run_completed_event() {
+    let app = app_with_group(|_| {}, vec![Script::Text("Well done, team.".into())]).await;
+    let e = engine(&app);
+    let mut events = app.hearth.svc.events.subscribe();
+    let first = save(
+        &app,
+        "first_r",
+        json!({"steps": [{"kind": "message", "text": "first done"}]}),
+        false,
+    )
+    .await;
+    routines::create(
+        &app.hearth.svc,
+        CreateRequest {
+            chat_id: GROUP,
+            chat_zone: "UTC".parse().unwrap(),
+            owner_id: alice().id,
+            name: Some("cheer".into()),
+            prompt: "Congratulate the group: {event}".into(),
+            triggers: vec!["event run_completed routine=first_r".into()],
+            quiet: false,
+            max_ticks: None,
+            max_runs_per_day: None,
+        },
+    )
+    .await
+    .unwrap();
+    let id = start_ok(&app, &first, json!({})).await;
+    drive(&app, &e).await;
+    let mut fired = 0;
+    while let Ok(ev) = events.try_recv() {
+        fired += e.on_event(&ev).await.unwrap();
+    }
+    e.settle().await;
+    assert_eq!(fired, 1, "the completion of first_r starts cheer once");
+    assert_eq!(app.last_text(GROUP), "Well done, team.");
+    let prompt = user_texts(&app.model).pop().unwrap();
+    assert!(
+        prompt.contains(&format!(
+            r#""kind":"run_completed","chat_id":-1001,"routine":"first_r","run_id":{id}"#
+        )),
+        "{prompt}"
+    );
+}
+
+#[tokio::test]
+async fn direct_messages_a_local_time_wait_and_a_fact_condition() {
+    let app = app_with_group(|_| {}, vec![]).await;
+    let e = engine(&app);
+    let r = save(
+        &app,
+        "mixed",
+        json!({"steps": [
+            {"kind": "message", "text": "psst, owner", "to": "owner"},
+            {"kind": "message", "text": "hi Bob", "to": "bob"},
+            {"kind": "wait", "until": "12:30"},
+            {"kind": "condition", "if": {"value": "fact:overdue_count", "compare": "== 0"}, "then": "end"},
+            {"kind": "message", "text": "unreachable"}
+        ]}),
+        false,
+    )
+    .await;
+    let id = start_ok(&app, &r, json!({})).await;
+    drive(&app, &e).await;
+    assert_eq!(app.texts(alice().id).last().unwrap(), "psst, owner");
+    assert_eq!(app.texts(bob().id).last().unwrap(), "hi Bob");
+    let rr = run(&app.store, id).await;
+    assert_eq!(
+        (rr.waiting_for.as_deref(), rr.wake_at),
+        (Some("until"), Some(t0() + chrono::Duration::minutes(150)))
+    );
+    app.clock.advance(chrono::Duration::minutes(150));
+    drive(&app, &e).await;
+    let rr = run(&app.store, id).await;
+    assert_eq!(rr.status, RunStatus::Completed);
+    let ss = steps(&app.store, id).await;
+    assert_eq!(ss.len(), 4, "the condition ended the run");
+    assert_eq!(ss[3].output.as_deref(), Some("then"));
+    assert_eq!(ss[3].reason.as_deref(), Some("0"));
+    assert!(!app.texts(GROUP).iter().any(|t| t == "unreachable"));
+}
+
+#[tokio::test]
+async fn per_model_prices_cost_the_steps() {
+    let app = app_with_group(
+        |c| {
+            let model = c.llm.model.clone();
+            c.llm.prices.insert(
+                model,
+                hearth::config::ModelPrice {
+                    prompt: 1000.0,
+                    completion: 5000.0,
+                },
+            );
+        },
+        vec![],
+    )
+    .await;
+    let e = engine(&app);
+    let r = save(
+        &app,
+        "priced",
+        json!({"steps": [{"kind": "prompt", "prompt": "hi"}]}),
+        false,
+    )
+    .await;
+    let id = start_ok(&app, &r, json!({})).await;
+    drive(&app, &e).await;
+    // 10 prompt + 2 completion tokens at $1,000 / $5,000 per million
+    let want = 10.0 * 1000.0 / 1e6 + 2.0 * 5000.0 / 1e6;
+    let rr = run(&app.store, id).await;
+    assert!((rr.cost_usd - want).abs() < 1e-12, "{}", rr.cost_usd);
+    assert!((steps(&app.store, id).await[0].cost_usd - want).abs() < 1e-12);
+}
