@@ -431,8 +431,19 @@ async fn two_engines_on_one_database_run_every_step_exactly_once() {
         a.clock.advance(chrono::Duration::seconds(30));
         b.clock.advance(chrono::Duration::seconds(30));
     }
-    let mut texts = a.messenger.texts_to(GROUP);
-    texts.extend(b.messenger.texts_to(GROUP));
+    // the steps' own messages (each run also has its one progress message, "fanout · run N · …")
+    let progress = |t: &String| t.starts_with("fanout · run ");
+    let mut all = a.messenger.texts_to(GROUP);
+    all.extend(b.messenger.texts_to(GROUP));
+    let (shown, mut texts): (Vec<String>, Vec<String>) = all.into_iter().partition(progress);
+    let mut runs_shown: Vec<&str> = shown.iter().filter_map(|t| t.split(" · ").nth(1)).collect();
+    runs_shown.sort();
+    runs_shown.dedup();
+    assert_eq!(
+        (runs_shown.len(), shown.len()),
+        (n, n),
+        "one progress message per run: {shown:?}"
+    );
     assert_eq!(texts.len(), 2 * n, "{texts:?}");
     texts.sort();
     texts.dedup();
@@ -521,9 +532,8 @@ async fn a_dead_process_destructive_step_waits_for_retry_or_skip_and_a_safe_one_
         .messenger
         .sent()
         .into_iter()
-        .rfind(|o| o.chat_id == GROUP)
-        .unwrap();
-    assert!(ask.html.contains("was cut off"), "{}", ask.html);
+        .rfind(|o| o.chat_id == GROUP && o.html.contains("was cut off"))
+        .expect("the Retry / Skip question");
     let data: Vec<&str> = ask.buttons[0].iter().map(|b| b.data.as_str()).collect();
     assert_eq!(
         data,
