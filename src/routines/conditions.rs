@@ -88,7 +88,7 @@ impl Condition {
                 Ok(Condition::OverdueMore(count(n)?))
             }
             ["chore", "overdue", d @ ..] if !d.is_empty() => {
-                let d = parse_span(&d.join(""))
+                let d = crate::schedule::parse_span(&d.join(" "))
                     .ok_or_else(|| bad("needs a duration like 30m, 4h or 2d after 'overdue'"))?;
                 if d < Duration::from_secs(60) || d > MAX_FOR {
                     return Err(bad("needs a duration from 1m to 30d"));
@@ -137,42 +137,6 @@ impl Condition {
                 .is_some_and(|l| l.num_seconds() >= d.as_secs() as i64),
         }
     }
-}
-
-/// `4h`, `30m`, `2d`, `90m`, `4hours`, `1h30m` → a duration.
-fn parse_span(s: &str) -> Option<Duration> {
-    let s = s.trim();
-    let mut total = 0u64;
-    let mut num = String::new();
-    let mut rest = s;
-    let mut any = false;
-    while !rest.is_empty() {
-        let c = rest.chars().next()?;
-        if c.is_ascii_digit() {
-            num.push(c);
-            rest = &rest[1..];
-            continue;
-        }
-        let n: u64 = num.parse().ok()?;
-        num.clear();
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let unit = &rest[..unit_len];
-        rest = &rest[unit_len..];
-        let secs = match unit {
-            "m" | "min" | "mins" | "minute" | "minutes" => 60,
-            "h" | "hr" | "hrs" | "hour" | "hours" => 3600,
-            "d" | "day" | "days" => 86_400,
-            _ => return None,
-        };
-        total = total.checked_add(n.checked_mul(secs)?)?;
-        any = true;
-    }
-    if !num.is_empty() || !any {
-        return None;
-    }
-    Some(Duration::from_secs(total))
 }
 
 /// `14400 s` → "4h", `86400 s` → "1d", `5400 s` → "1h30m".

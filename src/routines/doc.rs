@@ -187,25 +187,11 @@ pub fn export_doc(doc: &RoutineDoc) -> String {
 }
 
 /// The routine's definition: its stored JSON, or one `prompt` step over `prompt` for a
-/// single-prompt routine (also when the stored JSON is unreadable, which never happens for a
-/// definition saved through [`save_doc`]).
-pub fn definition_of(r: &RoutineRow) -> Definition {
-    r.definition
-        .as_deref()
-        .and_then(|j| serde_json::from_str(j).ok())
-        .unwrap_or_else(|| Definition {
-            concurrent: r.concurrent,
-            inputs: vec![],
-            steps: vec![Step {
-                name: None,
-                timeout: DEFAULT_TIMEOUT_S,
-                require_approval: false,
-                auto_approve: false,
-                kind: StepKind::Prompt {
-                    prompt: r.prompt.clone(),
-                },
-            }],
-        })
+/// single-prompt routine ([`super::runner::definition_of`]).
+///
+/// Errors: [`RoutineError::Invalid`] for unreadable stored JSON.
+pub fn definition_of(r: &RoutineRow) -> Result<Definition, RoutineError> {
+    super::runner::definition_of(r).map(|(d, _)| d)
 }
 
 /// A trigger row as the trigger string that re-creates it (`every 2h`, `cron 0 8 * * 1-5`
@@ -245,7 +231,7 @@ pub async fn doc_of(svc: &Services, r: &RoutineRow) -> Result<RoutineDoc, Routin
         status: r.publication.as_str().to_string(),
         triggers,
         quiet: r.quiet,
-        definition: definition_of(r),
+        definition: definition_of(r)?,
     })
 }
 

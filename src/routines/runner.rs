@@ -18,6 +18,8 @@ use std::{collections::BTreeMap, time::Instant};
 use chrono::{DateTime, Duration, NaiveTime, Utc};
 use serde_json::{json, Map, Value};
 
+use super::vars::Vars;
+
 use super::{
     engine::RoutineEngine,
     gate::{self, GateRequest},
@@ -80,7 +82,7 @@ pub fn definition_of(r: &RoutineRow) -> Result<(Definition, bool), RoutineError>
             .map_err(|e| RoutineError::invalid("definition", format!("unreadable: {e}"))),
         None => Ok((
             Definition {
-                concurrent: false,
+                concurrent: r.concurrent,
                 inputs: vec![],
                 steps: vec![Step {
                     name: None,
@@ -1816,48 +1818,13 @@ async fn find_member(svc: &Services, chat_id: i64, who: &str) -> StoreResult<Opt
         .map(|m| m.user_id))
 }
 
-/// The template variables for step `idx` (issue 9 contract): `initial`, `steps` by name and by
-/// 1-based number (`output`, `reason`; the latest completed step run of each position), `chat`,
-/// `date` (local `YYYY-MM-DD`), `run`, `retry` (`reason`, `count`).
-async fn context(ctx: &Ctx<'_>, idx: usize) -> StoreResult<Value> {
+/// The template variables for step `idx` (issue 9 contract, rendered by [`super::vars`]):
+/// `initial`, `steps` by name and by 1-based number (`output`, `reason`; the latest completed
+/// step run of each position), `chat.name`, `date` (local `YYYY-MM-DD`), `run.id`, `retry`
+/// (`reason`, `count`).
+async fn context(ctx: &Ctx<'_>, idx: usize) -> StoreResult<Vars> {
     let svc = ctx.svc;
-    let initial: Value = ctx
-        .run
-        .input
-        .as_deref()
-        .and_then(|s| serde_json::from_str(s).ok())
-        .unwrap_or_else(|| json!({}));
     let all = svc.store.step_runs_of(ctx.run.id).await?;
-    let mut steps = Map::new();
-    for (i, s) in ctx.snap.def.steps.iter().enumerate() {
-        let latest = all
-            .iter()
-            .filter(|r| r.position == i as i32 && r.status == StepStatus::Completed)
-            .filter(|r| r.kind == s.kind.step_type())
-            .max_by_key(|r| r.id);
-        let Some(l) = latest else { continue };
-        let v = json!({
-            "output": l.output.clone().unwrap_or_default(),
-            "reason": l.reason.clone().unwrap_or_default(),
-        });
-        steps.insert((i + 1).to_string(), v.clone());
-        if let Some(n) = &s.name {
-            steps.insert(n.clone(), v);
-        }
-    }
-    let passes = all
-        .iter()
-        .filter(|r| r.position == idx as i32 && r.status == StepStatus::Completed)
-        .count();
-    let retry_reason = if passes > 0 {
-        all.iter()
-            .filter(|r| r.position > idx as i32 && r.status == StepStatus::Completed)
-            .max_by_key(|r| r.id)
-            .and_then(|r| r.reason.clone())
-            .unwrap_or_default()
-    } else {
-        String::new()
-    };
     let chat = svc.store.chat(ctx.chat_id()).await?;
     let date = svc
         .clock
@@ -1865,42 +1832,58 @@ async fn context(ctx: &Ctx<'_>, idx: usize) -> StoreResult<Value> {
         .with_timezone(&zone_of(&ctx.routine))
         .format("%Y-%m-%d")
         .to_string();
-    Ok(json!({
-        "initial": initial,
-        "steps": steps,
-        "chat": { "name": chat.map(|c| c.title).unwrap_or_default(), "id": ctx.chat_id() },
-        "date": date,
-        "run": { "id": ctx.run.id },
-        "retry": { "reason": retry_reason, "count": passes },
-    }))
-}
-
-/// Render a template in strict mode over `ctx` (an unknown variable is an error naming it).
-/// `steps.N` (a step number) is read as `steps["N"]`.
-fn render(template: &str, ctx: &Value) -> Result<String, String> {
-    let mut src = String::with_capacity(template.len());
-    let mut rest = template;
-    while let Some(p) = rest.find("steps.") {
-        src.push_str(&rest[..p]);
-        let after = &rest[p + 6..];
-        let digits: String = after.chars().take_while(char::is_ascii_digit).collect();
-        if digits.is_empty() {
-            src.push_str("steps.");
-            rest = after;
-        } else {
-            src.push_str(&format!("steps[\"{digits}\"]"));
-            rest = &after[digits.len()..];
+    let mut vars = Vars::new(chat.map(|c| c.title).unwrap_or_default(), date, ctx.run.id);
+    let initial: Map<String, Value> = ctx
+        .run
+        .input
+        .as_deref()
+        .and_then(|s| serde_json::from_str(s).ok())
+        .unwrap_or_default();
+    for (k, v) in initial {
+        let text = match v {
+            Value::String(s) => s,
+            other => other.to_string(),
+        };
+        vars = vars.initial(k, text);
+    }
+    for (i, s) in ctx.snap.def.steps.iter().enumerate() {
+        let latest = all
+            .iter()
+            .filter(|r| r.position == i as i32 && r.status == StepStatus::Completed)
+            .filter(|r| r.kind == s.kind.step_type())
+            .max_by_key(|r| r.id);
+        if let Some(l) = latest {
+            vars = vars.step(
+                i + 1,
+                s.name.as_deref(),
+                l.output.clone().unwrap_or_default(),
+                l.reason.clone().unwrap_or_default(),
+            );
         }
     }
-    src.push_str(rest);
-    let mut env = minijinja::Environment::new();
-    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
-    env.render_str(&src, ctx)
-        .map_err(|e| format!("template: {e}"))
+    let passes = all
+        .iter()
+        .filter(|r| r.position == idx as i32 && r.status == StepStatus::Completed)
+        .count();
+    if passes > 0 {
+        let reason = all
+            .iter()
+            .filter(|r| r.position > idx as i32 && r.status == StepStatus::Completed)
+            .max_by_key(|r| r.id)
+            .and_then(|r| r.reason.clone())
+            .unwrap_or_default();
+        vars = vars.retry(reason, passes as u32);
+    }
+    Ok(vars)
+}
+
+/// Render a step template (strict: an unknown variable is an error naming it).
+fn render(template: &str, vars: &Vars) -> Result<String, String> {
+    super::vars::render(template, vars).map_err(|e| format!("template: {e}"))
 }
 
 /// Render the strings inside a JSON value (tool arguments).
-fn render_value(v: &Value, ctx: &Value) -> Result<Value, String> {
+fn render_value(v: &Value, ctx: &Vars) -> Result<Value, String> {
     Ok(match v {
         Value::String(s) => Value::String(render(s, ctx)?),
         Value::Array(a) => Value::Array(
@@ -1923,7 +1906,7 @@ fn render_value(v: &Value, ctx: &Value) -> Result<Value, String> {
 async fn check_value(
     ctx: &Ctx<'_>,
     check: &Check,
-    vars: &Value,
+    vars: &Vars,
 ) -> StoreResult<Result<String, String>> {
     let svc = ctx.svc;
     let v = check.value.trim();
@@ -2009,19 +1992,16 @@ fn test(t: &Test, value: &str) -> Result<bool, String> {
         Test::Contains(s) => value.to_lowercase().contains(&s.to_lowercase()),
         Test::Equals(s) => value.trim().eq_ignore_ascii_case(s.trim()),
         Test::Compare(expr) => {
-            let expr = expr.trim();
-            let ops = [">=", "<=", "==", "!=", ">", "<"];
-            let Some(op) = ops.iter().find(|o| expr.starts_with(**o)) else {
-                return Err(format!("compare: '{expr}' needs >, >=, <, <=, == or !="));
+            let Some((op, want)) = super::validate::parse_compare(expr) else {
+                return Err(format!(
+                    "compare: '{}' needs >, >=, <, <=, == or != and a number",
+                    expr.trim()
+                ));
             };
-            let want: f64 = expr[op.len()..]
-                .trim()
-                .parse()
-                .map_err(|_| format!("compare: '{expr}' needs a number"))?;
             let Some(got) = first_number(value) else {
                 return Ok(false);
             };
-            match *op {
+            match op {
                 ">=" => got >= want,
                 "<=" => got <= want,
                 "==" => got == want,
@@ -2045,36 +2025,9 @@ fn first_number(s: &str) -> Option<f64> {
     tail.parse().ok()
 }
 
-/// A span like "1d", "2h30m", "90s", "45m" (days, hours, minutes, seconds).
+/// A wait's or an expiry's span ("1d", "2h30m", "90s"; [`super::validate::parse_duration`]).
 pub fn parse_span(s: &str) -> Option<Duration> {
-    let s = s.trim();
-    if s.is_empty() {
-        return None;
-    }
-    let mut total = 0i64;
-    let mut num = String::new();
-    for c in s.chars() {
-        if c.is_ascii_digit() {
-            num.push(c);
-            continue;
-        }
-        if c.is_whitespace() {
-            continue;
-        }
-        let n: i64 = num.parse().ok()?;
-        num.clear();
-        total += n * match c {
-            'd' => 86_400,
-            'h' => 3_600,
-            'm' => 60,
-            's' => 1,
-            _ => return None,
-        };
-    }
-    if !num.is_empty() {
-        return None;
-    }
-    Some(Duration::seconds(total))
+    super::validate::parse_duration(s).and_then(|d| Duration::from_std(d).ok())
 }
 
 /// The next local `HH:MM` in `zone` strictly after `now` (UTC).
@@ -2180,7 +2133,8 @@ mod tests {
         assert_eq!(parse_span("1d"), Some(Duration::days(1)));
         assert_eq!(parse_span("2h30m"), Some(Duration::minutes(150)));
         assert_eq!(parse_span("90s"), Some(Duration::seconds(90)));
-        assert_eq!(parse_span("2 weeks"), None);
+        assert_eq!(parse_span("2 weeks"), Some(Duration::days(14)));
+        assert_eq!(parse_span("91d"), None, "over the 90-day wait limit");
         assert_eq!(parse_span("5"), None);
         assert!(test(&Test::Contains("FISH".into()), "no fish today").unwrap());
         assert!(test(&Test::Equals("yes".into()), "  Yes ").unwrap());
@@ -2205,10 +2159,9 @@ mod tests {
 
     #[test]
     fn templates_are_strict_and_read_step_numbers() {
-        let ctx = json!({
-            "initial": {"who": "Ann"},
-            "steps": {"1": {"output": "one"}, "plan": {"output": "one"}},
-        });
+        let ctx = Vars::new("Flat", "2026-11-30", 1)
+            .initial("who", "Ann")
+            .step(1, Some("plan"), "one", "");
         assert_eq!(
             render(
                 "{{initial.who}}: {{steps.1.output}} / {{steps.plan.output}}",

@@ -132,7 +132,7 @@ impl ValidateCtx {
         let mut routines = BTreeMap::new();
         for r in svc.store.routines_of_chat(chat_id).await? {
             if r.name != name {
-                routines.insert(r.name.clone(), super::doc::definition_of(&r));
+                routines.insert(r.name.clone(), super::doc::definition_of(&r)?);
             }
         }
         Ok(ValidateCtx {
@@ -189,31 +189,7 @@ fn hint<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> String
 /// Parse a wait duration: one or more `<number><unit>` with units `d`, `h`, `m`, `s`
 /// (`1d`, `2h30m`, `90s`); 1 s ..= 90 days.
 pub fn parse_duration(s: &str) -> Option<Duration> {
-    let s = s.trim();
-    let mut total: u64 = 0;
-    let mut num = String::new();
-    let mut any = false;
-    for c in s.chars() {
-        if c.is_ascii_digit() {
-            num.push(c);
-            continue;
-        }
-        let unit = match c {
-            'd' => 86_400,
-            'h' => 3600,
-            'm' => 60,
-            's' => 1,
-            _ => return None,
-        };
-        let n: u64 = num.parse().ok()?;
-        total = total.checked_add(n.checked_mul(unit)?)?;
-        num.clear();
-        any = true;
-    }
-    if !num.is_empty() || !any || total == 0 || total > MAX_WAIT.as_secs() {
-        return None;
-    }
-    Some(Duration::from_secs(total))
+    crate::schedule::parse_span(s).filter(|d| !d.is_zero() && *d <= MAX_WAIT)
 }
 
 /// Parse `HH:MM` (24 h) into (hour, minute).
@@ -1074,7 +1050,11 @@ text = "{{steps.lsit.output}}"
                 true,
             ),
             ("event='run_failed'", true),
-            ("duration='1w'", false),
+            ("duration='1w'", true),
+            ("duration='2 weeks'", true),
+            ("duration='13 weeks'", false),
+            ("duration='0s'", false),
+            ("duration='soon'", false),
             ("until='25:00'", false),
             ("duration='1d'\nuntil='07:00'", false),
             ("event='member_joind'", false),

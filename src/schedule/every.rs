@@ -54,6 +54,18 @@ pub fn parse_every(s: &str) -> Result<Duration, ScheduleError> {
     Ok(Duration::from_secs(secs))
 }
 
+/// Parse a span of time with no bounds: `90s`, `1d`, `2h30m`, `4 hours`, `1.5h`, `two weeks`,
+/// `half an hour` (case-insensitive). Used by run waits, approval expiries and condition
+/// triggers, which apply their own limits. `None` for anything else or an overflow.
+pub fn parse_span(s: &str) -> Option<Duration> {
+    let parts = duration_parts(&s.trim().to_lowercase())?;
+    let mut total: u64 = 0;
+    for (amount, unit) in parts {
+        total = total.checked_add(amount.times(unit.seconds())?)?;
+    }
+    Some(Duration::from_secs(total))
+}
+
 /// Format whole seconds compactly: `30s`, `25m`, `1h30m`, `24h`, `2m5s`.
 pub fn format_duration(d: Duration) -> String {
     format_secs(d.as_secs())

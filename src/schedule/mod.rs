@@ -48,7 +48,7 @@ pub use chrono_tz::Tz;
 pub use at::{parse_at, DEFAULT_AT_TIME};
 pub use cron::CronSpec;
 pub use error::{Field, ScheduleError};
-pub use every::{format_duration, parse_every, MAX_INTERVAL, MIN_INTERVAL};
+pub use every::{format_duration, parse_every, parse_span, MAX_INTERVAL, MIN_INTERVAL};
 pub use recurrence::{split_title_recurrence, Recurrence};
 pub use text::parse_time_of_day;
 pub use zone::{parse_zone, resolve_local};
