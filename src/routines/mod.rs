@@ -12,8 +12,8 @@
 pub mod api;
 pub mod ask;
 pub mod commands;
-pub mod doc;
 pub mod conditions;
+pub mod doc;
 pub mod engine;
 pub mod gate;
 pub mod model;

@@ -218,8 +218,12 @@ impl Store {
     }
 
     /// Write a step's result and move the run, in one transaction, only while `owner` holds the
-    /// run (`status = running`). False (nothing written) when the run was paused, cancelled or
-    /// taken over: the executor must stop.
+    /// run (`status = running`). False when the run is no longer running: the executor must stop.
+    ///
+    /// A run paused by a member while `owner` was executing its step (owner kept, `paused`)
+    /// still records that step's result, tokens and next position (and ends if the step was its
+    /// last), staying `paused`: a resume continues after the step instead of running it again (it
+    /// may have called a destructive tool). A cancelled or taken-over run gets nothing written.
     pub async fn advance_run(
         &self,
         run_id: i64,
@@ -229,8 +233,8 @@ impl Store {
     ) -> StoreResult<bool> {
         let txn = self.conn().begin().await?;
         let holds = c.status == RunStatus::Running;
+        let ends = !c.status.is_active();
         let mut u = routine_run::Entity::update_many()
-            .col_expr(routine_run::Column::Status, Expr::value(c.status))
             .col_expr(
                 routine_run::Column::CurrentStep,
                 Expr::value(c.current_step),
@@ -273,15 +277,32 @@ impl Store {
         if let Some(f) = c.finished_at {
             u = u.col_expr(routine_run::Column::FinishedAt, Expr::value(Some(f)));
         }
-        let r = u
+        let mine = u
+            .clone()
             .filter(routine_run::Column::Id.eq(run_id))
-            .filter(routine_run::Column::Owner.eq(owner))
+            .filter(routine_run::Column::Owner.eq(owner));
+        let r = mine
+            .clone()
+            .col_expr(routine_run::Column::Status, Expr::value(c.status))
             .filter(routine_run::Column::Status.eq(RunStatus::Running))
             .exec(&txn)
             .await?;
+        let mut going_on = true;
         if r.rows_affected == 0 {
-            txn.rollback().await?;
-            return Ok(false);
+            // paused meanwhile: record the step, keep the pause (unless the run just ended)
+            let paused = if ends {
+                mine.col_expr(routine_run::Column::Status, Expr::value(c.status))
+            } else {
+                mine
+            }
+            .filter(routine_run::Column::Status.eq(RunStatus::Paused))
+            .exec(&txn)
+            .await?;
+            if paused.rows_affected == 0 {
+                txn.rollback().await?;
+                return Ok(false);
+            }
+            going_on = false;
         }
         if let Some(s) = step {
             step_run::Entity::update_many()
@@ -303,7 +324,7 @@ impl Store {
                 .await?;
         }
         txn.commit().await?;
-        Ok(true)
+        Ok(going_on)
     }
 
     /// Wake a waiting run now (`wake_at = at`) when it still waits for `waiting_for` (any wait

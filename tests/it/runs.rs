@@ -1015,3 +1015,94 @@ async fn per_model_prices_cost_the_steps() {
     assert!((rr.cost_usd - want).abs() < 1e-12, "{}", rr.cost_usd);
     assert!((steps(&app.store, id).await[0].cost_usd - want).abs() < 1e-12);
 }
+
+/// A member pauses a run while this process executes its step (a model turn that may have
+/// called a destructive tool): the step's result is still recorded, the run stays paused at the
+/// next step, and a resume continues there — the step is never run twice.
+#[tokio::test]
+async fn a_pause_during_a_step_records_the_step_and_resume_continues_after_it() {
+    use hearth::store::{RunChange, StepChange};
+    let app = app_with_group(|_| {}, vec![]).await;
+    let r = save(
+        &app,
+        "pausable",
+        json!({"steps": [
+            {"name": "one", "kind": "prompt", "prompt": "first"},
+            {"name": "two", "kind": "message", "text": "after {{steps.one.output}}"}
+        ]}),
+        false,
+    )
+    .await;
+    let id = start_ok(&app, &r, json!({})).await;
+    let seen = run(&app.store, id).await;
+    let lease = now(&app) + chrono::Duration::seconds(30);
+    assert!(app
+        .store
+        .claim_run(&seen, "proc-a", now(&app), lease)
+        .await
+        .unwrap());
+    let step = app
+        .store
+        .insert_step_run(hearth::store::NewStepRun {
+            run_id: id,
+            position: 0,
+            attempt: 1,
+            name: Some("one".into()),
+            kind: hearth::store::StepType::Prompt,
+            status: StepStatus::Running,
+            input: Some("first".into()),
+            started_at: Some(now(&app)),
+        })
+        .await
+        .unwrap();
+    // the member's pause lands while the turn runs
+    assert!(app.store.pause_run(id).await.unwrap());
+    let done = StepChange {
+        id: step,
+        status: StepStatus::Completed,
+        output: Some("did it".into()),
+        reason: None,
+        error: None,
+        prompt_tokens: 10,
+        completion_tokens: 2,
+        cost_usd: 0.001,
+        duration_ms: 5,
+        workflow_id: None,
+        finished_at: Some(now(&app)),
+        counted: false,
+    };
+    let mut change = RunChange::running(1, lease);
+    change.add_prompt_tokens = 10;
+    change.add_completion_tokens = 2;
+    let going_on = app
+        .store
+        .advance_run(id, "proc-a", &change, Some(&done))
+        .await
+        .unwrap();
+    assert!(!going_on, "the executor stops at a pause");
+    let rr = run(&app.store, id).await;
+    assert_eq!((rr.status, rr.current_step), (RunStatus::Paused, 1));
+    assert_eq!(rr.prompt_tokens, 10);
+    assert_eq!(steps(&app.store, id).await[0].status, StepStatus::Completed);
+    // another process's commit for a run it does not hold writes nothing
+    assert!(!app
+        .store
+        .advance_run(id, "proc-b", &change, Some(&done))
+        .await
+        .unwrap());
+    // resume: the next step runs, the first is not repeated
+    assert_eq!(
+        app.store.resume_run(id).await.unwrap(),
+        Some(RunStatus::Pending)
+    );
+    let e = engine(&app);
+    drive(&app, &e).await;
+    let rr = run(&app.store, id).await;
+    assert_eq!(rr.status, RunStatus::Completed);
+    assert_eq!(app.model.calls(), 0, "the paused step never ran again");
+    assert!(app
+        .messenger
+        .texts_to(GROUP)
+        .iter()
+        .any(|t| t == "after did it"));
+}
