@@ -1106,3 +1106,85 @@ async fn a_pause_during_a_step_records_the_step_and_resume_continues_after_it() 
         .iter()
         .any(|t| t == "after did it"));
 }
+
+/// The approval step end to end: the gate's request is answered by "approve 1" from another
+/// member with no model call and the run goes on; a rejection with a reason takes the
+/// `on_reject` branch back to the step, which sees the reason as `{{retry.reason}}`; the owner
+/// cannot approve their own gate.
+#[tokio::test]
+async fn an_approval_step_is_decided_in_the_chat_and_a_rejection_loops_back_with_its_reason() {
+    let app = app_with_group(
+        |_| {},
+        vec![
+            Script::Text("Pasta, curry, fish pie".into()),
+            Script::Text("Pasta, curry, tacos".into()),
+        ],
+    )
+    .await;
+    let r = save(
+        &app,
+        "dinners",
+        json!({"steps": [
+            {"name": "plan", "kind": "prompt",
+             "prompt": "Propose dinners. {% if retry.reason %}Rejected because: {{retry.reason}}{% endif %}"},
+            {"name": "gate", "kind": "approval", "text": "Dinners OK?\n{{steps.plan.output}}",
+             "on_reject": "plan", "max_loops": 2},
+            {"name": "post", "kind": "message", "text": "Approved: {{steps.plan.output}}"}
+        ]}),
+        false,
+    )
+    .await;
+    let e = engine(&app);
+    let id = start_ok(&app, &r, json!({})).await;
+    drive(&app, &e).await;
+    let rr = run(&app.store, id).await;
+    assert_eq!(rr.status, RunStatus::Waiting, "{rr:?}");
+    assert!(rr.waiting_for.as_deref().unwrap().starts_with("approval:"));
+    assert_eq!(app.model.calls(), 1);
+
+    // the run owner (Alice) cannot approve her own gate
+    app.say(&group(), &alice(), "approve 1").await;
+    drive(&app, &e).await;
+    assert_eq!(run(&app.store, id).await.status, RunStatus::Waiting);
+
+    // Bob rejects with a reason: back to the plan, which sees the reason
+    app.say(&group(), &bob(), "reject 1, no fish please").await;
+    drive(&app, &e).await;
+    assert_eq!(
+        app.model.calls(),
+        2,
+        "the rejection itself made no model call"
+    );
+    let texts = user_texts(&app.model);
+    assert!(
+        texts[1].contains("Rejected because: no fish please"),
+        "{}",
+        texts[1]
+    );
+    assert_eq!(run(&app.store, id).await.status, RunStatus::Waiting);
+
+    // Bob approves the new plan: the run posts it and completes, with no model call
+    app.say(&group(), &bob(), "approve 1").await;
+    drive(&app, &e).await;
+    assert_eq!(app.model.calls(), 2);
+    let rr = run(&app.store, id).await;
+    assert_eq!(rr.status, RunStatus::Completed, "{rr:?}");
+    assert!(app
+        .messenger
+        .texts_to(GROUP)
+        .iter()
+        .any(|t| t == "Approved: Pasta, curry, tacos"));
+    let gates: Vec<_> = steps(&app.store, id)
+        .await
+        .into_iter()
+        .filter(|s| s.position == 1)
+        .map(|s| (s.output.unwrap_or_default(), s.reason.unwrap_or_default()))
+        .collect();
+    assert_eq!(
+        gates,
+        vec![
+            ("rejected".to_string(), "no fish please".to_string()),
+            ("approved".to_string(), String::new())
+        ]
+    );
+}
