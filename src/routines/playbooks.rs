@@ -292,9 +292,13 @@ struct DraftArgs {
     toml: String,
 }
 
+/// The document's shape, given back with validation errors only (the tool's description stays
+/// short: its schema is paid on every turn, this only when a draft needs fixing).
+const FORMAT_HINT: &str = r#"Format: name = "snake_name"; description = "…"; triggers = ["cron 0 17 * * 0"] (optional); [[inputs]] name, description; [[steps]] name, kind = prompt (prompt) | message (text, to) | tool (tool, args) | wait (duration "1d" | until "08:00" | event) | condition (if = {value = "{{steps.x.output}}", contains|equals|compare = "…"}, then, else, max_loops) | approval (text, resolvers, required, on_reject, max_loops) | routine (routine, inputs). Variables: {{initial.x}}, {{steps.<name>.output}}, {{steps.<name>.reason}}, {{retry.reason}}, {{chat.name}}, {{date}}."#;
+
 fn invalid_result(v: &[DefinitionError]) -> ToolError {
     ToolError::InvalidArgs(format!(
-        "the playbook was not saved; fix these and call playbook_draft again:\n{}",
+        "the playbook was not saved; fix these and call playbook_draft again:\n{}\n{FORMAT_HINT}",
         v.iter()
             .map(|x| format!("- {x}"))
             .collect::<Vec<_>>()
