@@ -30,12 +30,6 @@ pub struct RoutineEdit {
     pub api_token_hash: Option<String>,
 }
 
-/// Names are unique per chat; the unique-index violation.
-fn is_unique_violation(e: &sea_orm::DbErr) -> bool {
-    let s = e.to_string().to_ascii_lowercase();
-    s.contains("unique") || s.contains("duplicate key")
-}
-
 async fn insert_triggers(
     txn: &sea_orm::DatabaseTransaction,
     routine_id: i64,
@@ -97,7 +91,7 @@ impl Store {
         .await;
         let id = match ins {
             Ok(x) => x.last_insert_id,
-            Err(e) if is_unique_violation(&e) => {
+            Err(e) if super::routines::is_unique_violation(&e) => {
                 txn.rollback().await?;
                 return Ok(None);
             }

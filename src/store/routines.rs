@@ -318,7 +318,7 @@ pub struct RoutineCounters<'a> {
 }
 
 /// Routine names must be unique per chat; this maps the unique-index violation.
-fn is_unique_violation(e: &sea_orm::DbErr) -> bool {
+pub(super) fn is_unique_violation(e: &sea_orm::DbErr) -> bool {
     let s = e.to_string().to_ascii_lowercase();
     s.contains("unique") || s.contains("duplicate key")
 }
@@ -331,53 +331,13 @@ impl Store {
         r: NewRoutine,
         triggers: Vec<NewTrigger>,
     ) -> StoreResult<Option<i64>> {
-        let txn = self.conn().begin().await?;
-        let ins = routine::Entity::insert(routine::ActiveModel {
-            chat_id: Set(r.chat_id),
-            name: Set(r.name),
-            owner_id: Set(r.owner_id),
-            prompt: Set(r.prompt),
-            zone: Set(r.zone),
-            quiet: Set(r.quiet),
-            paused: Set(false),
-            api_args: Set(r.api_args),
-            api_token_hash: Set(r.api_token_hash),
-            max_ticks: Set(r.max_ticks),
-            max_runs_per_day: Set(r.max_runs_per_day),
-            state: Set("{}".into()),
-            tick_count: Set(0),
-            runs_today: Set(0),
-            runs_day: Set(String::new()),
-            status: Set(RoutineStatus::Active),
-            created_at: Set(r.created_at),
-            ..Default::default()
-        })
-        .exec(&txn)
-        .await;
-        let id = match ins {
-            Ok(x) => x.last_insert_id,
-            Err(e) if is_unique_violation(&e) => {
-                txn.rollback().await?;
-                return Ok(None);
-            }
-            Err(e) => return Err(e.into()),
+        let single_prompt = super::DefinitionFields {
+            description: String::new(),
+            publication: super::Publication::Published,
+            definition: None,
+            concurrent: false,
         };
-        for (i, t) in triggers.into_iter().enumerate() {
-            routine_trigger::Entity::insert(routine_trigger::ActiveModel {
-                routine_id: Set(id),
-                position: Set(i as i32 + 1),
-                kind: Set(t.kind),
-                spec: Set(t.spec),
-                zone: Set(t.zone),
-                next_fire_at: Set(t.next_fire_at),
-                last_fire_at: Set(None),
-                ..Default::default()
-            })
-            .exec(&txn)
-            .await?;
-        }
-        txn.commit().await?;
-        Ok(Some(id))
+        self.insert_routine_doc(r, single_prompt, triggers).await
     }
 
     /// The routine with id `id`.

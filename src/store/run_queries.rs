@@ -357,8 +357,18 @@ impl Store {
 
     /// The cost question answered Continue: waiting on `cost` → pending, `cost_warned`.
     pub async fn run_cost_continue(&self, run_id: i64) -> StoreResult<bool> {
-        let r = routine_run::Entity::update_many()
-            .col_expr(routine_run::Column::CostWarned, Expr::value(true))
+        self.end_wait(run_id, "cost", true).await
+    }
+
+    /// A run waiting on `waiting_for` → pending (the executor continues at `current_step`);
+    /// `cost_warned` also marks the cost question answered. False when it was not waiting so.
+    async fn end_wait(
+        &self,
+        run_id: i64,
+        waiting_for: &str,
+        cost_warned: bool,
+    ) -> StoreResult<bool> {
+        let mut u = routine_run::Entity::update_many()
             .col_expr(routine_run::Column::Status, Expr::value(RunStatus::Pending))
             .col_expr(
                 routine_run::Column::WaitingFor,
@@ -367,10 +377,14 @@ impl Store {
             .col_expr(
                 routine_run::Column::WakeAt,
                 Expr::value(Option::<DateTime<Utc>>::None),
-            )
+            );
+        if cost_warned {
+            u = u.col_expr(routine_run::Column::CostWarned, Expr::value(true));
+        }
+        let r = u
             .filter(routine_run::Column::Id.eq(run_id))
             .filter(routine_run::Column::Status.eq(RunStatus::Waiting))
-            .filter(routine_run::Column::WaitingFor.eq("cost"))
+            .filter(routine_run::Column::WaitingFor.eq(waiting_for))
             .exec(self.conn())
             .await?;
         Ok(r.rows_affected == 1)
@@ -416,22 +430,7 @@ impl Store {
     /// Interrupted step, Retry: waiting on `interrupted` → pending (the executor re-runs
     /// `current_step` as a new attempt).
     pub async fn run_interrupted_retry(&self, run_id: i64) -> StoreResult<bool> {
-        let r = routine_run::Entity::update_many()
-            .col_expr(routine_run::Column::Status, Expr::value(RunStatus::Pending))
-            .col_expr(
-                routine_run::Column::WaitingFor,
-                Expr::value(Option::<String>::None),
-            )
-            .col_expr(
-                routine_run::Column::WakeAt,
-                Expr::value(Option::<DateTime<Utc>>::None),
-            )
-            .filter(routine_run::Column::Id.eq(run_id))
-            .filter(routine_run::Column::Status.eq(RunStatus::Waiting))
-            .filter(routine_run::Column::WaitingFor.eq("interrupted"))
-            .exec(self.conn())
-            .await?;
-        Ok(r.rows_affected == 1)
+        self.end_wait(run_id, "interrupted", false).await
     }
 
     /// Interrupted step, Skip: the interrupted step run → `skipped`, the run moves to the next
