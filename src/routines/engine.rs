@@ -48,6 +48,8 @@ pub const MAX_RUN_BATCHES: usize = 50;
 pub const MAX_EXECUTING: usize = 16;
 /// A routine's old runs are pruned (to [`super::KEEP_RUNS`]) at every this many run ends.
 pub const PRUNE_EVERY: u32 = 20;
+/// How far ahead the run timer looks for the next wait to end (the sweep's period).
+pub const TIMER_HORIZON: chrono::Duration = chrono::Duration::seconds(1);
 /// Api calls allowed per routine per minute.
 pub const API_CALLS_PER_MINUTE: usize = 60;
 
@@ -76,6 +78,8 @@ pub struct RoutineEngine {
     backlog: AtomicBool,
     /// An executor is claiming more runs ([`RoutineEngine::refill`]).
     refilling: AtomicBool,
+    /// The run timer task is armed ([`RoutineEngine::arm_timer`]).
+    timer: AtomicBool,
     idle: Notify,
     wake: Notify,
     slots: Arc<tokio::sync::Semaphore>,
@@ -112,6 +116,7 @@ impl RoutineEngine {
             in_flight: AtomicUsize::new(0),
             backlog: AtomicBool::new(false),
             refilling: AtomicBool::new(false),
+            timer: AtomicBool::new(false),
             idle: Notify::new(),
             wake: Notify::new(),
             slots: Arc::new(tokio::sync::Semaphore::new(MAX_EXECUTING)),
@@ -181,7 +186,53 @@ impl RoutineEngine {
             }
         }
         report.queued_started = self.claim_runs(now).await?;
+        self.arm_timer(now).await?;
         Ok(report)
+    }
+
+    /// When the clock is the wall clock and a wait ends before the next tick, claim it at its
+    /// end instead of at the tick: one background task per process sleeps until the next
+    /// `wake_at` within [`TIMER_HORIZON`], claims, and looks again (resume lateness stays well
+    /// under the tick, benches/runs.rs). A manual clock (tests) never arms it.
+    async fn arm_timer(self: &Arc<Self>, now: DateTime<Utc>) -> StoreResult<()> {
+        let wall = (now - Utc::now()).num_milliseconds().abs() < 2_000;
+        if !wall || self.backlog.load(Ordering::SeqCst) || self.timer.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let Some(at) = self.svc.store.next_wake(now, now + TIMER_HORIZON).await? else {
+            return Ok(());
+        };
+        if self.timer.swap(true, Ordering::SeqCst) {
+            return Ok(()); // armed meanwhile
+        }
+        let me = self.clone();
+        tokio::spawn(async move {
+            let mut at = at;
+            loop {
+                let delay = (at - Utc::now() + chrono::Duration::milliseconds(2))
+                    .to_std()
+                    .unwrap_or_default();
+                tokio::time::sleep(delay).await;
+                let now = me.svc.clock.now();
+                let next = match me.claim_runs(now).await {
+                    Ok(_) if !me.backlog.load(Ordering::SeqCst) => {
+                        me.svc.store.next_wake(now, now + TIMER_HORIZON).await
+                    }
+                    Ok(_) => Ok(None), // busy: finishing executors claim more
+                    Err(e) => Err(e),
+                };
+                match next {
+                    Ok(Some(n)) => at = n,
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "run timer failed; the next tick claims");
+                        break;
+                    }
+                }
+            }
+            me.timer.store(false, Ordering::SeqCst);
+        });
+        Ok(())
     }
 
     /// Claim and fire one due trigger. Returns true when this process claimed it.
@@ -351,7 +402,12 @@ impl RoutineEngine {
         {
             return;
         }
-        if let Err(e) = self.claim_runs(self.svc.clock.now()).await {
+        let now = self.svc.clock.now();
+        let claimed = match self.claim_runs(now).await {
+            Ok(_) => self.arm_timer(now).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = claimed {
             tracing::warn!(error = %e, "claiming more runs failed; the next tick retries");
         }
         self.refilling.store(false, Ordering::SeqCst);

@@ -32,9 +32,9 @@ use crate::{
     format,
     services::Services,
     store::{
-        ChoreStatus, NewRun, NewStepRun, Publication, RoutineCounters, RoutineRow, RoutineStatus,
-        RunChange, RunRow, RunSource, RunStatus, StepChange, StepRunRow, StepStatus, StepType,
-        StoreResult, TriggerKind,
+        ChoreStatus, NewRun, NewStepRun, Publication, RoutineRow, RoutineStatus, RunChange, RunRow,
+        RunSource, RunStatus, StepChange, StepRunRow, StepStatus, StepType, StoreResult,
+        TriggerKind,
     },
     types::{Button, ChatKind, Outbound},
 };
@@ -608,18 +608,9 @@ async fn ended(ctx: &Ctx<'_>, status: RunStatus, reason: Option<String>) -> Stor
     let r = &ctx.routine;
     let zone = zone_of(r);
     let today = now.with_timezone(&zone).format("%Y-%m-%d").to_string();
-    let runs_today = if r.runs_day == today { r.runs_today } else { 0 };
-    let tick = r.tick_count + 1;
-    svc.store
-        .set_routine_counters(
-            r.id,
-            RoutineCounters {
-                tick_count: tick,
-                runs_today: runs_today + 1,
-                runs_day: &today,
-            },
-        )
-        .await?;
+    let Some(tick) = svc.store.count_run_end(r.id, &today).await? else {
+        return Ok(()); // the routine was deleted meanwhile
+    };
     if ctx.snap.single
         && r.status == RoutineStatus::Active
         && (r.max_ticks.is_some_and(|m| tick >= m) || !has_live_trigger(svc, r.id).await?)

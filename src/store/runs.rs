@@ -326,6 +326,27 @@ impl Store {
         Ok(moved)
     }
 
+    /// The earliest `wake_at` of a waiting run in (`after`, `until`] (UTC), if any: when the
+    /// next wait ends before the next sweep.
+    pub async fn next_wake(
+        &self,
+        after: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> StoreResult<Option<DateTime<Utc>>> {
+        let w: Option<Option<DateTime<Utc>>> = routine_run::Entity::find()
+            .select_only()
+            .column(routine_run::Column::WakeAt)
+            .filter(routine_run::Column::Status.eq(RunStatus::Waiting))
+            .filter(routine_run::Column::WakeAt.gt(after))
+            .filter(routine_run::Column::WakeAt.lte(until))
+            .order_by_asc(routine_run::Column::WakeAt)
+            .limit(1)
+            .into_tuple()
+            .one(self.conn())
+            .await?;
+        Ok(w.flatten())
+    }
+
     /// Renew the lease of every run `owner` holds (`running`), in one statement (the heartbeat).
     pub async fn renew_run_leases(
         &self,
