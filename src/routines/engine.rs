@@ -421,7 +421,7 @@ impl RoutineEngine {
         let mut map = self.ends.lock().unwrap_or_else(|p| p.into_inner());
         let n = map.entry(routine_id).or_default();
         *n += 1;
-        self.in_flight.load(Ordering::SeqCst) <= 1 || *n % PRUNE_EVERY == 0
+        self.in_flight.load(Ordering::SeqCst) <= 1 || (*n).is_multiple_of(PRUNE_EVERY)
     }
 
     /// Start a run for an event or api call (or by hand) and claim it at once.
