@@ -14,7 +14,7 @@
 use std::{
     collections::{HashMap, VecDeque},
     sync::{
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
         Arc, Mutex,
     },
     time::Duration,
@@ -33,7 +33,7 @@ use crate::{
     agent::Agent,
     events::HearthEvent,
     services::Services,
-    store::{RoutineRow, RoutineStatus, RunRow, RunSource, StoreResult, TriggerRow},
+    store::{RoutineRow, RoutineStatus, RunRow, RunSource, RunStatus, StoreResult, TriggerRow},
 };
 
 /// Due triggers handled per sweep (the rest wait for the next tick, oldest first).
@@ -42,10 +42,14 @@ pub const SWEEP_BATCH: u64 = 500;
 pub const RUN_BATCH: u64 = 200;
 /// Batches of claimable runs taken per sweep (at most 10,000 runs a tick).
 pub const MAX_RUN_BATCHES: usize = 50;
-/// Runs executing at once in one process; more claimed runs queue for a slot (their leases are
-/// renewed by the heartbeat meanwhile). Bounds database contention when thousands of waits end
-/// together (benches/runs.rs).
+/// Runs executing at once in one process; a process claims at most this many (the rest stay
+/// claimable by other processes, and an executor that ends claims more). Bounds database
+/// contention when thousands of waits end together (benches/runs.rs).
 pub const MAX_EXECUTING: usize = 16;
+/// A routine's old runs are pruned (to [`super::KEEP_RUNS`]) at every this many run ends.
+pub const PRUNE_EVERY: u32 = 20;
+/// How far ahead the run timer looks for the next wait to end (the sweep's period).
+pub const TIMER_HORIZON: chrono::Duration = chrono::Duration::seconds(1);
 /// Api calls allowed per routine per minute.
 pub const API_CALLS_PER_MINUTE: usize = 60;
 
@@ -67,7 +71,15 @@ pub struct RoutineEngine {
     /// This process's id: the owner recorded on the runs it holds (the core's [`crate::core::Hearth::owner`]).
     owner: String,
     api_calls: Mutex<HashMap<i64, VecDeque<DateTime<Utc>>>>,
+    /// Run ends per routine in this process (for [`RoutineEngine::prune_due`]).
+    ends: Mutex<HashMap<i64, u32>>,
     in_flight: AtomicUsize,
+    /// The last claim stopped at the free slots or a full batch: more runs may be claimable.
+    backlog: AtomicBool,
+    /// An executor is claiming more runs ([`RoutineEngine::refill`]).
+    refilling: AtomicBool,
+    /// The run timer task is armed ([`RoutineEngine::arm_timer`]).
+    timer: AtomicBool,
     idle: Notify,
     wake: Notify,
     slots: Arc<tokio::sync::Semaphore>,
@@ -100,7 +112,11 @@ impl RoutineEngine {
             agent,
             owner: owner.into(),
             api_calls: Default::default(),
+            ends: Default::default(),
             in_flight: AtomicUsize::new(0),
+            backlog: AtomicBool::new(false),
+            refilling: AtomicBool::new(false),
+            timer: AtomicBool::new(false),
             idle: Notify::new(),
             wake: Notify::new(),
             slots: Arc::new(tokio::sync::Semaphore::new(MAX_EXECUTING)),
@@ -170,7 +186,53 @@ impl RoutineEngine {
             }
         }
         report.queued_started = self.claim_runs(now).await?;
+        self.arm_timer(now).await?;
         Ok(report)
+    }
+
+    /// When the clock is the wall clock and a wait ends before the next tick, claim it at its
+    /// end instead of at the tick: one background task per process sleeps until the next
+    /// `wake_at` within [`TIMER_HORIZON`], claims, and looks again (resume lateness stays well
+    /// under the tick, benches/runs.rs). A manual clock (tests) never arms it.
+    async fn arm_timer(self: &Arc<Self>, now: DateTime<Utc>) -> StoreResult<()> {
+        let wall = (now - Utc::now()).num_milliseconds().abs() < 2_000;
+        if !wall || self.backlog.load(Ordering::SeqCst) || self.timer.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let Some(at) = self.svc.store.next_wake(now, now + TIMER_HORIZON).await? else {
+            return Ok(());
+        };
+        if self.timer.swap(true, Ordering::SeqCst) {
+            return Ok(()); // armed meanwhile
+        }
+        let me = self.clone();
+        tokio::spawn(async move {
+            let mut at = at;
+            loop {
+                let delay = (at - Utc::now() + chrono::Duration::milliseconds(2))
+                    .to_std()
+                    .unwrap_or_default();
+                tokio::time::sleep(delay).await;
+                let now = me.svc.clock.now();
+                let next = match me.claim_runs(now).await {
+                    Ok(_) if !me.backlog.load(Ordering::SeqCst) => {
+                        me.svc.store.next_wake(now, now + TIMER_HORIZON).await
+                    }
+                    Ok(_) => Ok(None), // busy: finishing executors claim more
+                    Err(e) => Err(e),
+                };
+                match next {
+                    Ok(Some(n)) => at = n,
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "run timer failed; the next tick claims");
+                        break;
+                    }
+                }
+            }
+            me.timer.store(false, Ordering::SeqCst);
+        });
+        Ok(())
     }
 
     /// Claim and fire one due trigger. Returns true when this process claimed it.
@@ -226,27 +288,84 @@ impl RoutineEngine {
         Ok(true)
     }
 
-    /// Claim claimable runs (one conditional update each) and execute them in the background.
-    /// Returns how many this process claimed.
+    /// Claim claimable runs and execute them in the background. Per batch of [`RUN_BATCH`]
+    /// claimable rows: one conditional update per status seen (claimed rows come back with
+    /// `RETURNING`, so a run is claimed by exactly one process), the lapsed timer waits finished
+    /// together ([`crate::store::Store::finish_timer_waits`]), and the batch's routines read
+    /// once. Returns how many runs this process claimed.
     pub async fn claim_runs(self: &Arc<Self>, now: DateTime<Utc>) -> StoreResult<usize> {
         let lease = now
             + chrono::Duration::from_std(self.svc.config.routines.step_lease)
                 .unwrap_or(chrono::Duration::seconds(30));
+        let cfg = &self.svc.config.routines;
+        let store = &self.svc.store;
         let mut n = 0;
-        // batch after batch until a short one: claimed rows are no longer claimable
+        // batch after batch until a short one (claimed rows are no longer claimable), at most
+        // the free executor slots: what this process cannot start now stays claimable by
+        // others, and a finishing executor claims more ([`RoutineEngine::refill`])
         for _ in 0..MAX_RUN_BATCHES {
-            let rows = self.svc.store.claimable_runs(now, RUN_BATCH).await?;
-            let full = rows.len() as u64 == RUN_BATCH;
-            for row in rows {
-                if !self
-                    .svc
-                    .store
-                    .claim_run(&row, &self.owner, now, lease)
-                    .await?
-                {
-                    continue; // another process took it
+            let free = MAX_EXECUTING.saturating_sub(self.in_flight.load(Ordering::SeqCst)) as u64;
+            if free == 0 {
+                self.backlog.store(true, Ordering::SeqCst);
+                break;
+            }
+            let limit = free.min(RUN_BATCH);
+            let rows = store.claimable_runs(now, limit).await?;
+            let full = rows.len() as u64 == limit;
+            self.backlog.store(full, Ordering::SeqCst);
+            let mut claimed: Vec<(RunRow, RunStatus)> = Vec::with_capacity(rows.len());
+            for seen in [RunStatus::Pending, RunStatus::Waiting, RunStatus::Running] {
+                let ids: Vec<i64> = rows
+                    .iter()
+                    .filter(|r| r.status == seen)
+                    .map(|r| r.id)
+                    .collect();
+                let got = store
+                    .claim_runs(&ids, seen, &self.owner, now, lease)
+                    .await?;
+                if seen != RunStatus::Waiting {
+                    claimed.extend(got.into_iter().map(|r| (r, seen)));
+                    continue;
                 }
-                self.spawn_run(row);
+                // lapsed timers move on together; the run then starts its next step afresh
+                // (runs near a cost question go the long way, through the executor's checks)
+                let cheap: Vec<RunRow> = got
+                    .iter()
+                    .filter(|r| {
+                        r.cost_usd < cfg.cost_limit && (r.cost_warned || r.cost_usd < cfg.cost_warn)
+                    })
+                    .cloned()
+                    .collect();
+                let moved: HashMap<i64, RunRow> = store
+                    .finish_timer_waits(&cheap, &self.owner, now, lease)
+                    .await?
+                    .into_iter()
+                    .map(|r| (r.id, r))
+                    .collect();
+                for r in got {
+                    match moved.get(&r.id) {
+                        Some(m) => claimed.push((m.clone(), RunStatus::Pending)),
+                        None => claimed.push((r, RunStatus::Waiting)),
+                    }
+                }
+            }
+            claimed.sort_by_key(|(r, _)| r.id);
+            let mut ids: Vec<i64> = claimed.iter().map(|(r, _)| r.routine_id).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            let routines: HashMap<i64, RoutineRow> = if ids.is_empty() {
+                HashMap::new()
+            } else {
+                store
+                    .routines_by_ids(&ids)
+                    .await?
+                    .into_iter()
+                    .map(|r| (r.id, r))
+                    .collect()
+            };
+            for (row, seen) in claimed {
+                let routine = routines.get(&row.routine_id).cloned();
+                self.spawn_run(row, seen, routine);
                 n += 1;
             }
             if !full {
@@ -256,20 +375,53 @@ impl RoutineEngine {
         Ok(n)
     }
 
-    fn spawn_run(self: &Arc<Self>, seen: RunRow) {
+    fn spawn_run(self: &Arc<Self>, run: RunRow, seen: RunStatus, routine: Option<RoutineRow>) {
         self.in_flight.fetch_add(1, Ordering::SeqCst);
         let guard = FlightGuard(self.clone());
         let me = self.clone();
         tokio::spawn(async move {
-            let run_id = seen.id;
+            let run_id = run.id;
             let Ok(_slot) = me.slots.clone().acquire_owned().await else {
                 return;
             };
-            if let Err(e) = runner::execute(&me, seen).await {
+            if let Err(e) = runner::execute(&me, run, seen, routine).await {
                 tracing::error!(run = run_id, error = %e, "routine run stopped on storage");
             }
+            drop(_slot);
+            me.refill().await;
             drop(guard);
         });
+    }
+
+    /// After an executor ends: when the last claim left claimable runs behind and half the
+    /// slots are free, claim more at once (one executor at a time) instead of at the next tick.
+    async fn refill(self: &Arc<Self>) {
+        if !self.backlog.load(Ordering::SeqCst)
+            || self.in_flight.load(Ordering::SeqCst) > MAX_EXECUTING / 2
+            || self.refilling.swap(true, Ordering::SeqCst)
+        {
+            return;
+        }
+        let now = self.svc.clock.now();
+        let claimed = match self.claim_runs(now).await {
+            Ok(_) => self.arm_timer(now).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = claimed {
+            tracing::warn!(error = %e, "claiming more runs failed; the next tick retries");
+        }
+        self.refilling.store(false, Ordering::SeqCst);
+    }
+
+    /// Count a run end of `routine_id`; true when the routine's old runs should be pruned now:
+    /// at every end while this run is the only one executing in this process, and at every
+    /// [`PRUNE_EVERY`]th end under load (pruning is two statements; history then briefly holds
+    /// up to [`PRUNE_EVERY`] runs more than [`super::KEEP_RUNS`]).
+    pub(super) fn prune_due(&self, routine_id: i64) -> bool {
+        let mut map = self.ends.lock().unwrap_or_else(|p| p.into_inner());
+        let n = map.entry(routine_id).or_default();
+        *n += 1;
+        self.in_flight.load(Ordering::SeqCst) <= 1 || (*n).is_multiple_of(PRUNE_EVERY)
     }
 
     /// Start a run for an event or api call (or by hand) and claim it at once.

@@ -34,9 +34,9 @@ use crate::{
     format,
     services::Services,
     store::{
-        ChoreStatus, NewRun, NewStepRun, Publication, RoutineCounters, RoutineRow, RoutineStatus,
-        RunChange, RunRow, RunSource, RunStatus, StepChange, StepRunRow, StepStatus, StepType,
-        StoreResult, TriggerKind,
+        ChoreStatus, NewRun, NewStepRun, Publication, RoutineRow, RoutineStatus, RunChange, RunRow,
+        RunSource, RunStatus, StepChange, StepRunRow, StepStatus, StepType, StoreResult,
+        TriggerKind,
     },
     types::{Button, ChatKind, Outbound},
 };
@@ -302,29 +302,35 @@ impl Ctx<'_> {
     }
 }
 
-/// Execute a run this process just claimed (`seen` is the row as it was before the claim).
-/// Runs step after step until the run waits, ends, or is taken away.
-pub(super) async fn execute(eng: &RoutineEngine, seen: RunRow) -> StoreResult<()> {
+/// Execute a run this process just claimed: `run` is the row as claimed (`running`, ours),
+/// `seen` the status it was claimable in (pending: run its current step; waiting: resume the
+/// wait; running: take over from a dead holder), `routine` its routine (read once per claim
+/// batch; `None`: deleted). Runs step after step until the run waits, ends, or is taken away;
+/// each commit returns the run row, so the row is not read again between steps.
+pub(super) async fn execute(
+    eng: &RoutineEngine,
+    run: RunRow,
+    seen: RunStatus,
+    routine: Option<RoutineRow>,
+) -> StoreResult<()> {
     let svc = eng.services();
-    let entry = match seen.status {
+    let entry = match seen {
         RunStatus::Pending => Entry::Fresh,
         RunStatus::Waiting => Entry::Woken,
         RunStatus::Running => Entry::TakeOver,
         _ => return Ok(()),
     };
-    let Some(routine) = svc.store.routine(seen.routine_id).await? else {
+    let Some(routine) = routine else {
         return Ok(()); // deleted meanwhile (its runs went with it)
     };
-    let Some(snap) = snapshot_of(&seen) else {
+    let Some(snap) = snapshot_of(&run) else {
         let c = end_change(
-            &seen,
+            &run,
             RunStatus::Failed,
             Some("unreadable snapshot".into()),
             svc,
         );
-        svc.store
-            .advance_run(seen.id, eng.owner(), &c, None)
-            .await?;
+        svc.store.advance_run(run.id, eng.owner(), &c, None).await?;
         return Ok(());
     };
     let mut ctx = Ctx {
@@ -332,17 +338,13 @@ pub(super) async fn execute(eng: &RoutineEngine, seen: RunRow) -> StoreResult<()
         svc,
         routine,
         snap,
-        run: seen,
+        run,
     };
     let mut entry = entry;
     loop {
-        let Some(run) = svc.store.run(ctx.run.id).await? else {
-            return Ok(());
-        };
-        if run.status != RunStatus::Running || run.owner.as_deref() != Some(eng.owner()) {
+        if ctx.run.status != RunStatus::Running || ctx.run.owner.as_deref() != Some(eng.owner()) {
             return Ok(()); // paused, cancelled or taken over
         }
-        ctx.run = run;
         let idx = ctx.run.current_step.max(0) as usize;
         if idx >= ctx.snap.def.steps.len() {
             let c = end_change(&ctx.run, RunStatus::Completed, None, svc);
@@ -361,19 +363,21 @@ pub(super) async fn execute(eng: &RoutineEngine, seen: RunRow) -> StoreResult<()
             Entry::TakeOver => take_over(&ctx, idx).await?,
         };
         entry = Entry::Fresh;
-        if !apply(&ctx, idx, flow).await? {
-            return Ok(());
+        match apply(&ctx, idx, flow).await? {
+            Some(row) => ctx.run = row,
+            None => return Ok(()),
         }
     }
 }
 
-/// Write a step's flow with the run's move. True when the run goes on in this process.
-async fn apply(ctx: &Ctx<'_>, idx: usize, flow: Flow) -> StoreResult<bool> {
+/// Write a step's flow with the run's move. The run row as written when the run goes on in this
+/// process (its next step), else `None`.
+async fn apply(ctx: &Ctx<'_>, idx: usize, flow: Flow) -> StoreResult<Option<RunRow>> {
     let svc = ctx.svc;
     let run = &ctx.run;
     let multi = !ctx.snap.single;
     match flow {
-        Flow::Stop => Ok(false),
+        Flow::Stop => Ok(None),
         Flow::Wait {
             step,
             waiting_for,
@@ -391,7 +395,7 @@ async fn apply(ctx: &Ctx<'_>, idx: usize, flow: Flow) -> StoreResult<bool> {
                 .advance_run(run.id, ctx.owner(), &c, step.as_ref())
                 .await?
             {
-                return Ok(false);
+                return Ok(None);
             }
             if multi {
                 progress::refresh(svc, run.id).await;
@@ -403,7 +407,7 @@ async fn apply(ctx: &Ctx<'_>, idx: usize, flow: Flow) -> StoreResult<bool> {
                     .await?;
                 ctx.eng.kick();
             }
-            Ok(false)
+            Ok(None)
         }
         Flow::Fail { step, reason } => {
             let c = with_step_totals(
@@ -417,7 +421,7 @@ async fn apply(ctx: &Ctx<'_>, idx: usize, flow: Flow) -> StoreResult<bool> {
             {
                 ended(ctx, RunStatus::Failed, Some(reason)).await?;
             }
-            Ok(false)
+            Ok(None)
         }
         Flow::Silent { step } => {
             let mut c =
@@ -433,7 +437,7 @@ async fn apply(ctx: &Ctx<'_>, idx: usize, flow: Flow) -> StoreResult<bool> {
             {
                 ended(ctx, RunStatus::Silent, None).await?;
             }
-            Ok(false)
+            Ok(None)
         }
         Flow::Next { step, next, loops } => {
             let cost = run.cost_usd + if step.counted { 0.0 } else { step.cost_usd };
@@ -460,7 +464,7 @@ async fn apply(ctx: &Ctx<'_>, idx: usize, flow: Flow) -> StoreResult<bool> {
                 {
                     ended(ctx, RunStatus::Completed, None).await?;
                 }
-                return Ok(false);
+                return Ok(None);
             };
             if cost >= cfg.cost_limit {
                 let reason = "cost limit".to_string();
@@ -484,7 +488,7 @@ async fn apply(ctx: &Ctx<'_>, idx: usize, flow: Flow) -> StoreResult<bool> {
                     notice(svc, ctx.chat_id(), html, vec![]).await;
                     ended(ctx, RunStatus::Failed, Some(reason)).await?;
                 }
-                return Ok(false);
+                return Ok(None);
             }
             if cost >= cfg.cost_warn && !run.cost_warned {
                 let mut c = with_step_totals(
@@ -523,7 +527,7 @@ async fn apply(ctx: &Ctx<'_>, idx: usize, flow: Flow) -> StoreResult<bool> {
                         progress::refresh(svc, run.id).await;
                     }
                 }
-                return Ok(false);
+                return Ok(None);
             }
             let mut c = with_step_totals(
                 RunChange::running(next_idx as i32, ctx.lease()),
@@ -531,14 +535,14 @@ async fn apply(ctx: &Ctx<'_>, idx: usize, flow: Flow) -> StoreResult<bool> {
             );
             c.output = snippet;
             c.loops = loops;
-            let ok = svc
+            let row = svc
                 .store
-                .advance_run(run.id, ctx.owner(), &c, Some(&step))
+                .advance_run_row(run.id, ctx.owner(), &c, Some(&step))
                 .await?;
-            if ok && multi {
+            if row.is_some() && multi {
                 progress::refresh(svc, run.id).await;
             }
-            Ok(ok)
+            Ok(row)
         }
     }
 }
@@ -606,18 +610,9 @@ async fn ended(ctx: &Ctx<'_>, status: RunStatus, reason: Option<String>) -> Stor
     let r = &ctx.routine;
     let zone = zone_of(r);
     let today = now.with_timezone(&zone).format("%Y-%m-%d").to_string();
-    let runs_today = if r.runs_day == today { r.runs_today } else { 0 };
-    let tick = r.tick_count + 1;
-    svc.store
-        .set_routine_counters(
-            r.id,
-            RoutineCounters {
-                tick_count: tick,
-                runs_today: runs_today + 1,
-                runs_day: &today,
-            },
-        )
-        .await?;
+    let Some(tick) = svc.store.count_run_end(r.id, &today).await? else {
+        return Ok(()); // the routine was deleted meanwhile
+    };
     if ctx.snap.single
         && r.status == RoutineStatus::Active
         && (r.max_ticks.is_some_and(|m| tick >= m) || !has_live_trigger(svc, r.id).await?)
@@ -625,7 +620,9 @@ async fn ended(ctx: &Ctx<'_>, status: RunStatus, reason: Option<String>) -> Stor
         svc.store.end_routine(r.id).await?;
         tracing::info!(routine = r.id, ticks = tick, "routine ended");
     }
-    svc.store.prune_runs(r.id, KEEP_RUNS).await?;
+    if ctx.eng.prune_due(r.id) {
+        svc.store.prune_runs(r.id, KEEP_RUNS).await?;
+    }
     tracing::info!(
         routine = r.id,
         run = run.id,
@@ -1385,10 +1382,14 @@ async fn take_over(ctx: &Ctx<'_>, idx: usize) -> StoreResult<Flow> {
     let now = svc.clock.now();
     let t0 = Instant::now();
     let step = &ctx.snap.def.steps[idx];
-    let Some(sr) = latest_at(ctx, idx)
-        .await?
-        .filter(|s| s.status == StepStatus::Running)
-    else {
+    let latest = latest_at(ctx, idx).await?;
+    if ctx.run.waiting_for.is_some()
+        && latest.as_ref().map(|s| s.status) == Some(StepStatus::Waiting)
+    {
+        // its holder died after claiming a lapsed wait, before resuming it: resume it now
+        return resume_step(ctx, idx).await;
+    }
+    let Some(sr) = latest.filter(|s| s.status == StepStatus::Running) else {
         return run_step(ctx, idx, false).await;
     };
     let risky = match &step.kind {

@@ -493,6 +493,32 @@ impl Store {
         Ok(())
     }
 
+    /// Count a run end in ONE statement (concurrent ends of one routine all count):
+    /// `tick_count + 1`, and `runs_today + 1` when `runs_day` is `day` (the routine's local
+    /// `YYYY-MM-DD`), else `runs_today = 1, runs_day = day`. Returns the new `tick_count`
+    /// (`None`: the routine is gone).
+    pub async fn count_run_end(&self, id: i64, day: &str) -> StoreResult<Option<i32>> {
+        use sea_orm::sea_query::{CaseStatement, ExprTrait};
+        let today = CaseStatement::new()
+            .case(
+                routine::Column::RunsDay.eq(day),
+                Expr::col(routine::Column::RunsToday).add(1),
+            )
+            .finally(Expr::value(1));
+        Ok(routine::Entity::update_many()
+            .col_expr(
+                routine::Column::TickCount,
+                Expr::col(routine::Column::TickCount).add(1),
+            )
+            .col_expr(routine::Column::RunsToday, today.into())
+            .col_expr(routine::Column::RunsDay, Expr::value(day))
+            .filter(routine::Column::Id.eq(id))
+            .exec_with_returning(self.conn())
+            .await?
+            .pop()
+            .map(|r| r.tick_count))
+    }
+
     /// End a routine: status "ended", no trigger fires again.
     pub async fn end_routine(&self, id: i64) -> StoreResult<()> {
         let txn = self.conn().begin().await?;

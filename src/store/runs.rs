@@ -202,6 +202,151 @@ impl Store {
         Ok(r.rows_affected == 1)
     }
 
+    /// Claim the runs `ids`, all seen in status `seen`, in ONE conditional update (still
+    /// claimable at `now` and still in status `seen`): `running`, `owner`, `lease_until`.
+    /// Returns the rows this caller now holds, as updated (`UPDATE … RETURNING`, SQLite ≥ 3.35
+    /// and Postgres): a row another process claimed first is not among them, so each run is
+    /// claimed by exactly one caller.
+    pub async fn claim_runs(
+        &self,
+        ids: &[i64],
+        seen: RunStatus,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> StoreResult<Vec<routine_run::Model>> {
+        if ids.is_empty() {
+            return Ok(vec![]);
+        }
+        let mut rows = routine_run::Entity::update_many()
+            .col_expr(routine_run::Column::Status, Expr::value(RunStatus::Running))
+            .col_expr(routine_run::Column::Owner, Expr::value(owner))
+            .col_expr(routine_run::Column::LeaseUntil, Expr::value(lease_until))
+            .filter(routine_run::Column::Id.is_in(ids.iter().copied()))
+            .filter(routine_run::Column::Status.eq(seen))
+            .filter(claimable(now))
+            .exec_with_returning(self.conn())
+            .await?;
+        rows.sort_by_key(|r| r.id);
+        Ok(rows)
+    }
+
+    /// Finish the lapsed timer waits of runs `owner` holds (`running`, `waiting_for` `timer` or
+    /// `until`, just claimed), all in one transaction: each run's waiting step run at its
+    /// `current_step` → `completed` with output "done" and its duration (ms, from its start to
+    /// `now`), and the run → `current_step + 1`, output "done", `waiting_for`/`wake_at` NULL,
+    /// `lease_until`. `runs`: the claimed rows. Returns the runs moved on, as updated (others
+    /// are left as they were for the executor to resume one by one).
+    pub async fn finish_timer_waits(
+        &self,
+        runs: &[routine_run::Model],
+        owner: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> StoreResult<Vec<routine_run::Model>> {
+        use sea_orm::sea_query::CaseStatement;
+        let timers: Vec<&routine_run::Model> = runs
+            .iter()
+            .filter(|r| matches!(r.waiting_for.as_deref(), Some("timer" | "until")))
+            .collect();
+        if timers.is_empty() {
+            return Ok(vec![]);
+        }
+        // read before the transaction: a write transaction that begins with a read cannot
+        // wait for the write lock on SQLite (it fails "database is locked"); the updates below
+        // are conditional, so a run cancelled meanwhile is left alone
+        let waiting = step_run::Entity::find()
+            .filter(step_run::Column::RunId.is_in(timers.iter().map(|r| r.id)))
+            .filter(step_run::Column::Status.eq(StepStatus::Waiting))
+            .all(self.conn())
+            .await?;
+        // the run's one waiting step run, at its current step
+        let mut step_of = std::collections::HashMap::new();
+        for r in &timers {
+            let mut at = waiting
+                .iter()
+                .filter(|s| s.run_id == r.id && s.position == r.current_step);
+            if let (Some(s), None) = (at.next(), at.next()) {
+                step_of.insert(r.id, s);
+            }
+        }
+        if step_of.is_empty() {
+            return Ok(vec![]);
+        }
+        let txn = self.conn().begin().await?;
+        let mut moved = routine_run::Entity::update_many()
+            .col_expr(
+                routine_run::Column::CurrentStep,
+                Expr::col(routine_run::Column::CurrentStep).add(1),
+            )
+            .col_expr(routine_run::Column::Output, Expr::value("done"))
+            .col_expr(
+                routine_run::Column::WaitingFor,
+                Expr::value(Option::<String>::None),
+            )
+            .col_expr(
+                routine_run::Column::WakeAt,
+                Expr::value(Option::<DateTime<Utc>>::None),
+            )
+            .col_expr(routine_run::Column::LeaseUntil, Expr::value(lease_until))
+            .filter(routine_run::Column::Id.is_in(step_of.keys().copied()))
+            .filter(routine_run::Column::Owner.eq(owner))
+            .filter(routine_run::Column::Status.eq(RunStatus::Running))
+            .filter(routine_run::Column::WaitingFor.is_in(["timer", "until"]))
+            .exec_with_returning(&txn)
+            .await?;
+        if !moved.is_empty() {
+            let mut duration = CaseStatement::new();
+            for r in &moved {
+                let s = step_of[&r.id];
+                let ms = s
+                    .started_at
+                    .map(|t| (now - t).num_milliseconds())
+                    .map(|ms| std::cmp::max(ms, 0))
+                    .unwrap_or(0);
+                duration = duration.case(step_run::Column::Id.eq(s.id), Expr::value(ms));
+            }
+            step_run::Entity::update_many()
+                .col_expr(step_run::Column::Status, Expr::value(StepStatus::Completed))
+                .col_expr(step_run::Column::Output, Expr::value("done"))
+                .col_expr(step_run::Column::FinishedAt, Expr::value(Some(now)))
+                .col_expr(
+                    step_run::Column::DurationMs,
+                    duration
+                        .finally(Expr::col(step_run::Column::DurationMs))
+                        .into(),
+                )
+                .filter(step_run::Column::Id.is_in(moved.iter().map(|r| step_of[&r.id].id)))
+                .filter(step_run::Column::Status.eq(StepStatus::Waiting))
+                .exec(&txn)
+                .await?;
+        }
+        txn.commit().await?;
+        moved.sort_by_key(|r| r.id);
+        Ok(moved)
+    }
+
+    /// The earliest `wake_at` of a waiting run in (`after`, `until`] (UTC), if any: when the
+    /// next wait ends before the next sweep.
+    pub async fn next_wake(
+        &self,
+        after: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> StoreResult<Option<DateTime<Utc>>> {
+        let w: Option<Option<DateTime<Utc>>> = routine_run::Entity::find()
+            .select_only()
+            .column(routine_run::Column::WakeAt)
+            .filter(routine_run::Column::Status.eq(RunStatus::Waiting))
+            .filter(routine_run::Column::WakeAt.gt(after))
+            .filter(routine_run::Column::WakeAt.lte(until))
+            .order_by_asc(routine_run::Column::WakeAt)
+            .limit(1)
+            .into_tuple()
+            .one(self.conn())
+            .await?;
+        Ok(w.flatten())
+    }
+
     /// Renew the lease of every run `owner` holds (`running`), in one statement (the heartbeat).
     pub async fn renew_run_leases(
         &self,
@@ -231,6 +376,22 @@ impl Store {
         c: &RunChange,
         step: Option<&StepChange>,
     ) -> StoreResult<bool> {
+        Ok(self
+            .advance_run_row(run_id, owner, c, step)
+            .await?
+            .is_some())
+    }
+
+    /// [`Store::advance_run`], returning the run row as written (`UPDATE … RETURNING`), so the
+    /// executor goes on without reading it again. `None`: the executor stops (not held any more:
+    /// nothing written; or paused meanwhile: the step recorded).
+    pub async fn advance_run_row(
+        &self,
+        run_id: i64,
+        owner: &str,
+        c: &RunChange,
+        step: Option<&StepChange>,
+    ) -> StoreResult<Option<routine_run::Model>> {
         let txn = self.conn().begin().await?;
         let holds = c.status == RunStatus::Running;
         let ends = !c.status.is_active();
@@ -278,17 +439,16 @@ impl Store {
             u = u.col_expr(routine_run::Column::FinishedAt, Expr::value(Some(f)));
         }
         let mine = u
-            .clone()
             .filter(routine_run::Column::Id.eq(run_id))
             .filter(routine_run::Column::Owner.eq(owner));
-        let r = mine
+        let row = mine
             .clone()
             .col_expr(routine_run::Column::Status, Expr::value(c.status))
             .filter(routine_run::Column::Status.eq(RunStatus::Running))
-            .exec(&txn)
-            .await?;
-        let mut going_on = true;
-        if r.rows_affected == 0 {
+            .exec_with_returning(&txn)
+            .await?
+            .pop();
+        if row.is_none() {
             // paused meanwhile: record the step, keep the pause (unless the run just ended)
             let paused = if ends {
                 mine.col_expr(routine_run::Column::Status, Expr::value(c.status))
@@ -300,9 +460,8 @@ impl Store {
             .await?;
             if paused.rows_affected == 0 {
                 txn.rollback().await?;
-                return Ok(false);
+                return Ok(None);
             }
-            going_on = false;
         }
         if let Some(s) = step {
             step_run::Entity::update_many()
@@ -324,7 +483,7 @@ impl Store {
                 .await?;
         }
         txn.commit().await?;
-        Ok(going_on)
+        Ok(row)
     }
 
     /// Wake a waiting run now (`wake_at = at`) when it still waits for `waiting_for` (any wait
