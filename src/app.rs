@@ -133,6 +133,7 @@ pub fn core_with(
         locks: ChatLocks::default(),
         events: EventBus::default(),
         workflow_targets,
+        progress: Default::default(),
     };
     Hearth::new(svc, agent, router)
 }
@@ -400,6 +401,7 @@ pub async fn routines_cli(
         locks: ChatLocks::default(),
         events: EventBus::default(),
         workflow_targets: WorkflowTargets::default(),
+        progress: Default::default(),
     };
     crate::routines::doc::run_cli(&svc, cmd).await
 }

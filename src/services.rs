@@ -34,6 +34,8 @@ pub struct Services {
     pub events: EventBus,
     /// The `WorkflowTarget` hook of each workflow kind (registered in `app::core`).
     pub workflow_targets: WorkflowTargets,
+    /// Pacing of runs' progress-message edits (at most one a second per run).
+    pub progress: crate::routines::progress::Pacer,
 }
 
 /// One lock per chat: a member's turn and a routine's turn in the same chat never interleave.

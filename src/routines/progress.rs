@@ -23,7 +23,7 @@
 
 use std::{
     collections::HashMap,
-    sync::{Mutex, OnceLock},
+    sync::Mutex,
     time::{Duration, Instant},
 };
 
@@ -42,7 +42,7 @@ pub const OUTPUT_CLIP: usize = 300;
 /// Characters of output in one message, all steps together (Telegram's limit is 4096).
 const OUTPUT_BUDGET: usize = 2400;
 
-/// Per (bot connection, run): when its message was last written and what is queued.
+/// Per run: when its message was last written and what is queued.
 #[derive(Debug, Default)]
 struct Slot {
     last: Option<Instant>,
@@ -56,20 +56,16 @@ struct Slot {
     shown: Option<u64>,
 }
 
-type Key = (usize, i64);
+/// The pacing state of one process's progress messages: per run, when its message was last
+/// written and what is queued. Lives in [`Services`] (one per process core; tests build many
+/// cores in one process, so a global would mix their runs).
+#[derive(Clone, Default)]
+pub struct Pacer(std::sync::Arc<Mutex<HashMap<i64, Slot>>>);
 
-fn slots() -> &'static Mutex<HashMap<Key, Slot>> {
-    static SLOTS: OnceLock<Mutex<HashMap<Key, Slot>>> = OnceLock::new();
-    SLOTS.get_or_init(Default::default)
-}
-
-/// The rate limit belongs to the bot connection: key by the messenger (one per process core;
-/// tests run many in one process).
-fn key(svc: &Services, run_id: i64) -> Key {
-    (
-        std::sync::Arc::as_ptr(svc.outbox.messenger()) as *const () as usize,
-        run_id,
-    )
+impl Pacer {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<i64, Slot>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 /// What [`refresh`] should do now.
@@ -82,9 +78,9 @@ enum Now {
 /// Send or edit the run's progress message to match its rows now (coalesced, see the module).
 /// Errors are logged, not returned: progress never stops a run.
 pub async fn refresh(svc: &Services, run_id: i64) {
-    let k = key(svc, run_id);
+    let k = run_id;
     let decision = {
-        let mut map = slots().lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = svc.progress.lock();
         let slot = map.entry(k).or_default();
         if slot.busy || slot.timer {
             slot.pending = true;
@@ -114,9 +110,9 @@ pub async fn refresh(svc: &Services, run_id: i64) {
 /// run's slot when the run has ended (the map holds only live runs).
 async fn write_and_settle(svc: &Services, run_id: i64) {
     let (ended, wrote) = write(svc, run_id).await;
-    let k = key(svc, run_id);
+    let k = run_id;
     let again = {
-        let mut map = slots().lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = svc.progress.lock();
         let slot = map.entry(k).or_default();
         slot.busy = false;
         if wrote {
@@ -142,8 +138,8 @@ fn schedule(svc: Services, run_id: i64, after: Duration) {
     tokio::spawn(async move {
         tokio::time::sleep(after).await;
         {
-            let mut map = slots().lock().unwrap_or_else(|p| p.into_inner());
-            let slot = map.entry(key(&svc, run_id)).or_default();
+            let mut map = svc.progress.lock();
+            let slot = map.entry(run_id).or_default();
             slot.timer = false;
             slot.pending = false;
             slot.busy = true;
@@ -181,8 +177,8 @@ async fn write(svc: &Services, run_id: i64) -> (bool, bool) {
         h.finish()
     };
     {
-        let mut map = slots().lock().unwrap_or_else(|p| p.into_inner());
-        let slot = map.entry(key(svc, run_id)).or_default();
+        let mut map = svc.progress.lock();
+        let slot = map.entry(run_id).or_default();
         if v.run.progress_message_id.is_some() && slot.shown == Some(fingerprint) {
             return (ended, false); // Telegram refuses an edit that changes nothing
         }
@@ -193,8 +189,8 @@ async fn write(svc: &Services, run_id: i64) -> (bool, bool) {
             if let Err(err) = svc.outbox.edit(chat_id, mid, &html, &buttons).await {
                 tracing::warn!(run_id, error = %err, "progress message not edited");
                 // not shown: the next refresh tries again even with the same text
-                let mut map = slots().lock().unwrap_or_else(|p| p.into_inner());
-                if let Some(slot) = map.get_mut(&key(svc, run_id)) {
+                let mut map = svc.progress.lock();
+                if let Some(slot) = map.get_mut(&run_id) {
                     slot.shown = None;
                 }
             }
