@@ -1188,3 +1188,56 @@ async fn an_approval_step_is_decided_in_the_chat_and_a_rejection_loops_back_with
         ]
     );
 }
+
+/// A run waiting on an approval gate survives a restart: the new process's member says
+/// "approve 1", and the run continues once, from the gate, with no model call.
+#[tokio::test]
+async fn a_run_waiting_on_an_approval_resumes_once_after_a_restart() {
+    let store = test_store().await;
+    let clock = ManualClock::new(t0());
+    let first = TestApp::on_store(store.clone(), clock.clone(), |_| {}, vec![]).await;
+    first.say(&group(), &alice(), "hello").await;
+    first.say(&group(), &bob(), "hi").await;
+    let e1 = engine(&first);
+    let r = save(
+        &first,
+        "gated",
+        json!({"steps": [
+            {"kind": "message", "text": "before"},
+            {"name": "gate", "kind": "approval", "text": "Go ahead?"},
+            {"kind": "message", "text": "after"}
+        ]}),
+        false,
+    )
+    .await;
+    let id = start_ok(&first, &r, json!({})).await;
+    drive(&first, &e1).await;
+    let rr = run(&store, id).await;
+    assert_eq!(rr.status, RunStatus::Waiting);
+    assert!(rr.waiting_for.as_deref().unwrap().starts_with("approval:"));
+    assert!(rr.owner.is_none(), "a waiting run holds nothing");
+    drop(e1);
+    drop(first);
+
+    let second = TestApp::on_store(store.clone(), clock.clone(), |_| {}, vec![]).await;
+    second.continue_ids_from(100);
+    let e2 = engine(&second);
+    clock.advance(chrono::Duration::hours(1));
+    drive(&second, &e2).await;
+    assert_eq!(
+        run(&store, id).await.status,
+        RunStatus::Waiting,
+        "still waiting"
+    );
+    second.say(&group(), &bob(), "approve 1").await;
+    drive(&second, &e2).await;
+    drive(&second, &e2).await;
+    let after: Vec<String> = second
+        .texts(GROUP)
+        .into_iter()
+        .filter(|t| t == "after")
+        .collect();
+    assert_eq!(after, vec!["after".to_string()], "resumed once");
+    assert_eq!(run(&store, id).await.status, RunStatus::Completed);
+    assert_eq!(second.model.calls(), 0);
+}
