@@ -304,7 +304,8 @@ async fn binary_db_url(dir: &std::path::Path) -> String {
     }
 }
 
-/// `hearth run` in webhook mode with short leases (2 s, heartbeat 0.5 s, recovery every 1 s);
+/// `hearth run` in webhook mode with short leases (2 s for messages and run steps, heartbeat
+/// 0.5 s, recovery every 1 s);
 /// stderr goes to `log`.
 struct Daemon {
     child: tokio::process::Child,
@@ -333,6 +334,7 @@ impl Daemon {
             .env("HEARTH_RUNTIME__LEASE", "2s")
             .env("HEARTH_RUNTIME__HEARTBEAT", "500ms")
             .env("HEARTH_RUNTIME__RECOVERY_INTERVAL", "1s")
+            .env("HEARTH_ROUTINES__STEP_LEASE", "2s")
             .env("HEARTH_GROUP__FLOOD_BUDGET", "1000")
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
@@ -608,4 +610,79 @@ async fn crash_loop_never_fails_untouched_queued_messages() {
         assert_eq!(row.status, "done", "{chat}/{mid}");
         assert!(row.attempts <= 2, "{chat}/{mid}: {} attempts", row.attempts);
     }
+}
+
+/// A multi-step run waiting on a timer survives SIGKILL of the real binary: the routine is
+/// imported with `hearth routines import`, started by a member's `/timer` over the webhook, the
+/// process is killed while the run waits, and the restarted process sends the step after the
+/// wait exactly once, when the timer ends (the wait is a row with a deadline, not a task).
+#[tokio::test]
+async fn sigkill_while_a_run_waits_then_restart_resumes_it_once() {
+    let fake = FakeBotApi::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = binary_db_url(dir.path()).await;
+    let log = dir.path().join("hearth.log");
+    let llm = slow_model(0).await;
+    let group = Chat::group(-700, "Flat");
+    let ann = User::new(70, "Ann");
+    let a = Daemon::start(&fake, &llm.uri(), &db, &log).await;
+    a.post(&FakeBotApi::text_message(
+        7_000,
+        group.clone(),
+        ann.clone(),
+        1,
+        "hello",
+    ))
+    .await;
+    let file = dir.path().join("timer.toml");
+    std::fs::write(
+        &file,
+        "name = \"timer\"\n\n[[steps]]\nkind = \"message\"\ntext = \"before the wait\"\n\n\
+         [[steps]]\nkind = \"wait\"\nduration = \"5s\"\n\n\
+         [[steps]]\nkind = \"message\"\ntext = \"after the wait\"\n",
+    )
+    .unwrap();
+    let out = hearth()
+        .args(["routines", "import", file.to_str().unwrap()])
+        .args(["--chat", "-700", "--as", "70"])
+        .env("HEARTH_DATABASE__URL", &db)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    a.post(&FakeBotApi::text_message(
+        7_001,
+        group.clone(),
+        ann.clone(),
+        2,
+        "/timer",
+    ))
+    .await;
+    wait_replies(&fake, "before the wait", 1, Duration::from_secs(20)).await;
+    // killed while the run waits (a kill between a message's send and its step's commit would
+    // send it again: message steps are re-run on takeover)
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let killed = std::time::Instant::now();
+    a.kill9();
+    assert!(replies_with(&fake, "after the wait").is_empty());
+
+    let b = Daemon::start(&fake, &llm.uri(), &db, &log).await;
+    wait_replies(&fake, "after the wait", 1, Duration::from_secs(30)).await;
+    let resumed = killed.elapsed();
+    tokio::time::sleep(Duration::from_millis(2500)).await; // nothing more arrives
+    assert_eq!(replies_with(&fake, "before the wait").len(), 1);
+    assert_eq!(
+        replies_with(&fake, "after the wait").len(),
+        1,
+        "resumed once"
+    );
+    assert!(
+        resumed >= Duration::from_secs(2),
+        "not before the timer ended: {resumed:?}"
+    );
+    println!("SIGKILL during a 5 s wait: resumed {resumed:.2?} after the kill");
+    b.stop().await;
 }
