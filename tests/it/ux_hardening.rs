@@ -524,10 +524,25 @@ async fn routine_state_and_events_are_inserted_once_never_expanded_again() {
     app.clock.advance(chrono::Duration::hours(1));
     e.sweep(app.clock.now()).await.unwrap();
     e.settle().await;
+    // "bins" fires in the same sweep: the two runs execute concurrently, in either order
+    let asked: Vec<String> = app
+        .model
+        .requests()
+        .iter()
+        .rev()
+        .take(2)
+        .filter_map(|req| {
+            req.iter().rev().find_map(|m| match m {
+                ChatMessage::User(s) => Some(s.clone()),
+                _ => None,
+            })
+        })
+        .collect();
     assert!(
-        last_user_text(&app).contains("Remind the chat, in one line: pay {{ rent }} {% now %}"),
-        "{}",
-        last_user_text(&app)
+        asked
+            .iter()
+            .any(|t| t.contains("Remind the chat, in one line: pay {{ rent }} {% now %}")),
+        "{asked:?}"
     );
 }
 
