@@ -295,28 +295,16 @@ impl Store {
             .exec(&txn)
             .await?;
         for s in remaining {
-            step_run::Entity::insert(step_run::ActiveModel {
-                run_id: Set(s.run_id),
-                position: Set(s.position),
-                attempt: Set(s.attempt),
-                name: Set(s.name),
-                kind: Set(s.kind),
-                status: Set(StepStatus::Skipped),
-                input: Set(None),
-                output: Set(None),
-                reason: Set(None),
-                error: Set(None),
-                prompt_tokens: Set(0),
-                completion_tokens: Set(0),
-                cost_usd: Set(0.0),
-                duration_ms: Set(0),
-                workflow_id: Set(None),
-                started_at: Set(None),
+            let skipped = step_run::ActiveModel {
                 finished_at: Set(Some(at)),
-                ..Default::default()
-            })
-            .exec(&txn)
-            .await?;
+                ..super::runs::new_step_model(NewStepRun {
+                    status: StepStatus::Skipped,
+                    input: None,
+                    started_at: None,
+                    ..s
+                })
+            };
+            step_run::Entity::insert(skipped).exec(&txn).await?;
         }
         txn.commit().await?;
         Ok(true)

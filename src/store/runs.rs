@@ -166,6 +166,30 @@ fn claimable(now: DateTime<Utc>) -> Condition {
         )
 }
 
+/// The row of a new step run: `s` with nothing produced yet (no output, tokens, cost or end).
+pub(super) fn new_step_model(s: NewStepRun) -> step_run::ActiveModel {
+    step_run::ActiveModel {
+        run_id: Set(s.run_id),
+        position: Set(s.position),
+        attempt: Set(s.attempt),
+        name: Set(s.name),
+        kind: Set(s.kind),
+        status: Set(s.status),
+        input: Set(s.input),
+        output: Set(None),
+        reason: Set(None),
+        error: Set(None),
+        prompt_tokens: Set(0),
+        completion_tokens: Set(0),
+        cost_usd: Set(0.0),
+        duration_ms: Set(0),
+        workflow_id: Set(None),
+        started_at: Set(s.started_at),
+        finished_at: Set(None),
+        ..Default::default()
+    }
+}
+
 impl Store {
     /// Claimable runs (see the run state machine), oldest first, at most `limit`.
     pub async fn claimable_runs(
@@ -628,28 +652,7 @@ impl Store {
 
     /// Insert a step run; returns its id.
     pub async fn insert_step_run(&self, s: NewStepRun) -> StoreResult<i64> {
-        let m = step_run::ActiveModel {
-            run_id: Set(s.run_id),
-            position: Set(s.position),
-            attempt: Set(s.attempt),
-            name: Set(s.name),
-            kind: Set(s.kind),
-            status: Set(s.status),
-            input: Set(s.input),
-            output: Set(None),
-            reason: Set(None),
-            error: Set(None),
-            prompt_tokens: Set(0),
-            completion_tokens: Set(0),
-            cost_usd: Set(0.0),
-            duration_ms: Set(0),
-            workflow_id: Set(None),
-            started_at: Set(s.started_at),
-            finished_at: Set(None),
-            ..Default::default()
-        }
-        .insert(self.conn())
-        .await?;
+        let m = new_step_model(s).insert(self.conn()).await?;
         Ok(m.id)
     }
 
