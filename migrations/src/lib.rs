@@ -14,6 +14,7 @@ mod m20261130_000008_routine_names;
 mod m20261130_000009_turn_text;
 mod m20261130_000010_runs;
 mod m20261130_000012_gate_quorum;
+mod m20261130_000013_recorded;
 
 /// The ordered list of migrations.
 pub struct Migrator;
@@ -31,6 +32,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000009_turn_text::Migration),
             Box::new(m20261130_000010_runs::Migration),
             Box::new(m20261130_000012_gate_quorum::Migration),
+            Box::new(m20261130_000013_recorded::Migration),
         ]
     }
 }

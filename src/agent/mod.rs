@@ -23,12 +23,12 @@ use serde_json::json;
 use crate::{
     context,
     services::{zone_of, Services},
-    store::NewTurn,
+    store::{NewToolCall, NewTurn, ToolCallStatus},
     types::ChatKind,
 };
 use llm::{ChatMessage, ChatModel, ModelError};
 use prompt::{Prompt, PromptMember, PromptVars, Section};
-pub use tools::{ConfirmGate, Described, Scope, Tool, ToolError, ToolRegistry};
+pub use tools::{ConfirmGate, Described, Restriction, Scope, Tool, ToolError, ToolRegistry};
 
 /// Identical tool calls (same name, same arguments) allowed in one turn: the second is not run
 /// (the model is told its result is already above); the third ends the turn as a loop.
@@ -135,6 +135,20 @@ pub struct TurnOutcome {
     pub done: Vec<String>,
     /// The answer was longer than `llm.max_answer_chars` and `result` holds the cut version.
     pub capped: bool,
+    /// Every tool call the model asked for, in order, as recorded in `tool_calls`.
+    pub calls: Vec<NewToolCall>,
+    /// The turn's record (`turns.id`); `None` when it could not be written or no model ran.
+    pub turn_id: Option<i64>,
+}
+
+impl TurnOutcome {
+    /// Tool calls that ran and succeeded.
+    pub fn calls_ran(&self) -> usize {
+        self.calls
+            .iter()
+            .filter(|c| c.status == ToolCallStatus::Ran)
+            .count()
+    }
 }
 
 impl TurnOutcome {
@@ -319,6 +333,8 @@ impl Agent {
             tools_called: vec![],
             done: vec![],
             capped: false,
+            calls: vec![],
+            turn_id: None,
         };
         let Some(model) = self.model.clone() else {
             return out;
@@ -356,7 +372,7 @@ impl Agent {
             Ok(_) => "ok",
             Err(e) => e.cause(),
         };
-        let _ = svc
+        let recorded = svc
             .store
             .record_turn(NewTurn {
                 chat_id: req.scope.chat.id,
@@ -369,8 +385,15 @@ impl Agent {
                 started_at,
                 duration_ms: t0.elapsed().as_millis() as i64,
                 reply_text: full_text.as_deref(),
+                actor_id: req.scope.actor_id,
+                request: Some(&req.current),
+                calls: &out.calls,
             })
             .await;
+        match recorded {
+            Ok(id) => out.turn_id = Some(id),
+            Err(e) => tracing::warn!(chat_id = req.scope.chat.id, error = %e, "turn not recorded"),
+        }
         out.result = result;
         out
     }
@@ -388,7 +411,9 @@ impl Agent {
             ChatMessage::System(system),
             ChatMessage::User(req.current.clone()),
         ];
-        let specs = self.tools.specs(req.scope.addressed);
+        let specs = self
+            .tools
+            .specs(req.scope.addressed, req.scope.restriction.as_deref());
         let max_steps = svc.config.llm.max_tool_steps;
         let mut same_calls: std::collections::HashMap<(String, String), u32> = Default::default();
         for _ in 0..max_steps {
@@ -425,8 +450,11 @@ impl Agent {
                 if *seen >= MAX_SAME_CALL {
                     return Err(TurnFailure::Loop);
                 }
-                let result = if *seen > 1 {
-                    json!({"error": format!("you already called {} with these arguments in this turn; its result is above. Answer the member now.", call.name)})
+                let (result, status) = if *seen > 1 {
+                    (
+                        json!({"error": format!("you already called {} with these arguments in this turn; its result is above. Answer the member now.", call.name)}),
+                        ToolCallStatus::Repeat,
+                    )
                 } else {
                     self.call_tool(svc, &req.scope, &call.name, &call.arguments)
                         .await
@@ -438,6 +466,24 @@ impl Agent {
                 if content.len() > MAX_TOOL_RESULT_CHARS {
                     content = context::clip(&content, MAX_TOOL_RESULT_CHARS);
                 }
+                out.calls.push(NewToolCall {
+                    destructive: self.tools.get(&call.name).is_some_and(|t| {
+                        t.destructive()
+                            || req
+                                .scope
+                                .restriction
+                                .as_ref()
+                                .is_some_and(|r| r.must_confirm(t.as_ref()))
+                    }),
+                    name: call.name.clone(),
+                    arguments: if call.arguments.trim().is_empty() {
+                        "{}".into()
+                    } else {
+                        call.arguments.clone()
+                    },
+                    result: content.clone(),
+                    status,
+                });
                 messages.push(ChatMessage::Tool {
                     call_id: call.id,
                     content,
@@ -461,48 +507,81 @@ impl Agent {
     }
 
     /// Run one tool call; every failure becomes `{"error": …}` for the model to correct.
+    /// Returns the result the model sees and what became of the call (for `tool_calls`).
     ///
     /// The model never decides a destructive action alone: in an ordinary turn
     /// ([`Scope::member_turn`]) with `agent.confirm_destructive` on, a destructive call is
     /// described ([`Tool::describe`], which also refuses calls that would fail) and handed to
     /// the confirmation gate instead of running; the model is told it awaits the member's
-    /// confirmation. Without a gate such a call is refused (fail closed).
+    /// confirmation. Without a gate such a call is refused (fail closed). Under a replay's
+    /// [`Restriction`] a tool outside its set is refused, and every call it says must be
+    /// confirmed is, with no setting that turns that off (issue 10).
     async fn call_tool(
         &self,
         svc: &Services,
         scope: &Scope,
         name: &str,
         raw: &str,
-    ) -> serde_json::Value {
+    ) -> (serde_json::Value, ToolCallStatus) {
+        let refused = |v: serde_json::Value| (v, ToolCallStatus::Refused);
         let Some(tool) = self.tools.get(name) else {
             tracing::info!(tool = name, "model asked for an unknown tool");
-            return json!({"error": format!("unknown tool '{name}'")});
+            return refused(json!({"error": format!("unknown tool '{name}'")}));
         };
+        if let Some(r) = &scope.restriction {
+            if !r.tools.contains(name) {
+                tracing::info!(tool = name, "replay called a tool outside its set; refused");
+                let allowed: Vec<&str> = r.tools.iter().map(String::as_str).collect();
+                return refused(json!({"error": format!(
+                    "not allowed: this routine may only use {}",
+                    if allowed.is_empty() { "no tools".to_string() } else { allowed.join(", ") }
+                )}));
+            }
+        }
         if tool.destructive() && !scope.addressed {
-            return json!({"error": "not allowed: this tool needs a message addressed to the bot"});
+            return refused(
+                json!({"error": "not allowed: this tool needs a message addressed to the bot"}),
+            );
         }
         let raw = if raw.trim().is_empty() { "{}" } else { raw };
         let args: serde_json::Value = match serde_json::from_str(raw) {
             Ok(v @ serde_json::Value::Object(_)) => v,
-            Ok(_) => return json!({"error": "invalid arguments: expected a JSON object"}),
+            Ok(_) => {
+                return (
+                    json!({"error": "invalid arguments: expected a JSON object"}),
+                    ToolCallStatus::Error,
+                )
+            }
             Err(e) => {
                 tracing::info!(tool = name, error = %e, "model sent invalid tool arguments");
-                return json!({"error": format!("invalid arguments: not valid JSON ({e})")});
+                return (
+                    json!({"error": format!("invalid arguments: not valid JSON ({e})")}),
+                    ToolCallStatus::Error,
+                );
             }
         };
-        if tool.destructive() && scope.member_turn && svc.config.agent.confirm_destructive {
+        let confirm = match &scope.restriction {
+            Some(r) => r.must_confirm(tool.as_ref()),
+            None => tool.destructive() && scope.member_turn && svc.config.agent.confirm_destructive,
+        };
+        if confirm {
             let Some(gate) = &self.confirm_gate else {
-                return json!({"error": "not allowed: this action needs the member's confirmation, which is unavailable"});
+                return refused(
+                    json!({"error": "not allowed: this action needs the member's confirmation, which is unavailable"}),
+                );
             };
             let held = match tool.describe(svc, scope, args).await {
                 Ok(call) => gate.hold(svc, scope, tool.spec().name, call).await,
                 Err(e) => Err(e),
             };
-            return held.unwrap_or_else(|e| json!({"error": e.to_string()}));
+            return match held {
+                Ok(v) => (v, ToolCallStatus::Held),
+                Err(e) => (json!({"error": e.to_string()}), ToolCallStatus::Error),
+            };
         }
         match tool.call(svc, scope, args).await {
-            Ok(v) => v,
-            Err(e) => json!({"error": e.to_string()}),
+            Ok(v) => (v, ToolCallStatus::Ran),
+            Err(e) => (json!({"error": e.to_string()}), ToolCallStatus::Error),
         }
     }
 }

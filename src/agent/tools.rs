@@ -33,6 +33,73 @@ pub struct Scope {
     /// makes then waits for that member's confirmation (`agent.confirm_destructive`). False for
     /// a routine's own turn (its owner set it up) and for a call being run on confirmation.
     pub member_turn: bool,
+    /// A replay's limits (issue 10), enforced here in the runtime, not in the prompt: only
+    /// these tools are offered and run, and every destructive call waits for the member's
+    /// confirmation whatever `agent.confirm_destructive` says. `None`: an ordinary turn.
+    pub restriction: Option<Arc<Restriction>>,
+}
+
+/// The limits of a recorded routine's replay (issue 10, item 5).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Restriction {
+    /// The only tools offered and run; a call to any other is refused and recorded.
+    pub tools: std::collections::BTreeSet<String>,
+    /// Tools the recording marked destructive, confirmed like the tools that say they are
+    /// ([`Tool::destructive`]): a call is confirmed when either says so.
+    pub confirm: std::collections::BTreeSet<String>,
+    /// The recorded calls' shapes, `(tool, sorted argument keys)`, in order: a destructive call
+    /// of another shape is confirmed with "This differs from when you recorded it: …".
+    pub recorded: Vec<(String, Vec<String>)>,
+}
+
+impl Restriction {
+    /// How a call of `tool` with `args` differs from every recorded call, in plain words, or
+    /// `None` when some recorded call has the same tool and argument keys (or nothing was
+    /// recorded).
+    pub fn difference(&self, tool: &str, args: &Value) -> Option<String> {
+        if self.recorded.is_empty() {
+            return None;
+        }
+        let mut keys: Vec<String> = args
+            .as_object()
+            .map(|o| o.keys().cloned().collect())
+            .unwrap_or_default();
+        keys.sort();
+        let same_tool: Vec<&Vec<String>> = self
+            .recorded
+            .iter()
+            .filter(|(t, _)| t == tool)
+            .map(|(_, k)| k)
+            .collect();
+        if same_tool.contains(&&keys) {
+            return None;
+        }
+        if same_tool.is_empty() {
+            let recorded: Vec<&str> = self.recorded.iter().map(|(t, _)| t.as_str()).collect();
+            return Some(format!(
+                "it calls {tool}, which the recording never called (it called {})",
+                join_and(&recorded.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            ));
+        }
+        let was = same_tool[0];
+        let fmt = |k: &[String]| {
+            if k.is_empty() {
+                "no arguments".to_string()
+            } else {
+                k.join(", ")
+            }
+        };
+        Some(format!(
+            "{tool} is called with {} instead of {}",
+            fmt(&keys),
+            fmt(was)
+        ))
+    }
+
+    /// True when a call of `tool` (destructive by its own flag or not) must be confirmed.
+    pub fn must_confirm(&self, tool: &dyn Tool) -> bool {
+        tool.destructive() || self.confirm.contains(tool.spec().name)
+    }
 }
 
 /// What a tool call can fail with; the text is given back to the model.
@@ -229,10 +296,17 @@ impl ToolRegistry {
         self.tools.get(name)
     }
 
-    /// Specs offered in a turn: all tools, or only non-destructive ones.
-    pub fn specs(&self, include_destructive: bool) -> Vec<ToolSpec> {
+    /// Specs offered in a turn: all tools, or only non-destructive ones; under a
+    /// [`Restriction`], only its tools.
+    pub fn specs(
+        &self,
+        include_destructive: bool,
+        restriction: Option<&Restriction>,
+    ) -> Vec<ToolSpec> {
         self.tools
-            .values()
+            .iter()
+            .filter(|(name, _)| restriction.is_none_or(|r| r.tools.contains(**name)))
+            .map(|(_, t)| t)
             .filter(|t| include_destructive || !t.destructive())
             .map(|t| t.spec())
             .collect()

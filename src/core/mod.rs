@@ -971,6 +971,7 @@ impl Hearth {
             window_start_id: None,
             addressed,
             member_turn: true,
+            restriction: None,
         };
         let current = format!(
             "{}: {}",

@@ -446,6 +446,8 @@ mod tests {
             description: String::new(),
             required: true,
             default: None,
+            kind: Default::default(),
+            example: None,
         }
     }
 

@@ -45,8 +45,16 @@ const TOP_KEYS: &[&str] = &[
     "concurrent",
     "inputs",
     "steps",
+    "recorded",
 ];
-const INPUT_KEYS: &[&str] = &["name", "description", "required", "default"];
+const INPUT_KEYS: &[&str] = &[
+    "name",
+    "description",
+    "required",
+    "default",
+    "type",
+    "example",
+];
 const STEP_KEYS: &[&str] = &[
     "name",
     "timeout",
@@ -59,7 +67,7 @@ const IF_KEYS: &[&str] = &["value", "contains", "equals", "compare"];
 /// The keys a step of `kind` may have besides [`STEP_KEYS`]; `None` for an unknown kind.
 fn kind_keys(kind: &str) -> Option<&'static [&'static str]> {
     Some(match kind {
-        "prompt" => &["prompt"],
+        "prompt" => &["prompt", "tools"],
         "routine" => &["routine", "inputs"],
         "message" => &["text", "to"],
         "tool" => &["tool", "args"],
@@ -358,7 +366,11 @@ pub async fn save_doc(
     // a one-step prompt without inputs over the single-prompt placeholders stays single-prompt
     let single = match doc.definition.steps.as_slice() {
         [Step {
-            kind: StepKind::Prompt { prompt },
+            kind:
+                StepKind::Prompt {
+                    prompt,
+                    tools: None,
+                },
             name: None,
             require_approval: false,
             auto_approve: false,
@@ -403,6 +415,7 @@ pub async fn save_doc(
             })?),
         },
         concurrent: doc.definition.concurrent,
+        source_turn_id: None,
     };
     // the prompt column: the single prompt, or what listings show for a multi-step routine
     let prompt = single.clone().unwrap_or_else(|| summary_prompt(doc));
@@ -515,7 +528,7 @@ fn summary_prompt(doc: &RoutineDoc) -> String {
         .steps
         .iter()
         .find_map(|s| match &s.kind {
-            StepKind::Prompt { prompt } => Some(prompt.clone()),
+            StepKind::Prompt { prompt, .. } => Some(prompt.clone()),
             _ => None,
         })
         .unwrap_or_else(|| {
@@ -632,7 +645,7 @@ mod tests {
         let cfg = crate::config::Config::load(None, Vec::<(String, String)>::new()).unwrap();
         let agent = crate::app::agent(&cfg, None, &dir).unwrap();
         let names = |r: &ToolRegistry| {
-            let mut v: Vec<&str> = r.specs(true).iter().map(|s| s.name).collect();
+            let mut v: Vec<&str> = r.specs(true, None).iter().map(|s| s.name).collect();
             v.sort();
             v
         };

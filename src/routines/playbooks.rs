@@ -189,7 +189,7 @@ pub fn step_lines(doc: &RoutineDoc) -> Vec<String> {
         .enumerate()
         .map(|(i, s)| {
             let what = match &s.kind {
-                StepKind::Prompt { prompt } => prompt.clone(),
+                StepKind::Prompt { prompt, .. } => prompt.clone(),
                 StepKind::Routine { routine, .. } => format!("runs {routine}"),
                 StepKind::Message { text, to } => match to {
                     Some(t) => format!("to {t}: {text}"),

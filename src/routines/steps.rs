@@ -116,6 +116,78 @@ pub struct Definition {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub inputs: Vec<InputSpec>,
     pub steps: Vec<Step>,
+    /// Set for a recorded routine (issue 10): what it was saved from. Its `prompt` step has a
+    /// `tools` list and every destructive call of a run is confirmed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recorded: Option<Recording>,
+}
+
+/// What a recorded routine was saved from (issue 10): the member's request and the shapes of
+/// the calls the recording made, and the tools it confirms before each call.
+///
+/// ```toml
+/// [recorded]
+/// request = "move all of Bob's chores to Alice until Sunday and tell her"
+/// confirm = ["chore_update"]
+/// [[recorded.calls]]
+/// tool = "chore_update"
+/// keys = ["assignee", "id"]
+/// ```
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Recording {
+    /// The member's original request (plain text, clipped to 2,000 characters).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub request: String,
+    /// Tools confirmed before each call besides those that say they are destructive.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub confirm: Vec<String>,
+    /// The recorded calls, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub calls: Vec<RecordedCall>,
+}
+
+/// One recorded call's shape: the tool and its sorted argument keys (values are not kept).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordedCall {
+    pub tool: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keys: Vec<String>,
+}
+
+/// What an input's answer must be (issue 10, item 5): checked when given, asked again if not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InputType {
+    /// Any text.
+    #[default]
+    Text,
+    /// A member of the chat the run starts in (first name, @username or Telegram id).
+    Member,
+    /// A chore of the chat (title or number).
+    Chore,
+    /// A date hearth can parse ("sunday", "6 Dec", "2026-12-06"), in the chat's zone.
+    Date,
+    /// A number.
+    Number,
+}
+
+impl InputType {
+    fn is_text(&self) -> bool {
+        *self == InputType::Text
+    }
+
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InputType::Text => "text",
+            InputType::Member => "member",
+            InputType::Chore => "chore",
+            InputType::Date => "date",
+            InputType::Number => "number",
+        }
+    }
 }
 
 /// An initial input, `{{initial.<name>}}`; asked for in turn when a member starts the run by hand.
@@ -132,6 +204,12 @@ pub struct InputSpec {
     /// Used when the input is not given (a fired run asks nobody).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default: Option<String>,
+    /// What the answer must be (default `text`).
+    #[serde(default, rename = "type", skip_serializing_if = "InputType::is_text")]
+    pub kind: InputType,
+    /// The value the recording used, shown as an example ("e.g. Bob").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub example: Option<String>,
 }
 
 /// One step: common fields plus the kind's fields (`kind = "prompt"`, …).
@@ -160,8 +238,13 @@ pub struct Step {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum StepKind {
-    /// An agent turn; the output is the model's final text.
-    Prompt { prompt: String },
+    /// An agent turn; the output is the model's final text. With `tools`, the turn is
+    /// restricted in the runtime to those tools (a recorded routine's replay, issue 10).
+    Prompt {
+        prompt: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tools: Option<Vec<String>>,
+    },
     /// Another saved routine, run as a child run with mapped inputs (templates).
     Routine {
         routine: String,

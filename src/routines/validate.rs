@@ -97,7 +97,7 @@ pub struct ValidateCtx {
 impl ValidateCtx {
     /// The tools of `reg` with their parameters.
     pub fn tools_of(reg: &ToolRegistry) -> BTreeMap<String, ToolInfo> {
-        reg.specs(true)
+        reg.specs(true, None)
             .into_iter()
             .map(|s| {
                 let p = &s.parameters;
@@ -271,6 +271,14 @@ impl Validator<'_> {
             }
         }
         self.names();
+        if let Some(rec) = &self.def.recorded {
+            for t in rec.confirm.iter().chain(rec.calls.iter().map(|c| &c.tool)) {
+                if !self.ctx.tools.contains_key(t) {
+                    let h = hint(t, self.ctx.tools.keys().map(String::as_str));
+                    self.err("recorded", format!("tool '{t}' does not exist{h}"));
+                }
+            }
+        }
         let succ = self.branches();
         let dom = dominators(n, &succ);
         for (i, d) in dom.iter().enumerate() {
@@ -416,11 +424,24 @@ impl Validator<'_> {
         let empty = BTreeSet::new();
         let dom = dom.unwrap_or(&empty);
         match &s.kind {
-            StepKind::Prompt { prompt } => {
+            StepKind::Prompt { prompt, tools } => {
                 if prompt.trim().is_empty() {
                     self.err(at.clone(), "prompt is empty");
                 }
                 self.template(i, "prompt", prompt, dom);
+                for t in tools.iter().flatten() {
+                    if !self.ctx.tools.contains_key(t) {
+                        let h = hint(t, self.ctx.tools.keys().map(String::as_str));
+                        self.err(at.clone(), format!("tools: '{t}' does not exist{h}"));
+                    }
+                }
+                if tools.is_some() && s.auto_approve {
+                    // issue 10: a replay confirms every destructive call, no exception
+                    self.err(
+                        at.clone(),
+                        "auto_approve cannot be set on a step with a tools list (its destructive calls are always confirmed)",
+                    );
+                }
             }
             StepKind::Message { text, to } => {
                 if text.trim().is_empty() {

@@ -18,6 +18,8 @@ pub struct DefinitionFields {
     /// JSON of `routines::steps::Definition`; `None` keeps a single-prompt routine.
     pub definition: Option<String>,
     pub concurrent: bool,
+    /// A recorded routine's source turn (issue 10); written on insert only, never exported.
+    pub source_turn_id: Option<i64>,
 }
 
 /// What an update replaces (besides [`DefinitionFields`]).
@@ -85,6 +87,7 @@ impl Store {
             publication: Set(d.publication),
             definition: Set(d.definition),
             concurrent: Set(d.concurrent),
+            source_turn_id: Set(d.source_turn_id),
             ..Default::default()
         })
         .exec(&txn)

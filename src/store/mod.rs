@@ -67,8 +67,8 @@ pub use entity::{
     chat::Model as ChatRow, chore::Model as ChoreRow, chore_completion::Model as CompletionRow,
     inbound::Model as InboundRow, message::Model as MessageRow, routine::Model as RoutineRow,
     routine_run::Model as RunRow, routine_trigger::Model as TriggerRow,
-    step_run::Model as StepRunRow, turn::Model as TurnRow, user::Model as UserRow,
-    workflow::Model as WorkflowRow, workflow_audit::Model as AuditRow,
+    step_run::Model as StepRunRow, tool_call::Model as ToolCallRow, turn::Model as TurnRow,
+    user::Model as UserRow, workflow::Model as WorkflowRow, workflow_audit::Model as AuditRow,
 };
 pub use inbound::InboundStatus;
 pub use log::NewMessage;
@@ -78,7 +78,7 @@ pub use routines::{
 };
 pub use run_queries::{RunFilter, SeedRun, StepResult};
 pub use runs::{GateOutcome, NewStepRun, RunChange, StepChange};
-pub use turns::NewTurn;
+pub use turns::{fingerprint, NewToolCall, NewTurn, ToolCallStatus, MAX_RECORDED_RESULT_CHARS};
 pub use workflows::{
     CreateGuard, CreateRefused, Eligibility, NewWorkflow, QuorumVote, TargetChange, Transition,
     Transitioned, Via, WorkflowKind, WorkflowStatus,

@@ -336,6 +336,7 @@ impl Store {
             publication: super::Publication::Published,
             definition: None,
             concurrent: false,
+            source_turn_id: None,
         };
         self.insert_routine_doc(r, single_prompt, triggers).await
     }

@@ -1,8 +1,59 @@
-//! Turn records: tokens, steps, outcome and duration of every agent turn.
+//! Turn records: tokens, steps, outcome and duration of every agent turn, and its tool calls in
+//! order (issue 10: recorded routines are saved from them; the web admin lists them).
 use chrono::{DateTime, Utc};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set};
+use sea_orm::{
+    entity::prelude::StringLen, ColumnTrait, DeriveActiveEnum, EntityTrait, EnumIter, QueryFilter,
+    QueryOrder, QuerySelect, Set, TransactionTrait,
+};
 
-use super::{entity::turn, Store, StoreResult};
+use super::{
+    entity::{tool_call, turn},
+    Store, StoreResult,
+};
+
+/// Longest tool result kept in a `tool_calls` row, in characters.
+pub const MAX_RECORDED_RESULT_CHARS: usize = 2000;
+
+/// What became of one tool call the model asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::None)")]
+pub enum ToolCallStatus {
+    /// It ran and succeeded.
+    #[sea_orm(string_value = "ran")]
+    Ran,
+    /// It ran (or was checked) and failed; the error went back to the model.
+    #[sea_orm(string_value = "error")]
+    Error,
+    /// A destructive call held for its member's confirmation (nothing done yet).
+    #[sea_orm(string_value = "held")]
+    Held,
+    /// Not run: outside a replay's tool set, unknown, or destructive where that is withheld.
+    #[sea_orm(string_value = "refused")]
+    Refused,
+    /// The same call (name and arguments) again in one turn: not run again.
+    #[sea_orm(string_value = "repeat")]
+    Repeat,
+}
+
+stored_names!(ToolCallStatus {
+    Ran => "ran",
+    Error => "error",
+    Held => "held",
+    Refused => "refused",
+    Repeat => "repeat",
+});
+
+/// One tool call to record with its turn.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewToolCall {
+    pub name: String,
+    /// JSON arguments as sent (`{}` when empty).
+    pub arguments: String,
+    /// JSON result (clipped to [`MAX_RECORDED_RESULT_CHARS`] when stored).
+    pub result: String,
+    pub status: ToolCallStatus,
+    pub destructive: bool,
+}
 
 /// A finished turn to record.
 #[derive(Debug, Clone)]
@@ -20,11 +71,60 @@ pub struct NewTurn<'a> {
     pub duration_ms: i64,
     /// The model's whole final answer, before `llm.max_answer_chars` cut it; `None` on failure.
     pub reply_text: Option<&'a str>,
+    /// The Telegram user the turn acted for.
+    pub actor_id: Option<i64>,
+    /// The member's message as the model saw it.
+    pub request: Option<&'a str>,
+    /// The tool calls, in order.
+    pub calls: &'a [NewToolCall],
+}
+
+/// The fingerprint of a turn's calls: the tool names with their sorted argument keys, in order,
+/// of the calls that ran (`chore_list();chore_update(id,owner)`); `None` when none ran. Two turns
+/// with the same fingerprint did "the same kind of task" (issue 10, item 8).
+pub fn fingerprint(calls: &[NewToolCall]) -> Option<String> {
+    let parts: Vec<String> = calls
+        .iter()
+        .filter(|c| c.status == ToolCallStatus::Ran)
+        .map(|c| {
+            let keys = serde_json::from_str::<serde_json::Value>(&c.arguments)
+                .ok()
+                .and_then(|v| {
+                    v.as_object().map(|o| {
+                        let mut k: Vec<String> = o.keys().cloned().collect();
+                        k.sort();
+                        k
+                    })
+                })
+                .unwrap_or_default();
+            format!("{}({})", c.name, keys.join(","))
+        })
+        .collect();
+    if parts.is_empty() {
+        return None;
+    }
+    let mut f = parts.join(";");
+    if f.len() > 512 {
+        let mut end = 512;
+        while !f.is_char_boundary(end) {
+            end -= 1;
+        }
+        f.truncate(end);
+    }
+    Some(f)
+}
+
+fn clip_chars(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
 }
 
 impl Store {
-    /// Record a turn; returns its id.
+    /// Record a turn and its tool calls in one transaction; returns the turn's id.
     pub async fn record_turn(&self, t: NewTurn<'_>) -> StoreResult<i64> {
+        let txn = self.conn().begin().await?;
         let r = turn::Entity::insert(turn::ActiveModel {
             chat_id: Set(t.chat_id),
             source: Set(t.source.to_string()),
@@ -36,11 +136,35 @@ impl Store {
             started_at: Set(t.started_at),
             duration_ms: Set(t.duration_ms),
             reply_text: Set(t.reply_text.map(str::to_string)),
+            actor_id: Set(t.actor_id),
+            request: Set(t.request.map(str::to_string)),
+            fingerprint: Set(fingerprint(t.calls)),
             ..Default::default()
         })
-        .exec(self.conn())
+        .exec(&txn)
         .await?;
-        Ok(r.last_insert_id)
+        let turn_id = r.last_insert_id;
+        if !t.calls.is_empty() {
+            let rows = t
+                .calls
+                .iter()
+                .enumerate()
+                .map(|(i, c)| tool_call::ActiveModel {
+                    turn_id: Set(turn_id),
+                    chat_id: Set(t.chat_id),
+                    position: Set(i as i32),
+                    name: Set(c.name.chars().take(64).collect()),
+                    arguments: Set(c.arguments.clone()),
+                    result: Set(clip_chars(&c.result, MAX_RECORDED_RESULT_CHARS)),
+                    status: Set(c.status),
+                    destructive: Set(c.destructive),
+                    created_at: Set(t.started_at),
+                    ..Default::default()
+                });
+            tool_call::Entity::insert_many(rows).exec(&txn).await?;
+        }
+        txn.commit().await?;
+        Ok(turn_id)
     }
 
     /// Turns of a chat, newest first.
@@ -50,5 +174,90 @@ impl Store {
             .order_by_desc(turn::Column::Id)
             .all(self.conn())
             .await?)
+    }
+
+    /// One turn by id.
+    pub async fn turn(&self, id: i64) -> StoreResult<Option<turn::Model>> {
+        Ok(turn::Entity::find_by_id(id).one(self.conn()).await?)
+    }
+
+    /// A turn's tool calls, in order.
+    pub async fn tool_calls(&self, turn_id: i64) -> StoreResult<Vec<tool_call::Model>> {
+        Ok(tool_call::Entity::find()
+            .filter(tool_call::Column::TurnId.eq(turn_id))
+            .order_by_asc(tool_call::Column::Position)
+            .all(self.conn())
+            .await?)
+    }
+
+    /// The latest turns member `actor_id` made in chat `chat_id` with a fingerprint (at least
+    /// one call that ran), newest first, at most `limit`.
+    pub async fn tool_turns_of(
+        &self,
+        chat_id: i64,
+        actor_id: i64,
+        limit: u64,
+    ) -> StoreResult<Vec<turn::Model>> {
+        Ok(turn::Entity::find()
+            .filter(turn::Column::ChatId.eq(chat_id))
+            .filter(turn::Column::ActorId.eq(actor_id))
+            .filter(turn::Column::Fingerprint.is_not_null())
+            .order_by_desc(turn::Column::Id)
+            .limit(limit)
+            .all(self.conn())
+            .await?)
+    }
+
+    /// Member `actor_id`'s turns in chat `chat_id` with fingerprint `fp` started at or after
+    /// `since` (UTC), newest first.
+    pub async fn turns_with_fingerprint(
+        &self,
+        chat_id: i64,
+        actor_id: i64,
+        fp: &str,
+        since: DateTime<Utc>,
+    ) -> StoreResult<Vec<turn::Model>> {
+        Ok(turn::Entity::find()
+            .filter(turn::Column::ChatId.eq(chat_id))
+            .filter(turn::Column::ActorId.eq(actor_id))
+            .filter(turn::Column::Fingerprint.eq(fp))
+            .filter(turn::Column::StartedAt.gte(since))
+            .order_by_desc(turn::Column::Id)
+            .all(self.conn())
+            .await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(name: &str, args: &str, status: ToolCallStatus) -> NewToolCall {
+        NewToolCall {
+            name: name.into(),
+            arguments: args.into(),
+            result: "{}".into(),
+            status,
+            destructive: false,
+        }
+    }
+
+    #[test]
+    fn fingerprint_is_names_and_sorted_keys_of_calls_that_ran() {
+        let calls = [
+            call("chore_list", "{}", ToolCallStatus::Ran),
+            call(
+                "chore_update",
+                r#"{"owner":"Alice","id":3}"#,
+                ToolCallStatus::Ran,
+            ),
+            call("nope", "{}", ToolCallStatus::Refused),
+            call("chore_update", "not json", ToolCallStatus::Ran),
+        ];
+        assert_eq!(
+            fingerprint(&calls).as_deref(),
+            Some("chore_list();chore_update(id,owner);chore_update()")
+        );
+        assert_eq!(fingerprint(&calls[2..3]), None);
     }
 }

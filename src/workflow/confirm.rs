@@ -55,7 +55,18 @@ impl ConfirmGate for Gate {
         let actor = scope
             .actor_id
             .ok_or_else(|| ToolError::Denied("no member is acting in this turn".into()))?;
-        let title = clip(&call.text, MAX_TITLE_CHARS);
+        let mut title = clip(&call.text, MAX_TITLE_CHARS);
+        // a replay's call of another shape than recorded says so (issue 10, item 5)
+        if let Some(d) = scope
+            .restriction
+            .as_ref()
+            .and_then(|r| r.difference(tool, &call.args))
+        {
+            title = format!(
+                "{title} — ⚠️ This differs from when you recorded it: {}.",
+                clip(&d, 200)
+            );
+        }
         let meta = serde_json::to_string(&HeldCall {
             tool: tool.to_string(),
             args: call.args,
@@ -150,6 +161,7 @@ impl ConfirmTarget {
             window_start_id: None,
             addressed: true,
             member_turn: false,
+            restriction: None,
         };
         let outcome = match tool.call(svc, &scope, call.args).await {
             Ok(v) => tool.summarize(&v),
@@ -181,7 +193,7 @@ impl WorkflowTarget for ConfirmTarget {
     fn describe(&self, wf: &WorkflowRow, who: &str) -> String {
         format!(
             "🔐 <b>{who}</b>, I was asked to: {}",
-            e(&clip(&wf.target_title, MAX_TITLE_CHARS))
+            e(&clip(&wf.target_title, MAX_TITLE_CHARS + 300))
         )
     }
 

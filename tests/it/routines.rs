@@ -1194,7 +1194,7 @@ fn routine_tools_cost_few_prompt_tokens() {
     routines::tools::register(&mut reg);
     let bpe = tiktoken_rs::o200k_base().unwrap();
     let text: String = reg
-        .specs(true)
+        .specs(true, None)
         .iter()
         .map(|s| {
             serde_json::json!({"type": "function", "function": {"name": s.name, "description": s.description, "parameters": s.parameters}})

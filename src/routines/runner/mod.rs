@@ -97,8 +97,10 @@ pub fn definition_of(r: &RoutineRow) -> Result<(Definition, bool), RoutineError>
                     auto_approve: false,
                     kind: StepKind::Prompt {
                         prompt: r.prompt.clone(),
+                        tools: None,
                     },
                 }],
+                recorded: None,
             },
             true,
         )),

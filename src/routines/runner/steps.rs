@@ -6,7 +6,7 @@
 //! `super::resume::next_local`, services, agent, store, routines::{steps, gate, progress, model},
 //! format.
 
-use std::{collections::BTreeMap, time::Instant};
+use std::{collections::BTreeMap, sync::Arc, time::Instant};
 
 use chrono::Duration;
 use serde_json::{json, Map, Value};
@@ -22,11 +22,11 @@ use crate::routines::{
     gate::{self, GateRequest},
     model::{render_prompt, PromptVars},
     run_cost,
-    steps::{Resolvers, Step, StepKind, MAX_DEPTH},
+    steps::{Definition, Resolvers, Step, StepKind, MAX_DEPTH},
     zone_of, RoutineError, QUIET_TOKEN,
 };
 use crate::{
-    agent::{Scope, TurnFailure, TurnRequest},
+    agent::{Restriction, Scope, TurnFailure, TurnRequest},
     events::HearthEvent,
     format,
     services::Services,
@@ -89,7 +89,7 @@ async fn exec_kind(ctx: &Ctx<'_>, idx: usize, step: &Step, t0: Instant) -> Store
     let vars = context(ctx, idx).await?;
     let kind = step.kind.step_type();
     match &step.kind {
-        StepKind::Prompt { prompt } => {
+        StepKind::Prompt { prompt, .. } => {
             if ctx.snap.single {
                 return single_prompt(ctx, idx, prompt).await;
             }
@@ -505,6 +505,33 @@ async fn scope_for(ctx: &Ctx<'_>, member_turn: bool) -> StoreResult<Option<Scope
         window_start_id: None,
         addressed: true,
         member_turn,
+        restriction: None,
+    }))
+}
+
+/// The runtime limits of a `prompt` step with a `tools` list (a recorded routine's replay,
+/// issue 10): only those tools, the recording's `confirm` list and call shapes. `None` for a
+/// prompt step without `tools` (all tools, the ordinary confirmation rules).
+fn restriction_of(def: &Definition, step: &Step) -> Option<Arc<Restriction>> {
+    let StepKind::Prompt {
+        tools: Some(tools), ..
+    } = &step.kind
+    else {
+        return None;
+    };
+    let rec = def.recorded.clone().unwrap_or_default();
+    Some(Arc::new(Restriction {
+        tools: tools.iter().cloned().collect(),
+        confirm: rec.confirm.into_iter().collect(),
+        recorded: rec
+            .calls
+            .into_iter()
+            .map(|c| {
+                let mut keys = c.keys;
+                keys.sort();
+                (c.tool, keys)
+            })
+            .collect(),
     }))
 }
 
@@ -522,9 +549,10 @@ async fn prompt_step(
     let svc = ctx.svc;
     let started = svc.clock.now();
     let lock = svc.locks.lock(ctx.chat_id()).await;
-    let Some(scope) = scope_for(ctx, !step.auto_approve).await? else {
+    let Some(mut scope) = scope_for(ctx, !step.auto_approve).await? else {
         return Ok(failed(id, "the chat is unknown", t0, started));
     };
+    scope.restriction = restriction_of(&ctx.snap.def, step);
     let current = format!(
         "[Routine '{}', run {}, {} of {}]\n{text}",
         ctx.routine.name,

@@ -12,6 +12,7 @@ pub mod routine;
 pub mod routine_run;
 pub mod routine_trigger;
 pub mod step_run;
+pub mod tool_call;
 pub mod turn;
 pub mod user;
 pub mod workflow;

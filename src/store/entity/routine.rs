@@ -45,6 +45,8 @@ pub struct Model {
     pub definition: Option<String>,
     /// More than one active run per chat is allowed.
     pub concurrent: bool,
+    /// The turn a recorded routine was saved from (issue 10); not exported.
+    pub source_turn_id: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -17,6 +17,14 @@ pub struct Model {
     pub duration_ms: i64,
     /// The model's whole final answer (before the length cap); `None` for failed turns.
     pub reply_text: Option<String>,
+    /// The Telegram user the turn acted for (`None`: a routine turn with no owner).
+    pub actor_id: Option<i64>,
+    /// The member's message as the model saw it ("Bob: move my chores to Alice").
+    #[sea_orm(column_type = "Text", nullable)]
+    pub request: Option<String>,
+    /// The ordered tool names and argument keys of the turn's successful calls,
+    /// `chore_list();chore_update(id,owner)`; `None` without any.
+    pub fingerprint: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
