@@ -134,6 +134,7 @@ pub fn core_with(
         events: EventBus::default(),
         workflow_targets,
         progress: Default::default(),
+        menu: Arc::new(crate::core::commands::menu(&router)),
     };
     Hearth::new(svc, agent, router)
 }
@@ -277,6 +278,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         Ok(false) => {}
         Err(e) => tracing::warn!(error = %e, "setMyCommands failed; will retry at next start"),
     }
+    // each chat's own menu (its routines): what changed while hearth was down or failed before
+    crate::routines::menu::sync_all(&hearth.svc).await;
     tracing::info!(
         process = hearth.owner(),
         "process identity (owner of its leases)"
@@ -402,6 +405,7 @@ pub async fn routines_cli(
         events: EventBus::default(),
         workflow_targets: WorkflowTargets::default(),
         progress: Default::default(),
+        menu: Arc::new(crate::core::commands::menu(&router())),
     };
     crate::routines::doc::run_cli(&svc, cmd).await
 }

@@ -46,6 +46,22 @@ pub trait Messenger: Send + Sync + 'static {
         let _ = (file_id, max);
         Err(SendError("this adapter cannot download files".into()))
     }
+    /// Replace the command menu Telegram shows in one chat (`setMyCommands` with scope
+    /// `{"type":"chat","chat_id":…}`): `commands` are (name without the slash, description), at
+    /// most 100, names `[a-z0-9_]{1,32}`, descriptions 1–256 characters (Telegram's limits). An
+    /// empty list removes the chat's own menu (`deleteMyCommands`: the default menu shows again).
+    /// `Ok(true)`: applied; `Ok(false)`: this adapter has no command menu (nothing was set, so
+    /// nothing may be remembered as sent). Default: an error (callers log it and retry later).
+    async fn set_chat_commands(
+        &self,
+        chat_id: i64,
+        commands: &[(String, String)],
+    ) -> Result<bool, SendError> {
+        let _ = (chat_id, commands);
+        Err(SendError(
+            "this adapter cannot set a chat's command menu".into(),
+        ))
+    }
     /// Show "typing…" in a chat (lasts about 5 s on Telegram).
     async fn typing(&self, chat_id: i64) -> Result<(), SendError>;
     /// Send a PNG image with an HTML caption.

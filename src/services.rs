@@ -36,6 +36,9 @@ pub struct Services {
     pub workflow_targets: WorkflowTargets,
     /// Pacing of runs' progress-message edits (at most one a second per run).
     pub progress: crate::routines::progress::Pacer,
+    /// The built-in command menu (`core::commands::menu` of the registered router): what a
+    /// chat's own menu lists before its routines ([`crate::routines::menu`]).
+    pub menu: Arc<Vec<crate::router::MenuEntry>>,
 }
 
 /// One lock per chat: a member's turn and a routine's turn in the same chat never interleave.

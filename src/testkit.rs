@@ -137,6 +137,14 @@ impl Messenger for RecordingMessenger {
         });
         Ok(())
     }
+    /// No command menu here (the fake Bot API records Telegram's).
+    async fn set_chat_commands(
+        &self,
+        _chat_id: i64,
+        _commands: &[(String, String)],
+    ) -> Result<bool, SendError> {
+        Ok(false)
+    }
     async fn typing(&self, _chat_id: i64) -> Result<(), SendError> {
         Ok(())
     }

@@ -200,6 +200,15 @@ impl Messenger for ConsoleMessenger {
         Ok(())
     }
 
+    /// No Telegram menu in a terminal: nothing is set (and nothing remembered as sent).
+    async fn set_chat_commands(
+        &self,
+        _chat_id: i64,
+        _commands: &[(String, String)],
+    ) -> Result<bool, SendError> {
+        Ok(false)
+    }
+
     async fn send_photo(
         &self,
         chat_id: i64,

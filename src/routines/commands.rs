@@ -1,5 +1,5 @@
 //! Routine chat commands: `/every`, `/cron`, `/at`, `/routines`, `/routine_pause`,
-//! `/routine_resume`, `/routine_delete`, `/routine_run`, `/routine_history`, `/routine_install`,
+//! `/routine_resume`, `/routine_delete`, `/routine_show`, `/routine_edit` ([`super::manage`]), `/routine_run`, `/routine_history`, `/routine_install`,
 //! and `/<name>` for any routine of the chat (names are command-safe, `[a-z0-9_]{1,32}`).
 //!
 //! Parses the command text, calls the routine service functions and replies through the outbox
@@ -41,6 +41,14 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("routines", "List this chat's routines"),
     ("routine_pause", "Pause a routine: /routine_pause <name>"),
     ("routine_resume", "Resume a routine: /routine_resume <name>"),
+    (
+        "routine_show",
+        "A routine's template, parameters and tools: /routine_show <name>",
+    ),
+    (
+        "routine_edit",
+        "Change a routine: /routine_edit <name> prompt … or param <name> description …",
+    ),
     ("routine_delete", "Delete a routine: /routine_delete <name>"),
     ("routine_run", "Run a routine now: /routine_run <name>"),
     (
@@ -101,6 +109,8 @@ pub async fn handle(
         "routine_pause" => pause(svc, ctx, args, true).await,
         "routine_resume" => pause(svc, ctx, args, false).await,
         "routine_delete" => delete(svc, ctx, args).await,
+        "routine_show" => super::manage::show(svc, ctx.chat.id, args).await,
+        "routine_edit" => super::manage::edit(svc, ctx.chat.id, actor(ctx), args).await,
         "routine_run" => run(svc, ctx, args).await,
         "routine_history" => history(svc, ctx, args).await,
         "routine_install" => install(svc, ctx, args).await,
@@ -298,6 +308,8 @@ async fn list(svc: &Services, ctx: &CommandCtx<'_>, filter: &str) -> Result<Stri
     if all.is_empty() {
         return Ok("No routines yet. Try /every 30m check the washing, /cron 0 8 * * 1-5 post today's chores, /at tomorrow 09:00 call the plumber, or /routine_install morning_briefing.".into());
     }
+    let ids: Vec<i64> = all.iter().map(|l| l.routine.id).collect();
+    let usage = super::manage::usage(svc, &ids).await?;
     let mut lines = vec!["<b>Routines</b>".to_string()];
     for l in all {
         let r = &l.routine;
@@ -347,6 +359,7 @@ async fn list(svc: &Services, ctx: &CommandCtx<'_>, filter: &str) -> Result<Stri
                 format!(" · {}", e(&flags.join(" · ")))
             }
         ));
+        lines.push(super::manage::usage_line(r, usage.get(&r.id), zone));
     }
     Ok(lines.join("\n"))
 }

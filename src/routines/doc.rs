@@ -450,6 +450,7 @@ pub async fn save_doc(
                 .await?
                 .ok_or_else(|| RoutineError::NotFound(doc.name.clone()))?;
             tracing::info!(chat_id, routine = %routine.name, id = routine.id, "routine definition updated");
+            super::menu::sync(svc, chat_id).await;
             Ok(Saved {
                 routine,
                 updated: true,
@@ -494,6 +495,7 @@ pub async fn save_doc(
                 super::deliver_token(svc, &routine, t).await?;
             }
             tracing::info!(chat_id, routine = %routine.name, id, "routine saved from a document");
+            super::menu::sync(svc, chat_id).await;
             Ok(Saved {
                 routine,
                 updated: false,

@@ -16,6 +16,8 @@ pub mod conditions;
 pub mod doc;
 pub mod engine;
 pub mod gate;
+pub mod manage;
+pub mod menu;
 pub mod model;
 pub mod playbooks;
 pub mod progress;
@@ -351,6 +353,7 @@ pub async fn delete(
     let r = find_managed(svc, chat_id, name, actor).await?;
     svc.store.delete_routine(r.id).await?;
     tracing::info!(chat_id, routine = %r.name, "routine deleted");
+    menu::sync(svc, chat_id).await;
     Ok(r)
 }
 

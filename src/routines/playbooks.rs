@@ -426,6 +426,7 @@ pub async fn on_callback(svc: &Services, c: &CallbackQuery) -> StoreResult<bool>
         saved = tap == "s",
         "draft decided"
     );
+    super::menu::sync(svc, c.chat.id).await;
     answer(svc, c, if tap == "s" { "Saved." } else { "Cancelled." }).await;
     if let Err(err) = svc.outbox.edit(c.chat.id, c.message_id, &text, &[]).await {
         tracing::warn!(error = %err, "draft preview not edited");

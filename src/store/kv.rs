@@ -68,3 +68,20 @@ impl Store {
         Ok(r.rows_affected == 1)
     }
 }
+
+impl Store {
+    /// Every (key, value) whose key starts with `prefix`, in key order (e.g. each chat's
+    /// command-menu hash, `telegram.menu.<bot id>.<chat id>`).
+    pub async fn kv_with_prefix(&self, prefix: &str) -> StoreResult<Vec<(String, String)>> {
+        use sea_orm::{ColumnTrait, QueryFilter, QueryOrder};
+        Ok(kv::Entity::find()
+            .filter(kv::Column::Key.starts_with(prefix))
+            .order_by_asc(kv::Column::Key)
+            .all(self.conn())
+            .await?
+            .into_iter()
+            .filter(|m| m.key.starts_with(prefix))
+            .map(|m| (m.key, m.value))
+            .collect())
+    }
+}

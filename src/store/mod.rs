@@ -72,6 +72,7 @@ pub use entity::{
 };
 pub use inbound::InboundStatus;
 pub use log::NewMessage;
+pub use routines::RunTally;
 pub use routines::{
     NewRoutine, NewRun, NewTrigger, Publication, RoutineCounters, RoutineStatus, RunEnd, RunSource,
     RunStatus, StepStatus, StepType, TriggerKind,

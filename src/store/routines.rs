@@ -742,3 +742,49 @@ impl Store {
         Ok(())
     }
 }
+
+/// One routine's run counts by status, from [`Store::run_tallies`].
+#[derive(Debug, Clone, PartialEq, sea_orm::FromQueryResult)]
+pub struct RunTally {
+    pub routine_id: i64,
+    pub status: RunStatus,
+    /// Runs of this routine with this status.
+    pub runs: i64,
+    /// When the newest of them started (UTC).
+    pub last_started: Option<DateTime<Utc>>,
+}
+
+impl Store {
+    /// Run counts of `routine_ids` grouped by (routine, status), with each group's newest start:
+    /// one query for a whole listing (`/routines`), never one per routine.
+    pub async fn run_tallies(&self, routine_ids: &[i64]) -> StoreResult<Vec<RunTally>> {
+        if routine_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(routine_run::Entity::find()
+            .select_only()
+            .column(routine_run::Column::RoutineId)
+            .column(routine_run::Column::Status)
+            .column_as(routine_run::Column::Id.count(), "runs")
+            .column_as(routine_run::Column::StartedAt.max(), "last_started")
+            .filter(routine_run::Column::RoutineId.is_in(routine_ids.iter().copied()))
+            .group_by(routine_run::Column::RoutineId)
+            .group_by(routine_run::Column::Status)
+            .into_model::<RunTally>()
+            .all(self.conn())
+            .await?)
+    }
+
+    /// The chats that have at least one routine (any status), ascending.
+    pub async fn chats_with_routines(&self) -> StoreResult<Vec<i64>> {
+        let ids: Vec<i64> = routine::Entity::find()
+            .select_only()
+            .column(routine::Column::ChatId)
+            .distinct()
+            .order_by_asc(routine::Column::ChatId)
+            .into_tuple()
+            .all(self.conn())
+            .await?;
+        Ok(ids)
+    }
+}

@@ -522,6 +522,30 @@ impl Messenger for TelegramMessenger {
             .map_err(send_err)
     }
 
+    /// `setMyCommands` (or `deleteMyCommands` for an empty list) with a chat scope; Telegram's
+    /// 429 and 5xx are retried within the client's budget (`Kind::Call`).
+    async fn set_chat_commands(
+        &self,
+        chat_id: i64,
+        commands: &[(String, String)],
+    ) -> Result<bool, SendError> {
+        let scope = json!({"type": "chat", "chat_id": chat_id});
+        let (method, body) = if commands.is_empty() {
+            ("deleteMyCommands", json!({ "scope": scope }))
+        } else {
+            let cmds: Vec<Value> = commands
+                .iter()
+                .map(|(c, d)| json!({"command": c, "description": d}))
+                .collect();
+            ("setMyCommands", json!({ "commands": cmds, "scope": scope }))
+        };
+        self.bot
+            .call::<Value>(Kind::Call, method, body)
+            .await
+            .map(|_| true)
+            .map_err(send_err)
+    }
+
     async fn typing(&self, chat_id: i64) -> Result<(), SendError> {
         if self.bot.chat_blocked(chat_id) {
             return Ok(()); // cosmetic; nothing goes to a chat Telegram asked us to leave alone
