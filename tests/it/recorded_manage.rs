@@ -3,7 +3,7 @@
 //! restart), visibility and rights (item 6), and `/routines`, `/routine_show`, `/routine_edit`,
 //! `/routine_delete`, TOML export → import (item 7). Recorded routines are imported as TOML in
 //! the contract's shape, not made through the save flow.
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
 use chrono::{TimeZone, Utc};
 use hearth::{

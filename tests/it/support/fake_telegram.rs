@@ -1136,7 +1136,23 @@ impl FakeState {
         format!("{scope}|{lang}")
     }
 
+    /// A `chat` scope must name a chat the bot is in (Telegram: "chat not found").
+    fn check_scope(&self, p: &Map<String, Value>) -> Result<(), ApiErr> {
+        let scope = p.get("scope").map(json_value).unwrap_or(Value::Null);
+        if scope.get("type").and_then(Value::as_str) == Some("chat") {
+            let known = scope
+                .get("chat_id")
+                .and_then(as_i64)
+                .is_some_and(|id| self.chats.contains_key(&id));
+            if !known {
+                return Err(bad("chat not found"));
+            }
+        }
+        Ok(())
+    }
+
     fn set_my_commands(&mut self, p: &Map<String, Value>) -> Result<Value, ApiErr> {
+        self.check_scope(p)?;
         let commands = p.get("commands").map(json_value).unwrap_or(json!([]));
         let list = commands
             .as_array()
@@ -1289,6 +1305,7 @@ impl FakeState {
                 .cloned()
                 .unwrap_or(json!([]))),
             "deletemycommands" => {
+                self.check_scope(p)?;
                 self.commands.remove(&Self::commands_key(p));
                 Ok(json!(true))
             }
