@@ -134,6 +134,7 @@ pub fn core_with(
         events: EventBus::default(),
         workflow_targets,
         progress: Default::default(),
+        run_started: Default::default(),
     };
     Hearth::new(svc, agent, router)
 }
@@ -402,6 +403,7 @@ pub async fn routines_cli(
         events: EventBus::default(),
         workflow_targets: WorkflowTargets::default(),
         progress: Default::default(),
+        run_started: Default::default(),
     };
     crate::routines::doc::run_cli(&svc, cmd).await
 }

@@ -36,6 +36,10 @@ pub struct Services {
     pub workflow_targets: WorkflowTargets,
     /// Pacing of runs' progress-message edits (at most one a second per run).
     pub progress: crate::routines::progress::Pacer,
+    /// Signalled when a run was started by hand (`/<name>`): the routine engine's listener
+    /// sweeps at once instead of at the next one-second tick (issue 10: `/name` → first tool
+    /// call within milliseconds).
+    pub run_started: Arc<tokio::sync::Notify>,
 }
 
 /// One lock per chat: a member's turn and a routine's turn in the same chat never interleave.

@@ -295,7 +295,11 @@ pub async fn begin(
     // typed inputs are checked now; the first wrong one is asked again with why
     let mut wrong: Option<(InputSpec, String)> = None;
     for spec in &specs {
-        let Some(raw) = values.get(&spec.name).and_then(Value::as_str).map(str::to_string) else {
+        let Some(raw) = values
+            .get(&spec.name)
+            .and_then(Value::as_str)
+            .map(str::to_string)
+        else {
             continue;
         };
         match super::typed::check(svc, who.chat_id, spec, &raw).await? {
@@ -355,6 +359,9 @@ async fn launch(svc: &Services, who: Asker, st: &AskState) -> Result<String, Rou
     )
     .await?;
     tracing::info!(routine_id = st.routine_id, "run started by hand");
+    if matches!(started, Started::Run(_)) {
+        svc.run_started.notify_one(); // the engine sweeps now, not at its next tick
+    }
     Ok(match started {
         Started::Run(id) => format!(
             "Started run {id} of <b>{}</b>. /run_show {id} shows it; /run_cancel {id} stops it.",
@@ -574,7 +581,10 @@ mod tests {
         assert_eq!(v.len(), 1);
         assert_eq!(v["bills"], "rent");
         let v = parse_inline(&two, "bills", "rent split evenly").unwrap();
-        assert_eq!((&v["bills"], &v["note"]), (&json!("rent"), &json!("split evenly")));
+        assert_eq!(
+            (&v["bills"], &v["note"]),
+            (&json!("rent"), &json!("split evenly"))
+        );
         let three = [spec("from"), spec("to"), spec("until")];
         let v = parse_inline(&three, "handover", "bob \"Ann Lee\" next sunday").unwrap();
         assert_eq!(v["from"], "bob");

@@ -56,7 +56,12 @@ fn number(v: &str) -> Result<String, String> {
 }
 
 async fn member(svc: &Services, chat_id: i64, v: &str) -> StoreResult<Result<String, String>> {
-    let unknown = || Err(format!("I don't know a member called '{}' here", clip(v, 40)));
+    let unknown = || {
+        Err(format!(
+            "I don't know a member called '{}' here",
+            clip(v, 40)
+        ))
+    };
     if v.is_empty() {
         return Ok(unknown());
     }

@@ -167,5 +167,8 @@ async fn a_replay_turn_costs_fewer_prompt_tokens_than_the_recording_turn() {
         tools.len()
     );
     assert_eq!(tools.len(), 2);
-    assert!(replay < recording, "replay {replay} ≥ recording {recording}");
+    assert!(
+        replay < recording,
+        "replay {replay} ≥ recording {recording}"
+    );
 }

@@ -133,7 +133,12 @@ pub(super) async fn unconfirmed_end(
         counted: true, // added to the run's totals when the step began waiting
         ..done(sr.id, "", Instant::now(), now)
     };
-    let mut c = end_change(&ctx.run, RunStatus::Cancelled, Some(NOT_CONFIRMED.into()), svc);
+    let mut c = end_change(
+        &ctx.run,
+        RunStatus::Cancelled,
+        Some(NOT_CONFIRMED.into()),
+        svc,
+    );
     c.output = Some(clip(&summary, 200));
     if !svc
         .store
@@ -142,7 +147,10 @@ pub(super) async fn unconfirmed_end(
     {
         return Ok(Some(Flow::Stop));
     }
-    tracing::info!(run = ctx.run.id, "replay cancelled: a call was not confirmed");
+    tracing::info!(
+        run = ctx.run.id,
+        "replay cancelled: a call was not confirmed"
+    );
     let html = format!(
         "Run {} of <b>{}</b> stopped: not confirmed, so nothing more was changed.\n\
          Done before it: {}.\nNot done: {}.",
