@@ -135,6 +135,7 @@ pub fn core_with(
         workflow_targets,
         progress: Default::default(),
         menu: Arc::new(crate::core::commands::menu(&router)),
+        run_started: Default::default(),
     };
     Hearth::new(svc, agent, router)
 }
@@ -406,6 +407,7 @@ pub async fn routines_cli(
         workflow_targets: WorkflowTargets::default(),
         progress: Default::default(),
         menu: Arc::new(crate::core::commands::menu(&router())),
+        run_started: Default::default(),
     };
     crate::routines::doc::run_cli(&svc, cmd).await
 }

@@ -39,6 +39,10 @@ pub struct Services {
     /// The built-in command menu (`core::commands::menu` of the registered router): what a
     /// chat's own menu lists before its routines ([`crate::routines::menu`]).
     pub menu: Arc<Vec<crate::router::MenuEntry>>,
+    /// Signalled when a run was started by hand (`/<name>`): the routine engine's listener
+    /// sweeps at once instead of at the next one-second tick (issue 10: `/name` → first tool
+    /// call within milliseconds).
+    pub run_started: Arc<tokio::sync::Notify>,
 }
 
 /// One lock per chat: a member's turn and a routine's turn in the same chat never interleave.

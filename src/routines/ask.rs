@@ -1,9 +1,12 @@
 //! Starting a run by hand (issue 9, item 11): `/<name>` for a routine with a definition takes
-//! its initial inputs inline — `/meal_plan vegetarian, no fish` (free text fills the first
-//! input; with a single input it is the whole value) or `key=value` pairs (`budget="40 EUR"`,
-//! quotes allowed) — and asks for each missing required input in turn ("Dietary preferences?",
-//! the input's description), answered by the member's next message in that chat (a
-//! [`TextHandler`] tried before the agent). `/cancel` stops the questions. Then
+//! its initial inputs inline — `/meal_plan vegetarian, no fish` (with a single input free text
+//! is the whole value; with several, one word each in order: `/handover bob alice sunday`,
+//! `"quoted words"` count as one and the last input takes the rest) or `key=value` pairs
+//! (`budget="40 EUR"`, quotes allowed) — and asks for each missing required input in turn
+//! ("Dietary preferences? (e.g. vegan)", the input's description and example), answered by the
+//! member's next message in that chat (a [`TextHandler`] tried before the agent). Typed inputs
+//! (issue 10: member, chore, date, number) are checked by [`super::typed`] when given, inline or
+//! answered; a wrong one is asked again with why. `/cancel` stops the questions. Then
 //! `runner::start_run` with `started_by` = the member.
 //!
 //! The state is durable (a `kv` row per chat and member, JSON, see [`AskState`]) and expires
@@ -148,6 +151,15 @@ pub fn parse_inline(
         }
     }
     match specs.first() {
+        // several inputs: one word each, in order ("bob alice sunday"; "quoted words" are one;
+        // the last input takes the rest) — issue 10, item 5
+        Some(_) if specs.len() > 1 => {
+            let words = positional(text, specs.len());
+            for (spec, w) in specs.iter().zip(words) {
+                m.insert(spec.name.clone(), Value::String(clip_answer(&w)));
+            }
+            Ok(m)
+        }
         Some(first) => {
             m.insert(first.name.clone(), Value::String(clip_answer(text)));
             Ok(m)
@@ -157,6 +169,30 @@ pub fn parse_inline(
             format!("{routine} takes no inputs; send /{routine} alone"),
         )),
     }
+}
+
+/// `text` as at most `n` values: whitespace-separated words ("double quoted" words are one),
+/// the last value taking the rest of the text.
+fn positional(text: &str, n: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = text.trim();
+    while !rest.is_empty() && out.len() + 1 < n {
+        let (word, next) = match rest.strip_prefix('"').and_then(|r| r.split_once('"')) {
+            Some((w, next)) => (w, next),
+            None => rest.split_once(char::is_whitespace).unwrap_or((rest, "")),
+        };
+        out.push(word.trim().to_string());
+        rest = next.trim_start();
+    }
+    if !rest.is_empty() {
+        let r = rest.trim();
+        let r = r
+            .strip_prefix('"')
+            .and_then(|x| x.strip_suffix('"'))
+            .unwrap_or(r);
+        out.push(r.to_string());
+    }
+    out
 }
 
 fn clip_answer(s: &str) -> String {
@@ -170,14 +206,27 @@ fn next_missing<'a>(specs: &'a [InputSpec], values: &Map<String, Value>) -> Opti
         .find(|s| s.required && s.default.is_none() && !values.contains_key(&s.name))
 }
 
-/// The question for `spec`: its description, else "What is <name>?".
-fn question(st: &AskState, spec: &InputSpec) -> String {
+/// The question for `spec`: its description, else "What is <name>?", with the input's example
+/// ("e.g. Bob"); after a wrong answer, `why` first ("I don't know a member called 'bobby' here —
+/// whose chores?").
+fn question(st: &AskState, spec: &InputSpec, why: Option<&str>) -> String {
     let required = st.inputs.iter().filter(|s| s.required).count();
-    let q = if spec.description.trim().is_empty() {
+    let mut q = if spec.description.trim().is_empty() {
         format!("What is {}?", spec.name.replace('_', " "))
     } else {
         spec.description.trim().to_string()
     };
+    if let Some(why) = why {
+        let mut c = q.chars();
+        let lowered = match c.next() {
+            Some(f) => f.to_lowercase().chain(c).collect(),
+            None => q.clone(),
+        };
+        q = format!("{why} — {lowered}");
+    }
+    if let Some(ex) = spec.example.as_deref().filter(|x| !x.trim().is_empty()) {
+        q = format!("{q} (e.g. {})", crate::context::clip(ex.trim(), 60));
+    }
     format!(
         "<b>{}</b> · {} ({}/{}): {}\nAnswer with your next message, or /cancel.",
         e(&st.routine_name),
@@ -242,7 +291,29 @@ pub async fn begin(
     specs: Vec<InputSpec>,
     args: &str,
 ) -> Result<String, RoutineError> {
-    let values = parse_inline(&specs, routine_name, args)?;
+    let mut values = parse_inline(&specs, routine_name, args)?;
+    // typed inputs are checked now; the first wrong one is asked again with why
+    let mut wrong: Option<(InputSpec, String)> = None;
+    for spec in &specs {
+        let Some(raw) = values
+            .get(&spec.name)
+            .and_then(Value::as_str)
+            .map(str::to_string)
+        else {
+            continue;
+        };
+        match super::typed::check(svc, who.chat_id, spec, &raw).await? {
+            Ok(v) => {
+                values.insert(spec.name.clone(), Value::String(v));
+            }
+            Err(why) => {
+                values.remove(&spec.name);
+                if wrong.is_none() {
+                    wrong = Some((spec.clone(), why));
+                }
+            }
+        }
+    }
     let mut st = AskState {
         routine_id,
         routine_name: routine_name.to_string(),
@@ -252,7 +323,11 @@ pub async fn begin(
         expires_at: svc.clock.now() + ASK_TTL,
     };
     let k = key(who.chat_id, who.user_id);
-    match next_missing(&st.inputs, &st.values).cloned() {
+    let (ask, why) = match wrong {
+        Some((spec, why)) => (Some(spec), Some(why)),
+        None => (next_missing(&st.inputs, &st.values).cloned(), None),
+    };
+    match ask {
         None => {
             svc.store.kv_delete(&k).await?;
             launch(svc, who, &st).await
@@ -261,7 +336,7 @@ pub async fn begin(
             st.asking = spec.name.clone();
             let json = serde_json::to_string(&st).unwrap_or_default();
             svc.store.kv_set(&k, &json).await?;
-            Ok(question(&st, &spec))
+            Ok(question(&st, &spec, why.as_deref()))
         }
     }
 }
@@ -284,6 +359,9 @@ async fn launch(svc: &Services, who: Asker, st: &AskState) -> Result<String, Rou
     )
     .await?;
     tracing::info!(routine_id = st.routine_id, "run started by hand");
+    if matches!(started, Started::Run(_)) {
+        svc.run_started.notify_one(); // the engine sweeps now, not at its next tick
+    }
     Ok(match started {
         Started::Run(id) => format!(
             "Started run {id} of <b>{}</b>. /run_show {id} shows it; /run_cancel {id} stops it.",
@@ -326,8 +404,25 @@ pub async fn answer(
         return Ok(None);
     };
     let k = key(who.chat_id, who.user_id);
-    st.values
-        .insert(st.asking.clone(), Value::String(clip_answer(text)));
+    let answer = clip_answer(text);
+    if let Some(spec) = st.inputs.iter().find(|s| s.name == st.asking).cloned() {
+        match super::typed::check(svc, who.chat_id, &spec, &answer).await? {
+            Ok(v) => {
+                st.values.insert(st.asking.clone(), Value::String(v));
+            }
+            Err(why) => {
+                // asked again, with why; the questions stay open
+                st.expires_at = svc.clock.now() + ASK_TTL;
+                let next = serde_json::to_string(&st).unwrap_or_default();
+                if !svc.store.kv_swap(&k, &raw, &next).await? {
+                    return Ok(None);
+                }
+                return Ok(Some(question(&st, &spec, Some(&why))));
+            }
+        }
+    } else {
+        st.values.insert(st.asking.clone(), Value::String(answer));
+    }
     // one answer is taken once: the stored state must still be the one we read (a duplicate
     // delivery or a second process finds it changed and declines)
     match next_missing(&st.inputs, &st.values).cloned() {
@@ -344,7 +439,7 @@ pub async fn answer(
             if !svc.store.kv_swap(&k, &raw, &next).await? {
                 return Ok(None);
             }
-            Ok(Some(question(&st, &spec)))
+            Ok(Some(question(&st, &spec, None)))
         }
     }
 }
@@ -439,6 +534,7 @@ impl CommandSet for AskCancel {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn spec(name: &str) -> InputSpec {
         InputSpec {
@@ -480,10 +576,20 @@ mod tests {
             err,
             "input: 'budget' is not an input of bills; its inputs are bills, note"
         );
-        // free text fills the first input
-        let v = parse_inline(&two, "bills", "rent 900").unwrap();
+        // several inputs: free text fills them in order, one word each, the last takes the rest
+        let v = parse_inline(&two, "bills", "rent").unwrap();
         assert_eq!(v.len(), 1);
-        assert_eq!(v["bills"], "rent 900");
+        assert_eq!(v["bills"], "rent");
+        let v = parse_inline(&two, "bills", "rent split evenly").unwrap();
+        assert_eq!(
+            (&v["bills"], &v["note"]),
+            (&json!("rent"), &json!("split evenly"))
+        );
+        let three = [spec("from"), spec("to"), spec("until")];
+        let v = parse_inline(&three, "handover", "bob \"Ann Lee\" next sunday").unwrap();
+        assert_eq!(v["from"], "bob");
+        assert_eq!(v["to"], "Ann Lee");
+        assert_eq!(v["until"], "next sunday");
         assert!(parse_inline(&[], "x", "hello").is_err());
         assert!(parse_inline(&[], "x", "").unwrap().is_empty());
     }

@@ -509,6 +509,12 @@ impl RoutineEngine {
                             tracing::warn!(error = %e, "kicked sweep failed; the next tick retries");
                         }
                     }
+                    _ = kicked.svc.run_started.notified() => {
+                        let now = kicked.svc.clock.now();
+                        if let Err(e) = kicked.sweep(now).await {
+                            tracing::warn!(error = %e, "kicked sweep failed; the next tick retries");
+                        }
+                    }
                 }
             }
         });

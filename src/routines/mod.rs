@@ -29,6 +29,7 @@ pub mod runs;
 pub mod steps;
 pub mod templates;
 pub mod tools;
+pub mod typed;
 pub mod validate;
 pub mod vars;
 

@@ -208,6 +208,23 @@ impl Store {
             .await?)
     }
 
+    /// Member `actor_id`'s first turn in chat `chat_id` started at or after `since` (UTC): the
+    /// turn of a run's `prompt` step that started then (issue 10: what a replay did).
+    pub async fn first_turn_since(
+        &self,
+        chat_id: i64,
+        actor_id: i64,
+        since: DateTime<Utc>,
+    ) -> StoreResult<Option<turn::Model>> {
+        Ok(turn::Entity::find()
+            .filter(turn::Column::ChatId.eq(chat_id))
+            .filter(turn::Column::ActorId.eq(actor_id))
+            .filter(turn::Column::StartedAt.gte(since))
+            .order_by_asc(turn::Column::Id)
+            .one(self.conn())
+            .await?)
+    }
+
     /// Member `actor_id`'s turns in chat `chat_id` with fingerprint `fp` started at or after
     /// `since` (UTC), newest first.
     pub async fn turns_with_fingerprint(

@@ -11,6 +11,7 @@ mod gates;
 mod llm_hardening;
 mod playbooks;
 mod recorded_manage;
+mod recorded_replay;
 mod router_hardening;
 mod routines;
 mod run_control;

@@ -112,3 +112,63 @@ async fn typical_household_turn_fits_the_budget() {
     );
     assert!(n <= 1500, "{n} prompt tokens is over the 1,500 budget");
 }
+
+/// Issue 10's figure: the prompt tokens (o200k) of a replay turn of a recorded routine vs the
+/// turn it was recorded from, in the same household. The replay offers only the routine's tools
+/// (2 of them), so it costs less than the recording turn, which offers every tool.
+#[tokio::test]
+async fn a_replay_turn_costs_fewer_prompt_tokens_than_the_recording_turn() {
+    use hearth::testkit::Script;
+    let app = TestApp::with(
+        |c| c.access.admin_ids = vec![alice().id],
+        vec![
+            Script::Text("Done: Bob's chores are Alice's until Sunday.".into()),
+            Script::Text("Listed.".into()),
+        ],
+    )
+    .await;
+    household(&app).await;
+    app.say(
+        &group(),
+        &alice(),
+        "@hearth_bot move all of Bob's chores to Alice until Sunday and tell her",
+    )
+    .await;
+    let recording = prompt_tokens(
+        &app.model.requests().pop().expect("the recording turn"),
+        &app.model.tools_seen().pop().unwrap(),
+    );
+    let all_tools = app.model.tools_seen().pop().unwrap().len();
+    let doc = hearth::routines::doc::parse_doc(crate::recorded_replay::HANDOVER).unwrap();
+    hearth::routines::doc::save_doc(
+        &app.hearth.svc,
+        GROUP,
+        hearth::routines::Actor {
+            user_id: alice().id,
+            admin: true,
+        },
+        &doc,
+    )
+    .await
+    .unwrap();
+    app.say(&group(), &alice(), "/handover carol bob sunday")
+        .await;
+    let e = hearth::routines::RoutineEngine::new(app.hearth.svc.clone(), app.hearth.agent.clone());
+    use hearth::clock::Clock;
+    for _ in 0..5 {
+        e.sweep(app.clock.now()).await.unwrap();
+        e.settle().await;
+    }
+    assert_eq!(app.model.calls(), 2, "one recording turn, one replay turn");
+    let tools = app.model.tools_seen().pop().unwrap();
+    let replay = prompt_tokens(&app.model.requests().pop().unwrap(), &tools);
+    println!(
+        "recorded routine: recording turn {recording} prompt tokens ({all_tools} tools), replay turn {replay} prompt tokens ({} tools) (o200k)",
+        tools.len()
+    );
+    assert_eq!(tools.len(), 2);
+    assert!(
+        replay < recording,
+        "replay {replay} ≥ recording {recording}"
+    );
+}

@@ -37,6 +37,7 @@ use crate::{
 };
 
 mod facts;
+mod replay;
 mod resume;
 mod steps;
 

@@ -183,6 +183,12 @@ pub(super) async fn resume_step(ctx: &Ctx<'_>, idx: usize) -> StoreResult<Flow> 
                 wake_at: Some(now + expiry + Duration::minutes(1)),
             });
         }
+        // a replay whose call was not confirmed ends cancelled, saying what was done (issue 10)
+        if ctx.snap.def.recorded.is_some() {
+            if let Some(flow) = super::replay::unconfirmed_end(ctx, &sr, &ids).await? {
+                return Ok(flow);
+            }
+        }
         let out = sr.output.clone().unwrap_or_default();
         return Ok(Flow::Next {
             step: finish(&sr, out),

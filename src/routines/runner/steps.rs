@@ -620,6 +620,12 @@ async fn prompt_step(
                 TurnFailure::Loop => "loop: the same tool call three times".to_string(),
                 other => other.user_message().to_string(),
             };
+            // a replay says what it had done and what not (issue 10)
+            let error = if ctx.snap.def.recorded.is_some() {
+                super::replay::failure_text(&error, &outcome.calls)
+            } else {
+                error
+            };
             match failed(id, error, t0, now) {
                 Flow::Fail { step, reason } => Flow::Fail {
                     step: step.map(tokens),
