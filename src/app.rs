@@ -135,6 +135,8 @@ pub fn core_with(
         workflow_targets,
         progress: Default::default(),
     };
+    // recorded routines' `/save` and name answers need the agent's model (issue 10)
+    let router = crate::routines::recorded::register(router, &agent);
     Hearth::new(svc, agent, router)
 }
 

@@ -19,6 +19,7 @@ pub mod gate;
 pub mod model;
 pub mod playbooks;
 pub mod progress;
+pub mod recorded;
 pub mod run_buttons;
 pub mod run_cli;
 pub mod run_commands;

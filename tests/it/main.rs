@@ -10,6 +10,7 @@ mod foundation;
 mod gates;
 mod llm_hardening;
 mod playbooks;
+mod recorded_save;
 mod router_hardening;
 mod routines;
 mod run_control;
