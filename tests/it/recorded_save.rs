@@ -445,3 +445,178 @@ async fn the_suggestion_comes_after_the_third_matching_task_in_the_same_chat_onc
     assert_eq!(app.model_requests().await.len(), 18);
     app.stop().await;
 }
+
+mod in_process {
+    //! The same flows through the in-process harness (recording messenger, scripted model):
+    //! a restart between two answers, a personal routine saved from a group, `/cancel`, and the
+    //! one-open-suggestion rule.
+    use hearth::testkit::Script;
+    use serde_json::json;
+
+    use crate::support::*;
+
+    fn task(title: &str, list_args: &str) -> Vec<Script> {
+        vec![
+            Script::Tools(vec![("chore_list".into(), list_args.into())]),
+            Script::Tools(vec![(
+                "chore_create".into(),
+                json!({ "title": title }).to_string(),
+            )]),
+            Script::Text(format!("Added {title}.")),
+        ]
+    }
+
+    fn extraction() -> Script {
+        Script::Text(super::extraction())
+    }
+
+    fn last_buttons(app: &TestApp, chat: i64) -> Vec<String> {
+        app.messenger
+            .sent()
+            .into_iter()
+            .rev()
+            .find(|o| o.chat_id == chat)
+            .map(|o| o.buttons.into_iter().flatten().map(|b| b.data).collect())
+            .unwrap_or_default()
+    }
+
+    #[tokio::test]
+    async fn a_restart_between_two_answers_loses_nothing_and_just_for_me_saves_in_the_dm() {
+        let mut script = task("Water the plants", "{}");
+        script.push(extraction());
+        let app = TestApp::with(|_| {}, script).await;
+        app.say(&group(), &bob(), "hi").await;
+        let msg = app
+            .say(&group(), &alice(), "@hearth_bot add water the plants")
+            .await;
+        let data = last_buttons(&app, GROUP);
+        assert_eq!(data.len(), 1);
+        let turn_id: i64 = data[0]["rsave:".len()..].parse().unwrap();
+        app.press(&group(), &alice(), msg, &data[0]).await;
+        assert!(app
+            .last_text(GROUP)
+            .starts_with("What should I call this routine?"));
+        app.hearth.shutdown(std::time::Duration::from_secs(5)).await;
+
+        // a new process over the same database: the dialogue goes on where it was
+        let app2 = TestApp::on_store(app.store.clone(), app.clock.clone(), |_| {}, vec![]).await;
+        app2.continue_ids_from(1000);
+        app2.say(&group(), &alice(), "plants").await;
+        assert!(
+            app2.last_text(GROUP)
+                .starts_with("Share /plants with the group"),
+            "{}",
+            app2.last_text(GROUP)
+        );
+        app2.press(&group(), &alice(), msg, &format!("rsave:m:{turn_id}"))
+            .await;
+        assert!(
+            app2.last_text(GROUP)
+                .contains("Personal: only you can run it, in our private chat."),
+            "{}",
+            app2.last_text(GROUP)
+        );
+        app2.press(&group(), &alice(), msg, &format!("rsave:s:{turn_id}"))
+            .await;
+        assert_eq!(
+            app2.last_text(GROUP),
+            "Saved: /plants It is personal: run it in our private chat."
+        );
+        // personal: stored in Alice's DM chat (created for it), not in the group
+        assert!(app2.store.routines_of_chat(GROUP).await.unwrap().is_empty());
+        let mine = app2.store.routines_of_chat(alice().id).await.unwrap();
+        assert_eq!(mine.len(), 1);
+        assert_eq!(
+            (
+                mine[0].name.as_str(),
+                mine[0].owner_id,
+                mine[0].source_turn_id
+            ),
+            ("plants", alice().id, Some(turn_id))
+        );
+        let dm = app2
+            .store
+            .chat(alice().id)
+            .await
+            .unwrap()
+            .expect("DM chat row");
+        assert_eq!(dm.kind, "private");
+        assert_eq!(app2.model.calls(), 0, "no model call after the restart");
+    }
+
+    #[tokio::test]
+    async fn cancel_stops_the_dialogue_and_the_next_message_is_not_a_name() {
+        let mut script = task("Bins", "{}");
+        script.push(extraction());
+        script.push(Script::Text("Hello!".into()));
+        let app = TestApp::with(|_| {}, script).await;
+        let dm = dm(&alice());
+        app.say(&dm, &alice(), "add bins").await;
+        app.say(&dm, &alice(), "/save").await;
+        assert!(app
+            .last_text(alice().id)
+            .starts_with("What should I call this routine?"));
+        app.say(&dm, &alice(), "/cancel").await;
+        assert_eq!(
+            app.last_text(alice().id),
+            "Stopped: the routine was not saved."
+        );
+        app.say(&dm, &alice(), "bins").await;
+        assert_eq!(app.last_text(alice().id), "Hello!", "went to the agent");
+        assert!(app
+            .store
+            .routines_of_chat(alice().id)
+            .await
+            .unwrap()
+            .is_empty());
+    }
+
+    #[tokio::test]
+    async fn at_most_one_open_suggestion_per_member() {
+        let mut script = Vec::new();
+        for i in 0..3 {
+            script.extend(task(&format!("A{i}"), "{}"));
+        }
+        for i in 0..3 {
+            script.extend(task(&format!("B{i}"), r#"{"of":"mine"}"#));
+        }
+        script.push(extraction());
+        script.extend(task("B3", r#"{"of":"mine"}"#));
+        let app = TestApp::with(|_| {}, script).await;
+        let offers = |app: &TestApp| {
+            app.texts(GROUP)
+                .into_iter()
+                .filter(|t| t.starts_with("You've had me do this"))
+                .count()
+        };
+        for i in 0..3 {
+            app.say(&group(), &alice(), &format!("@hearth_bot add A{i}"))
+                .await;
+        }
+        assert_eq!(offers(&app), 1);
+        let suggestion = app
+            .messenger
+            .sent()
+            .into_iter()
+            .rev()
+            .find(|o| o.html.starts_with("You've had"))
+            .unwrap();
+        // three of another kind while the first offer is open: no second offer
+        for i in 0..3 {
+            app.say(&group(), &alice(), &format!("@hearth_bot add B{i}"))
+                .await;
+        }
+        assert_eq!(offers(&app), 1);
+        // Alice takes up the first offer (and cancels): the next B task is offered
+        app.press(&group(), &alice(), 1, &suggestion.buttons[0][0].data)
+            .await;
+        app.say(&group(), &alice(), "/cancel").await;
+        app.say(&group(), &alice(), "@hearth_bot add B3").await;
+        assert_eq!(offers(&app), 2);
+        assert!(
+            app.last_text(GROUP).contains("4 times lately"),
+            "{}",
+            app.last_text(GROUP)
+        );
+    }
+}
