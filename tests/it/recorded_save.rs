@@ -496,6 +496,12 @@ mod in_process {
         assert!(app
             .last_text(GROUP)
             .starts_with("What should I call this routine?"));
+        // a second tap asks again without a second extraction
+        app.press(&group(), &alice(), msg, &data[0]).await;
+        assert!(app
+            .last_text(GROUP)
+            .starts_with("What should I call this routine?"));
+        assert_eq!(app.model.calls(), 4, "three for the task, one extraction");
         app.hearth.shutdown(std::time::Duration::from_secs(5)).await;
 
         // a new process over the same database: the dialogue goes on where it was

@@ -244,6 +244,17 @@ pub async fn start(
         }
     };
     super::suggest::close(svc, who.user_id).await?;
+    // a second tap while this task's dialogue is open asks the open question again (no new
+    // extraction)
+    if let Some((mut st, raw)) = pending(svc, who.chat_id, who.user_id).await? {
+        if st.turn_id == turn.id {
+            let said = advance(svc, &mut st, String::new()).await?;
+            svc.store
+                .kv_swap(&key(who.chat_id, who.user_id), &raw, &to_json(&st))
+                .await?;
+            return Ok(said);
+        }
+    }
     let x = match extract::extract(svc, agent, &turn, &calls).await {
         Ok(x) => x,
         Err(err) => {
@@ -439,7 +450,13 @@ async fn ensure_dm(svc: &Services, user_id: i64) -> StoreResult<()> {
         .unwrap_or_default();
     let zone = svc.config.group.timezone.name();
     svc.store
-        .upsert_chat(user_id, "private", &title, zone, svc.clock.now())
+        .upsert_chat(
+            user_id,
+            crate::types::ChatKind::Private.as_str(),
+            &title,
+            zone,
+            svc.clock.now(),
+        )
         .await?;
     Ok(())
 }
