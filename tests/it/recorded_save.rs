@@ -191,6 +191,19 @@ async fn a_recorded_task_is_saved_by_its_member_only_with_a_checked_name_share_c
             && user_msg.contains("chore_create {\"title\":\"Water the plants\"}"),
         "{user_msg}"
     );
+    // the extraction's prompt size (o200k), system and user message together
+    let bpe = tiktoken_rs::o200k_base().expect("o200k");
+    let ex_tokens: usize = reqs[3]["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            bpe.encode_with_special_tokens(m["content"].as_str().unwrap_or(""))
+                .len()
+        })
+        .sum();
+    println!("extraction request: {ex_tokens} prompt tokens (o200k, message text only)");
+    assert!(ex_tokens < 1000, "{ex_tokens}");
     let ask = sent(&app, GROUP).pop().unwrap();
     assert!(
         text(&ask).starts_with("What should I call this routine?")
@@ -624,5 +637,41 @@ mod in_process {
             "{}",
             app.last_text(GROUP)
         );
+    }
+
+    #[tokio::test]
+    async fn in_a_dm_the_name_given_with_save_goes_straight_to_the_preview_and_cancel_stores_nothing(
+    ) {
+        let mut script = task("Bins", "{}");
+        script.push(extraction());
+        script.push(extraction());
+        let app = TestApp::with(|_| {}, script).await;
+        let dm = dm(&alice());
+        let me = alice().id;
+        app.say(&dm, &alice(), "add bins").await;
+        let turn_id: i64 = last_buttons(&app, me)[0]["rsave:".len()..].parse().unwrap();
+        // a DM routine is personal: no share question
+        app.say(&dm, &alice(), "/save bins_weekly").await;
+        let preview = app.last_text(me);
+        assert!(
+            preview.starts_with("/bins_weekly — ")
+                && preview.contains("Personal: only you can run it, in our private chat."),
+            "{preview}"
+        );
+        app.press(&dm, &alice(), 1, &format!("rsave:x:{turn_id}"))
+            .await;
+        assert_eq!(app.last_text(me), "Not saved; nothing was stored.");
+        assert!(app.store.routines_of_chat(me).await.unwrap().is_empty());
+        // /save again (a new extraction), then Save stores it
+        app.say(&dm, &alice(), "/save bins_weekly").await;
+        app.press(&dm, &alice(), 1, &format!("rsave:s:{turn_id}"))
+            .await;
+        assert_eq!(
+            app.last_text(me),
+            "Saved: /bins_weekly It is personal: only you can run it, here."
+        );
+        let saved = app.store.routines_of_chat(me).await.unwrap();
+        assert_eq!(saved.len(), 1);
+        assert_eq!(saved[0].source_turn_id, Some(turn_id));
     }
 }
