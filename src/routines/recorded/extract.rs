@@ -45,9 +45,8 @@ Answer with ONE JSON object and nothing else, in this shape:\n\
 Rules: names use a-z, 0-9 and _ (the name starts with a letter); every {{placeholder}} is a parameter and every parameter appears in the prompt; \
 use type member for a person of the group, chore for a chore, date for a day or time, number for a quantity, text otherwise.";
 
-/// One parameter as the model returns it.
+/// One parameter as the model returns it (keys it adds beyond these are ignored).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Param {
     pub name: String,
     #[serde(default, rename = "type")]
@@ -64,9 +63,9 @@ fn yes() -> bool {
     true
 }
 
-/// The model's answer (see the module). `prompt` uses `{{param}}`.
+/// The model's answer (see the module). `prompt` uses `{{param}}`. Lenient in what it reads:
+/// keys beyond these are ignored, missing optional ones default.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Extraction {
     #[serde(default)]
     pub name_suggestion: Option<String>,

@@ -197,6 +197,13 @@ impl CommandSet for SaveCommands {
         };
         Some(svc.outbox.send(out).await.map(|_| ()).map_err(Into::into))
     }
+
+    fn help_note(&self) -> Option<String> {
+        Some(
+            "Routines from your tasks: after I do something for you in two or more steps, tap 💾 Save as routine (or /save [name]); only you can save your own task."
+                .into(),
+        )
+    }
 }
 
 /// The member's next message while the dialogue asks for a name. Declines otherwise.
