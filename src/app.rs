@@ -137,6 +137,8 @@ pub fn core_with(
         menu: Arc::new(crate::core::commands::menu(&router)),
         run_started: Default::default(),
     };
+    // recorded routines' `/save` and name answers need the agent's model (issue 10)
+    let router = crate::routines::recorded::register(router, &agent);
     Hearth::new(svc, agent, router)
 }
 

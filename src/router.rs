@@ -197,6 +197,18 @@ impl Router {
         self
     }
 
+    /// Register a command set before the ones already registered (tried first).
+    pub fn commands_first(mut self, set: impl CommandSet) -> Self {
+        self.commands.insert(0, Arc::new(set));
+        self
+    }
+
+    /// Register a text handler before the ones already registered (tried first).
+    pub fn text_first(mut self, handler: impl TextHandler) -> Self {
+        self.text.insert(0, Arc::new(handler));
+        self
+    }
+
     /// The command sets, in order.
     pub fn command_sets(&self) -> &[Arc<dyn CommandSet>] {
         &self.commands

@@ -260,6 +260,33 @@ impl Agent {
         &self.tools
     }
 
+    /// The configured model's name (turn records), `None` without a model.
+    pub fn model_name(&self) -> Option<&str> {
+        self.model.as_deref().map(|m| m.name())
+    }
+
+    /// One model call with no tools offered, for `chat_id`, through the same fair gate and
+    /// bounded by `llm.timeout` (a recorded routine's extraction, issue 10). The caller records
+    /// its tokens.
+    ///
+    /// Errors: no model, the timeout, the model's failure.
+    pub async fn complete_plain(
+        &self,
+        svc: &Services,
+        chat_id: i64,
+        messages: &[ChatMessage],
+    ) -> Result<llm::ModelReply, TurnFailure> {
+        let model = self.model.clone().ok_or(TurnFailure::NoModel)?;
+        let call = async {
+            let _permit = self.gate.acquire(chat_id).await;
+            model.complete(messages, &[]).await
+        };
+        match tokio::time::timeout(svc.config.llm.timeout, call).await {
+            Ok(r) => Ok(r?),
+            Err(_) => Err(TurnFailure::Timeout),
+        }
+    }
+
     /// Gather what the system prompt needs — the window, the members, the context sections —
     /// concurrently (independent reads; the pool serves them in parallel), then render it.
     /// Returns the prompt and the window's oldest log id (where `recall_conversation` starts).

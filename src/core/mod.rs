@@ -997,7 +997,8 @@ impl Hearth {
                 let out = Outbound {
                     chat_id: chat.id,
                     html: format::markdown_to_html(text),
-                    buttons: vec![],
+                    // "💾 Save as routine" after a multi-step task (issue 10)
+                    buttons: crate::routines::recorded::reply_buttons(&outcome),
                     reply_to,
                 };
                 match CURRENT_INBOUND.try_with(|id| *id) {
@@ -1009,6 +1010,8 @@ impl Hearth {
                     }
                     Err(_) => self.send(out).await,
                 }
+                crate::routines::recorded::after_turn(&self.svc, chat.id, m.from.id, &outcome)
+                    .await;
             }
             Err(_) => {
                 // a failure notice is not conversation: kept out of the context log
@@ -1049,6 +1052,10 @@ impl Hearth {
         }
         // draft playbook Save / Cancel (issue 9)
         if crate::routines::playbooks::on_callback(&self.svc, &c).await? {
+            return Ok(());
+        }
+        // Save as routine and its dialogue (issue 10)
+        if crate::routines::recorded::on_callback(&self.svc, &self.agent, &c).await? {
             return Ok(());
         }
         // run buttons: cost question, interrupted step (issue 9)

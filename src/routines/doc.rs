@@ -306,6 +306,20 @@ pub async fn save_doc(
     actor: Actor,
     doc: &RoutineDoc,
 ) -> Result<Saved, SaveError> {
+    save_doc_from(svc, chat_id, actor, doc, None).await
+}
+
+/// [`save_doc`] for a routine saved from a recorded turn (issue 10): a new routine keeps
+/// `source_turn_id` (`routines.source_turn_id`); an update leaves the stored one.
+///
+/// Errors: as [`save_doc`].
+pub async fn save_doc_from(
+    svc: &Services,
+    chat_id: i64,
+    actor: Actor,
+    doc: &RoutineDoc,
+    source_turn_id: Option<i64>,
+) -> Result<Saved, SaveError> {
     let now = svc.clock.now();
     let chat =
         svc.store.chat(chat_id).await?.ok_or_else(|| {
@@ -415,7 +429,7 @@ pub async fn save_doc(
             })?),
         },
         concurrent: doc.definition.concurrent,
-        source_turn_id: None,
+        source_turn_id,
     };
     // the prompt column: the single prompt, or what listings show for a multi-step routine
     let prompt = single.clone().unwrap_or_else(|| summary_prompt(doc));

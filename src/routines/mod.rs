@@ -21,6 +21,7 @@ pub mod menu;
 pub mod model;
 pub mod playbooks;
 pub mod progress;
+pub mod recorded;
 pub mod run_buttons;
 pub mod run_cli;
 pub mod run_commands;

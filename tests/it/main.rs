@@ -12,6 +12,7 @@ mod llm_hardening;
 mod playbooks;
 mod recorded_manage;
 mod recorded_replay;
+mod recorded_save;
 mod router_hardening;
 mod routines;
 mod run_control;
