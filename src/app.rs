@@ -124,6 +124,8 @@ pub fn core_with(
     workflow_targets.add(crate::workflow::confirm::ConfirmTarget::new(
         agent.tools().clone(),
     ));
+    // recorded routines' `/save` and name answers need the agent's model (issue 10)
+    let router = crate::routines::recorded::register(router, &agent);
     let svc = Services {
         config: cfg,
         store,
@@ -137,8 +139,6 @@ pub fn core_with(
         menu: Arc::new(crate::core::commands::menu(&router)),
         run_started: Default::default(),
     };
-    // recorded routines' `/save` and name answers need the agent's model (issue 10)
-    let router = crate::routines::recorded::register(router, &agent);
     Hearth::new(svc, agent, router)
 }
 
