@@ -365,6 +365,84 @@ async fn a_recorded_task_is_saved_by_its_member_only_with_a_checked_name_share_c
         (42, 7, Some(1))
     );
     assert_eq!(app.model_requests().await.len(), 4, "one extraction call");
+
+    // replay by another member with another value: the replay's calls carry the new value, the
+    // model is offered only the recorded tools, and the destructive call waits for Bob
+    script(
+        &app,
+        vec![
+            tool_call("chore_list", "{}"),
+            tool_call(
+                "chore_create",
+                &json!({ "title": "Mop the floor" }).to_string(),
+            ),
+            completion("I asked Bob to confirm adding Mop the floor."),
+        ],
+    )
+    .await;
+    say(&app, home(), bob(), "/plants Mop the floor").await;
+    let engine =
+        hearth::routines::RoutineEngine::new(app.hearth.svc.clone(), app.hearth.agent.clone());
+    let deadline = std::time::Instant::now() + WAIT;
+    let wf = loop {
+        engine.sweep(chrono::Utc::now()).await.expect("sweep");
+        engine.settle().await;
+        let confirm = sent(&app, GROUP)
+            .iter()
+            .flat_map(buttons)
+            .find_map(|d| d.strip_prefix("wf:a:").map(str::to_string));
+        if let Some(wf) = confirm {
+            break wf;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no confirmation asked"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let reqs = app.model_requests().await;
+    let replay_req = &reqs[4];
+    let offered: Vec<&str> = replay_req["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["function"]["name"].as_str())
+        .collect();
+    assert_eq!(offered.len(), 2, "{offered:?}");
+    assert!(offered.contains(&"chore_list") && offered.contains(&"chore_create"));
+    let replay_turn = app
+        .store
+        .turns(GROUP)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|t| t.source == "routine")
+        .expect("the replay's turn");
+    assert_eq!(replay_turn.actor_id, Some(2), "the replay acts for Bob");
+    let calls = app.store.tool_calls(replay_turn.id).await.unwrap();
+    assert_eq!(calls.len(), 2);
+    assert!(
+        calls[1].arguments.contains("Mop the floor")
+            && !calls[1].arguments.contains("Water the plants"),
+        "{}",
+        calls[1].arguments
+    );
+    assert_eq!(calls[1].status, hearth::store::ToolCallStatus::Held);
+    let titles = |chores: Vec<hearth::store::ChoreRow>| -> Vec<String> {
+        chores.into_iter().map(|c| c.title).collect()
+    };
+    assert!(
+        !titles(app.store.open_chores(GROUP).await.unwrap()).contains(&"Mop the floor".to_string()),
+        "nothing done before Confirm"
+    );
+    let confirm_msg = last_bot_message_id(&app, GROUP);
+    tap(&app, home(), bob(), confirm_msg, &format!("wf:a:{wf}")).await;
+    let done = titles(app.store.open_chores(GROUP).await.unwrap());
+    assert_eq!(
+        done.iter().filter(|t| *t == "Mop the floor").count(),
+        1,
+        "{done:?}"
+    );
     app.stop().await;
 }
 
