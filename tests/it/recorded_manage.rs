@@ -637,5 +637,32 @@ async fn export_then_import_gives_an_identical_recorded_routine_without_its_sour
         names(menus_of(&app, OTHER).last().unwrap()).last(),
         Some(&"handover")
     );
+
+    // the same export sent to the bot as a `.toml` file in Carol's DM: her personal copy
+    app.fake.add_file("f-handover", exported.as_bytes());
+    app.fake.push_update(FakeBotApi::document_message(
+        0,
+        Chat::private(3, "Carol"),
+        carol(),
+        71,
+        "f-handover",
+        "handover.toml",
+        exported.len() as u64,
+    ));
+    app.wait_done(3, 71).await;
+    let reply = hearth::format::html_to_plain(app.sent_texts(3).last().unwrap());
+    assert!(reply.starts_with("Routine handover saved"), "{reply}");
+    let mine = app
+        .store
+        .routine_by_name(3, "handover")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(mine.owner_id, 3);
+    assert_eq!(mine.definition.as_deref(), Some(definition.as_str()));
+    assert_eq!(
+        names(menus_of(&app, 3).last().unwrap()).last(),
+        Some(&"handover")
+    );
     app.stop().await;
 }
