@@ -367,7 +367,13 @@ pub async fn edit(
                     format!("is missing: /routine_edit {} prompt <new template>", r.name),
                 ));
             }
-            let stored = stored_template(rest, &inputs)?;
+            // a single-prompt routine keeps its own placeholders ({{ date }}, {{ state }}, …),
+            // checked by the save's single-prompt rules
+            let stored = if r.definition.is_none() {
+                rest.to_string()
+            } else {
+                stored_template(rest, &inputs)?
+            };
             if let Some(unused) = inputs
                 .iter()
                 .find(|n| !stored.contains(&format!("{{{{initial.{n}}}}}")))

@@ -545,6 +545,31 @@ async fn routine_show_and_routine_edit_speak_bare_parameters_and_validate_like_a
         ) && show.contains("• until (date) — Until which day?, e.g. Sunday"),
         "{show}"
     );
+    // a scheduled (single-prompt) routine keeps its own placeholders
+    say(&app, &g, G, bob(), 68, "/every 2h check the {date} washing").await;
+    let reply = say(
+        &app,
+        &g,
+        G,
+        bob(),
+        69,
+        "/routine_edit check_the_date_washing prompt check the {{ date }} laundry",
+    )
+    .await;
+    assert_eq!(
+        reply,
+        "Routine check_the_date_washing: template changed. See it with /routine_show check_the_date_washing."
+    );
+    let r = app
+        .store
+        .routine_by_name(G, "check_the_date_washing")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (r.prompt.as_str(), r.definition.as_deref()),
+        ("check the {{ date }} laundry", None)
+    );
     // the menu did not change (same names and descriptions): nothing sent
     assert_eq!(menus_of(&app, G).len(), sent);
     app.stop().await;
