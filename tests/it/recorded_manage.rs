@@ -691,3 +691,52 @@ async fn export_then_import_gives_an_identical_recorded_routine_without_its_sour
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_full_menu_keeps_the_built_ins_first_within_telegrams_limits() {
+    let app = TgApp::start_with(|c| {
+        c.access.admin_ids = vec![1];
+        c.routines.max_per_chat = 150;
+    })
+    .await;
+    let g = Chat::group(G, "Home");
+    say(&app, &g, G, alice(), 80, "hello").await;
+    let svc = &app.hearth.svc;
+    let builtins: Vec<&str> = svc.menu.iter().map(|(c, _)| *c).collect();
+    let long = format!("Tidy up {}", "and sweep ".repeat(40));
+    let first = TIDY.replace(
+        "description = \"List the open chores and post a short summary\"",
+        &format!("description = \"{}\"", long.trim()),
+    );
+    import(svc, G, actor(1, true), &first).await.unwrap();
+    let menu = menus_of(&app, G).pop().unwrap();
+    let (_, d) = menu.last().unwrap();
+    assert_eq!(d.chars().count(), menu::MAX_DESCRIPTION_CHARS);
+    assert!(
+        d.starts_with("Tidy up and sweep") && d.ends_with('…'),
+        "{d}"
+    );
+    // more routines than the menu holds: the built-ins stay, routines fill up to 100
+    let extra = 101 - builtins.len();
+    for i in 0..extra {
+        import(
+            svc,
+            G,
+            actor(1, true),
+            &TIDY.replace("\"tidy\"", &format!("\"tidy_{i}\"")),
+        )
+        .await
+        .unwrap();
+    }
+    let menu = menus_of(&app, G).pop().unwrap();
+    assert_eq!(menu.len(), menu::MAX_COMMANDS);
+    assert_eq!(names(&menu)[..builtins.len()], builtins[..]);
+    assert_eq!(names(&menu)[builtins.len()], "tidy");
+    // the routines past the limit change nothing Telegram shows: not sent
+    assert_eq!(
+        menus_of(&app, G).len(),
+        menu::MAX_COMMANDS - builtins.len(),
+        "one send per routine that fit, none for those that did not"
+    );
+    app.stop().await;
+}
