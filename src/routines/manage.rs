@@ -251,7 +251,8 @@ pub async fn show(svc: &Services, chat_id: i64, args: &str) -> Result<String, Ro
         lines.push(e(&r.description));
     }
     let def = doc.definition.clone();
-    match the_prompt(&mut doc) {
+    let one_step = def.steps.len() == 1;
+    match the_prompt(&mut doc).filter(|_| one_step) {
         Some(p) => lines.push(format!("Template: {}", e(&shown_template(p)))),
         None => {
             lines.push("Steps:".into());

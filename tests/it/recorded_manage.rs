@@ -416,6 +416,14 @@ async fn routines_lists_every_kind_with_parameters_runs_success_and_last_use() {
             .any(|l| l.starts_with("• handover (") && l.contains(" — manual")),
         "{list}"
     );
+    // a multi-step routine shows its steps, with bare parameters
+    let show = say(&app, &g, G, bob(), 53, "/routine_show onboarding").await;
+    assert!(
+        show.starts_with("onboarding — multi-step routine, shared with this group")
+            && show.contains("\nSteps:\n1. ")
+            && !show.contains("{{initial."),
+        "{show}"
+    );
     app.stop().await;
 }
 
