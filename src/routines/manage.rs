@@ -251,7 +251,8 @@ pub async fn show(svc: &Services, chat_id: i64, args: &str) -> Result<String, Ro
         lines.push(e(&r.description));
     }
     let def = doc.definition.clone();
-    match the_prompt(&mut doc) {
+    let one_step = def.steps.len() == 1;
+    match the_prompt(&mut doc).filter(|_| one_step) {
         Some(p) => lines.push(format!("Template: {}", e(&shown_template(p)))),
         None => {
             lines.push("Steps:".into());
@@ -367,7 +368,13 @@ pub async fn edit(
                     format!("is missing: /routine_edit {} prompt <new template>", r.name),
                 ));
             }
-            let stored = stored_template(rest, &inputs)?;
+            // a single-prompt routine keeps its own placeholders ({{ date }}, {{ state }}, …),
+            // checked by the save's single-prompt rules
+            let stored = if r.definition.is_none() {
+                rest.to_string()
+            } else {
+                stored_template(rest, &inputs)?
+            };
             if let Some(unused) = inputs
                 .iter()
                 .find(|n| !stored.contains(&format!("{{{{initial.{n}}}}}")))

@@ -130,6 +130,9 @@ fn hash(entries: &[(String, String)]) -> String {
 /// differs from the last one Telegram accepted (stored hash), remove the chat's menu when its
 /// last routine went. Never fails the caller: failures are logged and [`Synced::Failed`].
 pub async fn sync(svc: &Services, chat_id: i64) -> Synced {
+    // one sync per chat at a time in this process: a slower, older list never lands last
+    static SYNCING: std::sync::OnceLock<crate::services::ChatLocks> = std::sync::OnceLock::new();
+    let _turn = SYNCING.get_or_init(Default::default).lock(chat_id).await;
     let key = key(svc, chat_id);
     let (list, stored) = match (entries(svc, chat_id).await, svc.store.kv_get(&key).await) {
         (Ok(l), Ok(s)) => (l, s),

@@ -7,7 +7,9 @@
 //! against the secret token), and [`TelegramMessenger`] (HTML parse mode, split at 4096
 //! characters, plain-text fallback when Telegram rejects the markup, typing, buttons, edits,
 //! callback answers). `setMyCommands` runs only when the command list changed (OpenClaw hit 429
-//! by setting it at every restart). teloxide provides the update types ([`convert`]).
+//! by setting it at every restart); each chat's own menu (its routines, chat scope) is
+//! [`TelegramMessenger`]'s `set_chat_commands`, kept in step by `routines::menu`. teloxide
+//! provides the update types ([`convert`]).
 //!
 //! Logs here never hold conversation text: an update that cannot be decoded is logged by its id
 //! and the decode error's category and position only, and Bot API errors carry codes, not bodies.

@@ -3,7 +3,7 @@
 //! restart), visibility and rights (item 6), and `/routines`, `/routine_show`, `/routine_edit`,
 //! `/routine_delete`, TOML export → import (item 7). Recorded routines are imported as TOML in
 //! the contract's shape, not made through the save flow.
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use chrono::{TimeZone, Utc};
 use hearth::{
@@ -416,6 +416,14 @@ async fn routines_lists_every_kind_with_parameters_runs_success_and_last_use() {
             .any(|l| l.starts_with("• handover (") && l.contains(" — manual")),
         "{list}"
     );
+    // a multi-step routine shows its steps, with bare parameters
+    let show = say(&app, &g, G, bob(), 53, "/routine_show onboarding").await;
+    assert!(
+        show.starts_with("onboarding — multi-step routine, shared with this group")
+            && show.contains("\nSteps:\n1. ")
+            && !show.contains("{{initial."),
+        "{show}"
+    );
     app.stop().await;
 }
 
@@ -545,6 +553,31 @@ async fn routine_show_and_routine_edit_speak_bare_parameters_and_validate_like_a
         ) && show.contains("• until (date) — Until which day?, e.g. Sunday"),
         "{show}"
     );
+    // a scheduled (single-prompt) routine keeps its own placeholders
+    say(&app, &g, G, bob(), 68, "/every 2h check the {date} washing").await;
+    let reply = say(
+        &app,
+        &g,
+        G,
+        bob(),
+        69,
+        "/routine_edit check_the_date_washing prompt check the {{ date }} laundry",
+    )
+    .await;
+    assert_eq!(
+        reply,
+        "Routine check_the_date_washing: template changed. See it with /routine_show check_the_date_washing."
+    );
+    let r = app
+        .store
+        .routine_by_name(G, "check_the_date_washing")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (r.prompt.as_str(), r.definition.as_deref()),
+        ("check the {{ date }} laundry", None)
+    );
     // the menu did not change (same names and descriptions): nothing sent
     assert_eq!(menus_of(&app, G).len(), sent);
     app.stop().await;
@@ -637,5 +670,200 @@ async fn export_then_import_gives_an_identical_recorded_routine_without_its_sour
         names(menus_of(&app, OTHER).last().unwrap()).last(),
         Some(&"handover")
     );
+
+    // the same export sent to the bot as a `.toml` file in Carol's DM: her personal copy
+    app.fake.add_file("f-handover", exported.as_bytes());
+    app.fake.push_update(FakeBotApi::document_message(
+        0,
+        Chat::private(3, "Carol"),
+        carol(),
+        71,
+        "f-handover",
+        "handover.toml",
+        exported.len() as u64,
+    ));
+    app.wait_done(3, 71).await;
+    let reply = hearth::format::html_to_plain(app.sent_texts(3).last().unwrap());
+    assert!(reply.starts_with("Routine handover saved"), "{reply}");
+    let mine = app
+        .store
+        .routine_by_name(3, "handover")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(mine.owner_id, 3);
+    assert_eq!(mine.definition.as_deref(), Some(definition.as_str()));
+    assert_eq!(
+        names(menus_of(&app, 3).last().unwrap()).last(),
+        Some(&"handover")
+    );
     app.stop().await;
+}
+
+#[tokio::test]
+async fn a_full_menu_keeps_the_built_ins_first_within_telegrams_limits() {
+    let app = TgApp::start_with(|c| {
+        c.access.admin_ids = vec![1];
+        c.routines.max_per_chat = 150;
+    })
+    .await;
+    let g = Chat::group(G, "Home");
+    say(&app, &g, G, alice(), 80, "hello").await;
+    let svc = &app.hearth.svc;
+    let builtins: Vec<&str> = svc.menu.iter().map(|(c, _)| *c).collect();
+    let long = format!("Tidy up {}", "and sweep ".repeat(40));
+    let first = TIDY.replace(
+        "description = \"List the open chores and post a short summary\"",
+        &format!("description = \"{}\"", long.trim()),
+    );
+    import(svc, G, actor(1, true), &first).await.unwrap();
+    let menu = menus_of(&app, G).pop().unwrap();
+    let (_, d) = menu.last().unwrap();
+    assert_eq!(d.chars().count(), menu::MAX_DESCRIPTION_CHARS);
+    assert!(
+        d.starts_with("Tidy up and sweep") && d.ends_with('…'),
+        "{d}"
+    );
+    // more routines than the menu holds: the built-ins stay, routines fill up to 100
+    let extra = 101 - builtins.len();
+    for i in 0..extra {
+        import(
+            svc,
+            G,
+            actor(1, true),
+            &TIDY.replace("\"tidy\"", &format!("\"tidy_{i}\"")),
+        )
+        .await
+        .unwrap();
+    }
+    let menu = menus_of(&app, G).pop().unwrap();
+    assert_eq!(menu.len(), menu::MAX_COMMANDS);
+    assert_eq!(names(&menu)[..builtins.len()], builtins[..]);
+    assert_eq!(names(&menu)[builtins.len()], "tidy");
+    // the routines past the limit change nothing Telegram shows: not sent
+    assert_eq!(
+        menus_of(&app, G).len(),
+        menu::MAX_COMMANDS - builtins.len(),
+        "one send per routine that fit, none for those that did not"
+    );
+    app.stop().await;
+}
+
+/// The real binary: `hearth routines import` has no Telegram (nothing sent, nothing stored as
+/// sent), so the next `hearth run` publishes the chat's menu at start-up; a restart sends
+/// nothing again.
+#[tokio::test]
+async fn a_cli_import_reaches_the_chat_menu_at_the_next_start_and_a_restart_sends_nothing() {
+    use std::process::Stdio;
+    const BIN: &str = env!("CARGO_BIN_EXE_hearth");
+    let fake = FakeBotApi::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("hearth.db").display()
+    );
+    {
+        let store = hearth::store::Store::connect(&url, 1, Duration::from_secs(5))
+            .await
+            .unwrap();
+        let now = Utc::now();
+        store
+            .upsert_chat(G, "group", "Home", "UTC", now)
+            .await
+            .unwrap();
+        store.upsert_user(1, "Alice", None, now).await.unwrap();
+        store.ensure_member(G, 1, true, now).await.unwrap();
+    }
+    let file = dir.path().join("handover.toml");
+    std::fs::write(&file, HANDOVER).unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["routines", "import", file.to_str().unwrap(), "--chat"])
+        .arg(G.to_string())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HEARTH_DATABASE__URL", &url)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(fake.calls().is_empty(), "the CLI never calls Telegram");
+    // the bot is in the group (the fake's chat scope needs a chat it knows)
+    fake.push_update(FakeBotApi::text_message(
+        0,
+        Chat::group(G, "Home"),
+        alice(),
+        1,
+        "hello",
+    ));
+
+    let run = || {
+        tokio::process::Command::new(BIN)
+            .arg("run")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("TELEGRAM_BOT_TOKEN", "123:TEST")
+            .env("HEARTH_TELEGRAM__API_URL", fake.url())
+            .env("HEARTH_TELEGRAM__POLL_TIMEOUT", "1s")
+            .env("HEARTH_DATABASE__URL", &url)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap()
+    };
+    let stop = |child: tokio::process::Child| async move {
+        let pid = child.id().unwrap().to_string();
+        assert!(std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success());
+        let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+            .await
+            .expect("exits after SIGTERM")
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0));
+    };
+    // polling starts after the start-up syncs: a getUpdates after a start means they are done
+    let started = |polls: usize| {
+        let fake = &fake;
+        async move {
+            fake.wait_for("getUpdates", polls + 1, Duration::from_secs(20))
+                .await
+        }
+    };
+    let child = run();
+    started(0).await;
+    let menus = menus_of_fake(&fake, G);
+    assert_eq!(menus.len(), 1, "published at start-up");
+    assert_eq!(menus[0].last().map(String::as_str), Some("handover"));
+    stop(child).await;
+
+    let polls = fake.calls_to("getUpdates").len();
+    let global = fake.calls_to("setMyCommands").len();
+    let child = run();
+    started(polls).await;
+    assert_eq!(menus_of_fake(&fake, G).len(), 1, "a restart sends nothing");
+    assert_eq!(fake.calls_to("setMyCommands").len(), global);
+    stop(child).await;
+}
+
+/// The command names of each chat-scoped `setMyCommands` to `chat_id` the fake received.
+fn menus_of_fake(fake: &FakeBotApi, chat_id: i64) -> Vec<Vec<String>> {
+    fake.calls_to("setMyCommands")
+        .into_iter()
+        .filter(|b| b["scope"] == json!({"type": "chat", "chat_id": chat_id}))
+        .map(|b| {
+            b["commands"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|c| c["command"].as_str().map(str::to_string))
+                .collect()
+        })
+        .collect()
 }
