@@ -1,7 +1,8 @@
 //! Starting a run by hand (issue 9, item 11): `/<name>` for a routine with a definition takes
 //! its initial inputs inline — `/meal_plan vegetarian, no fish` (with a single input free text
-//! is the whole value; with several, one word each in order: `/handover bob alice sunday`,
-//! `"quoted words"` count as one and the last input takes the rest) or `key=value` pairs
+//! is the whole value; with several text inputs it fills the first; with several inputs of which
+//! some are typed, one word each in order: `/handover bob alice sunday`, `"quoted words"` count
+//! as one and the last input takes the rest) or `key=value` pairs
 //! (`budget="40 EUR"`, quotes allowed) — and asks for each missing required input in turn
 //! ("Dietary preferences? (e.g. vegan)", the input's description and example), answered by the
 //! member's next message in that chat (a [`TextHandler`] tried before the agent). Typed inputs
@@ -22,7 +23,7 @@ use serde_json::{Map, Value};
 
 use super::{
     runner::{self, StartRun, Started},
-    steps::{Definition, InputSpec},
+    steps::{Definition, InputSpec, InputType},
     RoutineError,
 };
 use crate::{
@@ -151,9 +152,10 @@ pub fn parse_inline(
         }
     }
     match specs.first() {
-        // several inputs: one word each, in order ("bob alice sunday"; "quoted words" are one;
-        // the last input takes the rest) — issue 10, item 5
-        Some(_) if specs.len() > 1 => {
+        // several inputs of which some are typed (member, chore, date, number: issue 10, item 5):
+        // one word each, in order ("bob alice sunday"; "quoted words" are one; the last input
+        // takes the rest). Text-only inputs keep issue 9's rule (the text fills the first).
+        Some(_) if specs.len() > 1 && specs.iter().any(|s| s.kind != InputType::Text) => {
             let words = positional(text, specs.len());
             for (spec, w) in specs.iter().zip(words) {
                 m.insert(spec.name.clone(), Value::String(clip_answer(&w)));
@@ -576,16 +578,26 @@ mod tests {
             err,
             "input: 'budget' is not an input of bills; its inputs are bills, note"
         );
-        // several inputs: free text fills them in order, one word each, the last takes the rest
-        let v = parse_inline(&two, "bills", "rent").unwrap();
+        // several text inputs: free text fills the first
+        let v = parse_inline(&two, "bills", "rent 900").unwrap();
         assert_eq!(v.len(), 1);
-        assert_eq!(v["bills"], "rent");
-        let v = parse_inline(&two, "bills", "rent split evenly").unwrap();
+        assert_eq!(v["bills"], "rent 900");
+        // several inputs, some typed: one word each in order, the last takes the rest
+        let typed = |name: &str, kind| InputSpec { kind, ..spec(name) };
+        let two = [typed("who", InputType::Member), spec("note")];
+        let v = parse_inline(&two, "x", "bob").unwrap();
+        assert_eq!(v.len(), 1);
+        assert_eq!(v["who"], "bob");
+        let v = parse_inline(&two, "x", "bob split evenly").unwrap();
         assert_eq!(
-            (&v["bills"], &v["note"]),
-            (&json!("rent"), &json!("split evenly"))
+            (&v["who"], &v["note"]),
+            (&json!("bob"), &json!("split evenly"))
         );
-        let three = [spec("from"), spec("to"), spec("until")];
+        let three = [
+            typed("from", InputType::Member),
+            typed("to", InputType::Member),
+            typed("until", InputType::Date),
+        ];
         let v = parse_inline(&three, "handover", "bob \"Ann Lee\" next sunday").unwrap();
         assert_eq!(v["from"], "bob");
         assert_eq!(v["to"], "Ann Lee");

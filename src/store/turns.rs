@@ -208,8 +208,9 @@ impl Store {
             .await?)
     }
 
-    /// Member `actor_id`'s first turn in chat `chat_id` started at or after `since` (UTC): the
-    /// turn of a run's `prompt` step that started then (issue 10: what a replay did).
+    /// Member `actor_id`'s first routine turn (source "routine") in chat `chat_id` started at or
+    /// after `since` (UTC): the turn of a run's `prompt` step that started then (issue 10: what a
+    /// replay did).
     pub async fn first_turn_since(
         &self,
         chat_id: i64,
@@ -219,6 +220,7 @@ impl Store {
         Ok(turn::Entity::find()
             .filter(turn::Column::ChatId.eq(chat_id))
             .filter(turn::Column::ActorId.eq(actor_id))
+            .filter(turn::Column::Source.eq("routine"))
             .filter(turn::Column::StartedAt.gte(since))
             .order_by_asc(turn::Column::Id)
             .one(self.conn())

@@ -10,9 +10,9 @@ use crate::support::{
     tg::{completion, mount_default},
 };
 
-const BIN: &str = env!("CARGO_BIN_EXE_hearth");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_hearth");
 
-fn hearth() -> Command {
+pub(crate) fn hearth() -> Command {
     let mut c = Command::new(BIN);
     // a clean environment: no inherited HEARTH_* or tokens
     c.env_clear()
@@ -282,7 +282,7 @@ const WEBHOOK_SECRET: &str = "s3cret-token";
 
 /// A fresh database URL for the real binary: a SQLite file in `dir`, or a new Postgres database
 /// when `HEARTH_TEST_DATABASE_URL` names a Postgres server.
-async fn binary_db_url(dir: &std::path::Path) -> String {
+pub(crate) async fn binary_db_url(dir: &std::path::Path) -> String {
     match std::env::var("HEARTH_TEST_DATABASE_URL") {
         Ok(url) if url.starts_with("postgres") => {
             let name = format!(
@@ -307,13 +307,18 @@ async fn binary_db_url(dir: &std::path::Path) -> String {
 /// `hearth run` in webhook mode with short leases (2 s for messages and run steps, heartbeat
 /// 0.5 s, recovery every 1 s);
 /// stderr goes to `log`.
-struct Daemon {
+pub(crate) struct Daemon {
     child: tokio::process::Child,
     port: u16,
 }
 
 impl Daemon {
-    async fn start(fake: &FakeBotApi, llm: &str, db_url: &str, log: &std::path::Path) -> Daemon {
+    pub(crate) async fn start(
+        fake: &FakeBotApi,
+        llm: &str,
+        db_url: &str,
+        log: &std::path::Path,
+    ) -> Daemon {
         let port = free_port();
         let child = tokio::process::Command::new(BIN)
             .arg("run")
@@ -370,7 +375,7 @@ impl Daemon {
     }
 
     /// POST one update to this process's webhook; returns once hearth accepted it (durable).
-    async fn post(&self, update: &serde_json::Value) {
+    pub(crate) async fn post(&self, update: &serde_json::Value) {
         let r = reqwest::Client::new()
             .post(format!("http://127.0.0.1:{}/telegram/webhook", self.port))
             .header("X-Telegram-Bot-Api-Secret-Token", WEBHOOK_SECRET)
@@ -381,7 +386,7 @@ impl Daemon {
         assert_eq!(r.status(), 200);
     }
 
-    fn kill9(mut self) {
+    pub(crate) fn kill9(mut self) {
         let pid = self.child.id().unwrap().to_string();
         assert!(Command::new("kill")
             .args(["-KILL", &pid])
@@ -391,7 +396,7 @@ impl Daemon {
         let _ = self.child.start_kill();
     }
 
-    async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         let pid = self.child.id().unwrap().to_string();
         let _ = Command::new("kill").args(["-TERM", &pid]).status();
         let _ = tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await;

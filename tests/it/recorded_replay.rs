@@ -579,3 +579,192 @@ async fn a_restart_during_the_confirmation_wait_then_confirm_completes_once() {
     assert_eq!(completed, 1);
     assert_eq!(b.model.calls(), 0, "the replay's turn is not run again");
 }
+
+/// The same over the real binary: the routine imported with `hearth routines import`, the replay
+/// started by `/handover carol bob sunday` over the webhook, the model a fake OpenAI-compatible
+/// server over HTTP. SIGKILL while the run waits for Confirm; a new process on the same
+/// database; Confirm there runs the held call once and the run completes once (the replay's
+/// turn is not run again).
+#[tokio::test]
+async fn the_binary_killed_during_the_confirmation_wait_completes_once_after_confirm() {
+    use crate::binary::{binary_db_url, hearth as hearth_cmd, Daemon};
+    use crate::support::{
+        fake_telegram::{Chat, FakeBotApi, User},
+        tg::{completion, mount_default, mount_next, tool_call},
+    };
+    use std::time::Duration as StdDuration;
+
+    let fake = FakeBotApi::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = binary_db_url(dir.path()).await;
+    let log = dir.path().join("hearth.log");
+    let llm = wiremock::MockServer::start().await;
+    mount_next(&llm, tool_call("chore_list", r#"{"of":"Carol"}"#), 1, 1).await;
+    mount_next(
+        &llm,
+        tool_call(
+            "chore_update",
+            r#"{"chore":"Dishes","action":"assign","value":"@bob"}"#,
+        ),
+        1,
+        2,
+    )
+    .await;
+    mount_default(&llm, completion("Tap Confirm to move Dishes to Bob.")).await;
+    let g = Chat::group(-710, "Flat");
+    let ann = User::new(80, "Ann").with_username("ann");
+    let bob = User::new(81, "Bob").with_username("bob");
+    let carol = User::new(82, "Carol").with_username("carol");
+    let a = Daemon::start(&fake, &llm.uri(), &db, &log).await;
+    let mut update = 8_000;
+    let mut mid = 1;
+    for (who, text) in [
+        (&ann, "hello"),
+        (&bob, "hi"),
+        (&carol, "hey"),
+        (&ann, "/addchore Dishes @carol"),
+    ] {
+        a.post(&FakeBotApi::text_message(
+            update,
+            g.clone(),
+            who.clone(),
+            mid,
+            text,
+        ))
+        .await;
+        update += 1;
+        mid += 1;
+    }
+    let file = dir.path().join("handover.toml");
+    std::fs::write(&file, HANDOVER).unwrap();
+    // the chore and members are written before the import's checks and the replay need them
+    let deadline = std::time::Instant::now() + StdDuration::from_secs(20);
+    while !fake
+        .calls_to("sendMessage")
+        .iter()
+        .any(|b| b["text"].as_str().is_some_and(|t| t.contains("Dishes")))
+    {
+        assert!(std::time::Instant::now() < deadline, "no chore added");
+        tokio::time::sleep(StdDuration::from_millis(20)).await;
+    }
+    let out = hearth_cmd()
+        .args(["routines", "import", file.to_str().unwrap()])
+        .args(["--chat", "-710", "--as", "80"])
+        .env("HEARTH_DATABASE__URL", &db)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    a.post(&FakeBotApi::text_message(
+        update,
+        g.clone(),
+        ann.clone(),
+        mid,
+        "/handover carol bob sunday",
+    ))
+    .await;
+    update += 1;
+    // the confirmation request, with its buttons
+    let deadline = std::time::Instant::now() + StdDuration::from_secs(30);
+    let (msg_id, data) = loop {
+        let found = fake.calls_to("sendMessage").into_iter().find_map(|b| {
+            let markup = match &b["reply_markup"] {
+                serde_json::Value::String(s) => serde_json::from_str(s).unwrap_or_default(),
+                v => v.clone(),
+            };
+            let data = markup["inline_keyboard"][0][0]["callback_data"]
+                .as_str()?
+                .to_string();
+            data.starts_with("wf:a:").then_some(data)
+        });
+        if let Some(data) = found {
+            let sent = fake.bot_messages();
+            let m = sent
+                .iter()
+                .rev()
+                .find(|m| m["text"].as_str().is_some_and(|t| t.contains("Confirm")))
+                .and_then(|m| m["message_id"].as_i64())
+                .unwrap_or(0);
+            break (m, data);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no confirmation request"
+        );
+        tokio::time::sleep(StdDuration::from_millis(20)).await;
+    };
+    let wf: i64 = data["wf:a:".len()..].parse().unwrap();
+    // the run is waiting on it (the step's commit is written after the turn)
+    let store = Store::connect(&db, 2, std::time::Duration::from_secs(5))
+        .await
+        .unwrap();
+    let run_id = loop {
+        let w = format!("confirm:{wf}");
+        if let Some(r) = store
+            .runs_waiting_for(-710, "confirm:")
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|r| r.waiting_for.as_deref() == Some(w.as_str()))
+        {
+            break r.id;
+        }
+        assert!(std::time::Instant::now() < deadline, "run not waiting");
+        tokio::time::sleep(StdDuration::from_millis(20)).await;
+    };
+    a.kill9();
+    let requests_before = llm.received_requests().await.unwrap_or_default().len();
+
+    let b = Daemon::start(&fake, &llm.uri(), &db, &log).await;
+    tokio::time::sleep(StdDuration::from_millis(2500)).await; // past the 2 s leases
+    assert_eq!(
+        run(&store, run_id).await.status,
+        RunStatus::Waiting,
+        "still waiting after the restart"
+    );
+    b.post(&FakeBotApi::callback_query(
+        update,
+        ann.clone(),
+        g.clone(),
+        msg_id,
+        &data,
+    ))
+    .await;
+    let deadline = std::time::Instant::now() + StdDuration::from_secs(30);
+    loop {
+        let r = run(&store, run_id).await;
+        if r.status == RunStatus::Completed {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "run not completed: {r:?}"
+        );
+        tokio::time::sleep(StdDuration::from_millis(50)).await;
+    }
+    tokio::time::sleep(StdDuration::from_millis(1500)).await; // nothing more happens
+    let r = run(&store, run_id).await;
+    assert_eq!(r.status, RunStatus::Completed);
+    assert_eq!(store.step_runs_of(run_id).await.unwrap().len(), 1);
+    let dishes = store
+        .open_chores(-710)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|c| c.title == "Dishes")
+        .unwrap();
+    assert_eq!(dishes.assignee_id, Some(81), "assigned to Bob once");
+    assert_eq!(
+        store.workflow(wf).await.unwrap().unwrap().status,
+        WorkflowStatus::Approved
+    );
+    assert_eq!(
+        llm.received_requests().await.unwrap_or_default().len(),
+        requests_before,
+        "the replay's turn is not run again after the restart"
+    );
+    b.stop().await;
+}
