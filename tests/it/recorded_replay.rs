@@ -768,3 +768,64 @@ async fn the_binary_killed_during_the_confirmation_wait_completes_once_after_con
     );
     b.stop().await;
 }
+
+/// Two destructive calls held in one replay: cancelling the first cancels the second at once
+/// (a later Confirm could otherwise run a call of a run that ended), the run ends cancelled and
+/// neither chore changes.
+#[tokio::test]
+async fn cancelling_one_of_two_held_calls_cancels_the_other_and_changes_nothing() {
+    let script = vec![
+        tools("chore_list", r#"{"of":"Carol"}"#),
+        Script::Tools(vec![
+            (
+                "chore_update".into(),
+                r#"{"chore":"Dishes","action":"assign","value":"@bob"}"#.into(),
+            ),
+            (
+                "chore_update".into(),
+                r#"{"chore":"Bins","action":"assign","value":"@bob"}"#.into(),
+            ),
+        ]),
+        Script::Text("Bob needs to confirm moving Dishes and Bins.".into()),
+    ];
+    let app = TestApp::with(admin_cfg, script).await;
+    let e = engine(&app);
+    household(&app).await;
+    app.say(&group(), &alice(), "/addchore Bins @carol").await;
+    app.say(&group(), &alice(), "/handover carol bob sunday")
+        .await;
+    let id = started(&app.last_text(GROUP));
+    drive(&app, &e).await;
+    let r = run(&app.store, id).await;
+    let w = r.waiting_for.clone().unwrap_or_default();
+    let ids: Vec<i64> = w
+        .strip_prefix("confirm:")
+        .unwrap_or_else(|| panic!("{w}"))
+        .split(',')
+        .map(|x| x.parse().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 2, "{w}");
+
+    app.press(&group(), &alice(), 0, &format!("wf:c:{}", ids[0]))
+        .await;
+    drive(&app, &e).await;
+    for wf in &ids {
+        assert_eq!(
+            app.store.workflow(*wf).await.unwrap().unwrap().status,
+            WorkflowStatus::Cancelled
+        );
+    }
+    // a late Confirm of the second changes nothing
+    app.press(&group(), &alice(), 0, &format!("wf:a:{}", ids[1]))
+        .await;
+    drive(&app, &e).await;
+    let r = run(&app.store, id).await;
+    assert_eq!(r.status, RunStatus::Cancelled, "{r:?}");
+    let chores = app.store.open_chores(GROUP).await.unwrap();
+    for c in chores
+        .iter()
+        .filter(|c| c.title == "Dishes" || c.title == "Bins")
+    {
+        assert_eq!(c.assignee_id, Some(carol().id), "{} moved", c.title);
+    }
+}

@@ -68,7 +68,7 @@ pub(super) fn failure_text(error: &str, calls: &[NewToolCall]) -> String {
         .collect();
     let mut out = format!("{error}. Done: {}.", list(&ran));
     if !held.is_empty() {
-        out.push_str(&format!(" Waiting for confirmation: {}.", held.join("; ")));
+        out.push_str(&format!(" Cancelled before it ran: {}.", held.join("; ")));
     }
     out.push_str(" Not done: the rest of the task.");
     out

@@ -19,7 +19,10 @@ use crate::{
     events::HearthEvent,
     format,
     services::Services,
-    store::{RunChange, RunStatus, StepChange, StepRunRow, StepStatus, StepType, StoreResult},
+    store::{
+        RunChange, RunStatus, StepChange, StepRunRow, StepStatus, StepType, StoreResult,
+        WorkflowStatus,
+    },
     types::Button,
 };
 
@@ -347,6 +350,20 @@ pub async fn on_confirmation_resolved(svc: &Services, chat_id: i64, workflow_id:
             if !ids.contains(&workflow_id) {
                 continue;
             }
+            // a replay stops at its first unconfirmed call: its other confirmations are
+            // cancelled now, so no later Confirm runs a call of a run that ended (issue 10)
+            let recorded = super::snapshot_of(&run).is_some_and(|s| s.def.recorded.is_some());
+            let declined = svc.store.workflow(workflow_id).await?.is_some_and(|w| {
+                !matches!(w.status, WorkflowStatus::Approved | WorkflowStatus::Pending)
+            });
+            if recorded && declined {
+                cancel_pending(
+                    svc,
+                    &ids,
+                    "an earlier action of this routine was not confirmed",
+                )
+                .await?;
+            }
             if svc.store.count_pending_workflows(&ids).await? == 0 {
                 svc.store.wake_run(run.id, Some(w), svc.clock.now()).await?;
             }
@@ -357,6 +374,19 @@ pub async fn on_confirmation_resolved(svc: &Services, chat_id: i64, workflow_id:
     if let Err(e) = res {
         tracing::warn!(workflow_id, error = %e, "run waiting on a confirmation not woken");
     }
+}
+
+/// Cancel the still-pending workflows among `ids` (a replay's confirmations) with `reason`.
+pub(super) async fn cancel_pending(svc: &Services, ids: &[i64], reason: &str) -> StoreResult<()> {
+    for id in ids {
+        if let Some(w) = svc.store.workflow(*id).await? {
+            if w.status == WorkflowStatus::Pending {
+                // boxed: the cancellation's hook comes back to `on_confirmation_resolved`
+                Box::pin(crate::workflow::cancel_by_system(svc, &w, reason)).await?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// An event arrived: complete the event waits of its chat whose kind and filters match (the

@@ -620,8 +620,11 @@ async fn prompt_step(
                 TurnFailure::Loop => "loop: the same tool call three times".to_string(),
                 other => other.user_message().to_string(),
             };
-            // a replay says what it had done and what not (issue 10)
+            // a replay says what it had done and what not, and its held calls never run once it
+            // failed (issue 10)
             let error = if ctx.snap.def.recorded.is_some() {
+                super::resume::cancel_pending(svc, &confirmations, "the routine's run failed")
+                    .await?;
                 super::replay::failure_text(&error, &outcome.calls)
             } else {
                 error
