@@ -25,6 +25,7 @@ pub struct NewTurn<'a> {
 impl Store {
     /// Record a turn; returns its id.
     pub async fn record_turn(&self, t: NewTurn<'_>) -> StoreResult<i64> {
+        let _w = self.write_turn().await;
         let r = turn::Entity::insert(turn::ActiveModel {
             chat_id: Set(t.chat_id),
             source: Set(t.source.to_string()),

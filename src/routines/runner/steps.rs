@@ -455,6 +455,7 @@ async fn open_gate(
         },
     )
     .await;
+    ctx.forget_steps(); // the gate wrote its step run
     let now = svc.clock.now();
     match opened {
         Ok(wf) => Ok(Flow::Wait {
@@ -477,7 +478,7 @@ async fn open_gate(
 /// owner's confirmation). `None` when the chat is unknown.
 async fn scope_for(ctx: &Ctx<'_>, member_turn: bool) -> StoreResult<Option<Scope>> {
     let svc = ctx.svc;
-    let Some(chat) = svc.store.chat(ctx.chat_id()).await? else {
+    let Some(chat) = ctx.chat().await? else {
         return Ok(None);
     };
     let chat_kind = if chat.kind == "private" {
