@@ -83,6 +83,9 @@ pub struct RoutineEngine {
     refilling: AtomicBool,
     /// The run timer task is armed ([`RoutineEngine::arm_timer`]).
     timer: AtomicBool,
+    /// An arm found the timer task armed: the task looks once more before it ends (else a wait
+    /// ending right after the task decided to end would wait for the next tick).
+    rearm: AtomicBool,
     idle: Notify,
     wake: Notify,
     slots: Arc<tokio::sync::Semaphore>,
@@ -120,6 +123,7 @@ impl RoutineEngine {
             backlog: AtomicBool::new(false),
             refilling: AtomicBool::new(false),
             timer: AtomicBool::new(false),
+            rearm: AtomicBool::new(false),
             idle: Notify::new(),
             wake: Notify::new(),
             slots: Arc::new(tokio::sync::Semaphore::new(MAX_EXECUTING)),
@@ -199,13 +203,18 @@ impl RoutineEngine {
     /// under the tick, benches/runs.rs). A manual clock (tests) never arms it.
     async fn arm_timer(self: &Arc<Self>, now: DateTime<Utc>) -> StoreResult<()> {
         let wall = (now - Utc::now()).num_milliseconds().abs() < 2_000;
-        if !wall || self.backlog.load(Ordering::SeqCst) || self.timer.load(Ordering::SeqCst) {
+        if !wall || self.backlog.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        if self.timer.load(Ordering::SeqCst) {
+            self.rearm.store(true, Ordering::SeqCst);
             return Ok(());
         }
         let Some(at) = self.svc.store.next_wake(now, now + TIMER_HORIZON).await? else {
             return Ok(());
         };
         if self.timer.swap(true, Ordering::SeqCst) {
+            self.rearm.store(true, Ordering::SeqCst);
             return Ok(()); // armed meanwhile
         }
         let me = self.clone();
@@ -225,11 +234,28 @@ impl RoutineEngine {
                     Err(e) => Err(e),
                 };
                 match next {
-                    Ok(Some(n)) => at = n,
-                    Ok(None) => break,
+                    Ok(Some(n)) => {
+                        at = n;
+                        continue;
+                    }
+                    Ok(None) => {}
                     Err(e) => {
                         tracing::warn!(error = %e, "run timer failed; the next tick claims");
                         break;
+                    }
+                }
+                me.timer.store(false, Ordering::SeqCst);
+                // an arm that came meanwhile found this task still armed: look once more
+                if !me.rearm.swap(false, Ordering::SeqCst) || me.backlog.load(Ordering::SeqCst) {
+                    return;
+                }
+                let now = me.svc.clock.now();
+                match me.svc.store.next_wake(now, now + TIMER_HORIZON).await {
+                    Ok(Some(n)) if !me.timer.swap(true, Ordering::SeqCst) => at = n,
+                    Ok(_) => return,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "run timer failed; the next tick claims");
+                        return;
                     }
                 }
             }

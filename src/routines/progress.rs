@@ -56,7 +56,7 @@ struct Slot {
     shown: Option<u64>,
     /// The run as its executor ended it ([`refresh_ended`]): a delayed write reads only the run
     /// row, and uses this view when the row still shows that end.
-    ended: Option<RunView>,
+    ended: Option<Box<RunView>>,
 }
 
 /// The pacing state of one process's progress messages: per run, when its message was last
@@ -128,7 +128,7 @@ pub async fn refresh_known(
 pub async fn refresh_ended(svc: &Services, view: RunView) {
     let run_id = view.run.id;
     let status = view.run.status;
-    svc.progress.lock().entry(run_id).or_default().ended = Some(view.clone());
+    svc.progress.lock().entry(run_id).or_default().ended = Some(Box::new(view.clone()));
     let mut view = Some(view);
     refresh_known(svc, run_id, |run| {
         if run.status != status {
@@ -209,7 +209,7 @@ async fn write(
                 .and_then(|s| s.ended.take());
             match stash {
                 Some(v) => match svc.store.run(run_id).await {
-                    Ok(Some(run)) if run.status == v.run.status => Ok(Some(RunView { run, ..v })),
+                    Ok(Some(run)) if run.status == v.run.status => Ok(Some(RunView { run, ..*v })),
                     Ok(Some(_)) => runs::load(svc, run_id).await,
                     Ok(None) => Ok(None),
                     Err(e) => Err(e.into()),
