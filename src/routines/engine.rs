@@ -33,7 +33,10 @@ use crate::{
     agent::Agent,
     events::HearthEvent,
     services::Services,
-    store::{RoutineRow, RoutineStatus, RunRow, RunSource, RunStatus, StoreResult, TriggerRow},
+    store::{
+        ChatRow, RoutineRow, RoutineStatus, RunRow, RunSource, RunStatus, StepRunRow, StoreResult,
+        TriggerRow,
+    },
 };
 
 /// Due triggers handled per sweep (the rest wait for the next tick, oldest first).
@@ -80,6 +83,9 @@ pub struct RoutineEngine {
     refilling: AtomicBool,
     /// The run timer task is armed ([`RoutineEngine::arm_timer`]).
     timer: AtomicBool,
+    /// An arm found the timer task armed: the task looks once more before it ends (else a wait
+    /// ending right after the task decided to end would wait for the next tick).
+    rearm: AtomicBool,
     idle: Notify,
     wake: Notify,
     slots: Arc<tokio::sync::Semaphore>,
@@ -117,6 +123,7 @@ impl RoutineEngine {
             backlog: AtomicBool::new(false),
             refilling: AtomicBool::new(false),
             timer: AtomicBool::new(false),
+            rearm: AtomicBool::new(false),
             idle: Notify::new(),
             wake: Notify::new(),
             slots: Arc::new(tokio::sync::Semaphore::new(MAX_EXECUTING)),
@@ -196,13 +203,18 @@ impl RoutineEngine {
     /// under the tick, benches/runs.rs). A manual clock (tests) never arms it.
     async fn arm_timer(self: &Arc<Self>, now: DateTime<Utc>) -> StoreResult<()> {
         let wall = (now - Utc::now()).num_milliseconds().abs() < 2_000;
-        if !wall || self.backlog.load(Ordering::SeqCst) || self.timer.load(Ordering::SeqCst) {
+        if !wall || self.backlog.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        if self.timer.load(Ordering::SeqCst) {
+            self.rearm.store(true, Ordering::SeqCst);
             return Ok(());
         }
         let Some(at) = self.svc.store.next_wake(now, now + TIMER_HORIZON).await? else {
             return Ok(());
         };
         if self.timer.swap(true, Ordering::SeqCst) {
+            self.rearm.store(true, Ordering::SeqCst);
             return Ok(()); // armed meanwhile
         }
         let me = self.clone();
@@ -222,11 +234,28 @@ impl RoutineEngine {
                     Err(e) => Err(e),
                 };
                 match next {
-                    Ok(Some(n)) => at = n,
-                    Ok(None) => break,
+                    Ok(Some(n)) => {
+                        at = n;
+                        continue;
+                    }
+                    Ok(None) => {}
                     Err(e) => {
                         tracing::warn!(error = %e, "run timer failed; the next tick claims");
                         break;
+                    }
+                }
+                me.timer.store(false, Ordering::SeqCst);
+                // an arm that came meanwhile found this task still armed: look once more
+                if !me.rearm.swap(false, Ordering::SeqCst) || me.backlog.load(Ordering::SeqCst) {
+                    return;
+                }
+                let now = me.svc.clock.now();
+                match me.svc.store.next_wake(now, now + TIMER_HORIZON).await {
+                    Ok(Some(n)) if !me.timer.swap(true, Ordering::SeqCst) => at = n,
+                    Ok(_) => return,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "run timer failed; the next tick claims");
+                        return;
                     }
                 }
             }
@@ -291,8 +320,9 @@ impl RoutineEngine {
     /// Claim claimable runs and execute them in the background. Per batch of [`RUN_BATCH`]
     /// claimable rows: one conditional update per status seen (claimed rows come back with
     /// `RETURNING`, so a run is claimed by exactly one process), the lapsed timer waits finished
-    /// together ([`crate::store::Store::finish_timer_waits`]), and the batch's routines read
-    /// once. Returns how many runs this process claimed.
+    /// together ([`crate::store::Store::finish_timer_waits`]), and the batch's routines, chats
+    /// and (for runs entering afresh) step runs read once ([`runner::Prefetched`]). Returns how
+    /// many runs this process claimed.
     pub async fn claim_runs(self: &Arc<Self>, now: DateTime<Utc>) -> StoreResult<usize> {
         let lease = now
             + chrono::Duration::from_std(self.svc.config.routines.step_lease)
@@ -363,9 +393,10 @@ impl RoutineEngine {
                     .map(|r| (r.id, r))
                     .collect()
             };
-            for (row, seen) in claimed {
+            let pre = self.prefetch(&claimed, &routines).await?;
+            for ((row, seen), pre) in claimed.into_iter().zip(pre) {
                 let routine = routines.get(&row.routine_id).cloned();
-                self.spawn_run(row, seen, routine);
+                self.spawn_run(row, seen, routine, pre);
                 n += 1;
             }
             if !full {
@@ -375,7 +406,58 @@ impl RoutineEngine {
         Ok(n)
     }
 
-    fn spawn_run(self: &Arc<Self>, run: RunRow, seen: RunStatus, routine: Option<RoutineRow>) {
+    /// For a claim batch (in its order): the chats, and the step runs of the runs entering
+    /// afresh (pending, or past a lapsed timer), two queries for the batch
+    /// ([`runner::Prefetched`]).
+    async fn prefetch(
+        &self,
+        claimed: &[(RunRow, RunStatus)],
+        routines: &HashMap<i64, RoutineRow>,
+    ) -> StoreResult<Vec<runner::Prefetched>> {
+        let store = &self.svc.store;
+        let chat_of = |r: &RunRow| {
+            r.chat_id
+                .or_else(|| routines.get(&r.routine_id).map(|x| x.chat_id))
+        };
+        let mut chat_ids: Vec<i64> = claimed.iter().filter_map(|(r, _)| chat_of(r)).collect();
+        chat_ids.sort_unstable();
+        chat_ids.dedup();
+        let chats: HashMap<i64, ChatRow> = store
+            .chats_by_ids(&chat_ids)
+            .await?
+            .into_iter()
+            .map(|c| (c.id, c))
+            .collect();
+        let fresh: Vec<i64> = claimed
+            .iter()
+            .filter(|(_, seen)| *seen == RunStatus::Pending)
+            .map(|(r, _)| r.id)
+            .collect();
+        let mut steps: HashMap<i64, Vec<StepRunRow>> =
+            fresh.iter().map(|id| (*id, Vec::new())).collect();
+        if !fresh.is_empty() {
+            for s in store.step_runs_of_runs(&fresh).await? {
+                if let Some(v) = steps.get_mut(&s.run_id) {
+                    v.push(s);
+                }
+            }
+        }
+        Ok(claimed
+            .iter()
+            .map(|(r, _)| runner::Prefetched {
+                steps: steps.remove(&r.id),
+                chat: chat_of(r).map(|id| chats.get(&id).cloned()),
+            })
+            .collect())
+    }
+
+    fn spawn_run(
+        self: &Arc<Self>,
+        run: RunRow,
+        seen: RunStatus,
+        routine: Option<RoutineRow>,
+        pre: runner::Prefetched,
+    ) {
         self.in_flight.fetch_add(1, Ordering::SeqCst);
         let guard = FlightGuard(self.clone());
         let me = self.clone();
@@ -384,7 +466,7 @@ impl RoutineEngine {
             let Ok(_slot) = me.slots.clone().acquire_owned().await else {
                 return;
             };
-            if let Err(e) = runner::execute(&me, run, seen, routine).await {
+            if let Err(e) = runner::execute(&me, run, seen, routine, pre).await {
                 tracing::error!(run = run_id, error = %e, "routine run stopped on storage");
             }
             drop(_slot);

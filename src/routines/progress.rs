@@ -31,7 +31,7 @@ use super::runs::{self, fmt_duration, RunView};
 use crate::{
     format::escape_html as e,
     services::Services,
-    store::{RunStatus, StepStatus},
+    store::{RunRow, RunStatus, StepStatus},
     types::{Button, Outbound},
 };
 
@@ -54,6 +54,9 @@ struct Slot {
     timer: bool,
     /// Hash of what the message shows now (an identical edit is not sent).
     shown: Option<u64>,
+    /// The run as its executor ended it ([`refresh_ended`]): a delayed write reads only the run
+    /// row, and uses this view when the row still shows that end.
+    ended: Option<Box<RunView>>,
 }
 
 /// The pacing state of one process's progress messages: per run, when its message was last
@@ -78,6 +81,18 @@ enum Now {
 /// Send or edit the run's progress message to match its rows now (coalesced, see the module).
 /// Errors are logged, not returned: progress never stops a run.
 pub async fn refresh(svc: &Services, run_id: i64) {
+    refresh_known(svc, run_id, |_| None).await
+}
+
+/// [`refresh`] by a caller that already holds the run's routine, snapshot and step runs (the
+/// executor): when the message is written now, only the run row is read and `known(run)` gives
+/// the view (`None`: read it all, e.g. when the run left the caller's hands meanwhile). A
+/// delayed write reads everything when it happens.
+pub async fn refresh_known(
+    svc: &Services,
+    run_id: i64,
+    known: impl FnOnce(RunRow) -> Option<RunView>,
+) {
     let k = run_id;
     let decision = {
         let mut map = svc.progress.lock();
@@ -102,14 +117,36 @@ pub async fn refresh(svc: &Services, run_id: i64) {
     match decision {
         Now::Nothing => {}
         Now::Later(d) => schedule(svc.clone(), run_id, d),
-        Now::Write => write_and_settle(svc, run_id).await,
+        Now::Write => write_and_settle(svc, run_id, Some(known)).await,
     }
+}
+
+/// [`refresh`] by the executor that just ended the run: `view` is the run as it ended it
+/// (`view.run.status` the end status it wrote; its step runs as written). Whether the message is
+/// written now or later, only the run row is read, and the view is used while the row still
+/// shows that end (else everything is read: the run was retried meanwhile).
+pub async fn refresh_ended(svc: &Services, view: RunView) {
+    let run_id = view.run.id;
+    let status = view.run.status;
+    svc.progress.lock().entry(run_id).or_default().ended = Some(Box::new(view.clone()));
+    let mut view = Some(view);
+    refresh_known(svc, run_id, |run| {
+        if run.status != status {
+            return None;
+        }
+        view.take().map(|v| RunView { run, ..v })
+    })
+    .await;
 }
 
 /// Write once, then: schedule one more write when refreshes came meanwhile, else forget the
 /// run's slot when the run has ended (the map holds only live runs).
-async fn write_and_settle(svc: &Services, run_id: i64) {
-    let (ended, wrote) = write(svc, run_id).await;
+async fn write_and_settle(
+    svc: &Services,
+    run_id: i64,
+    known: Option<impl FnOnce(RunRow) -> Option<RunView>>,
+) {
+    let (ended, wrote) = write(svc, run_id, known).await;
     let k = run_id;
     let again = {
         let mut map = svc.progress.lock();
@@ -144,14 +181,44 @@ fn schedule(svc: Services, run_id: i64, after: Duration) {
             slot.pending = false;
             slot.busy = true;
         }
-        write_and_settle(&svc, run_id).await;
+        write_and_settle(&svc, run_id, None::<fn(RunRow) -> Option<RunView>>).await;
     });
 }
 
 /// Render and send or edit. Returns (the run has ended or is gone, a message was sent or
 /// edited).
-async fn write(svc: &Services, run_id: i64) -> (bool, bool) {
-    let v = match runs::load(svc, run_id).await {
+async fn write(
+    svc: &Services,
+    run_id: i64,
+    known: Option<impl FnOnce(RunRow) -> Option<RunView>>,
+) -> (bool, bool) {
+    let view = match known {
+        Some(k) => match svc.store.run(run_id).await {
+            Ok(Some(run)) => match k(run) {
+                Some(v) => Ok(Some(v)),
+                None => runs::load(svc, run_id).await,
+            },
+            Ok(None) => Ok(None),
+            Err(e) => Err(e.into()),
+        },
+        None => {
+            let stash = svc
+                .progress
+                .lock()
+                .get_mut(&run_id)
+                .and_then(|s| s.ended.take());
+            match stash {
+                Some(v) => match svc.store.run(run_id).await {
+                    Ok(Some(run)) if run.status == v.run.status => Ok(Some(RunView { run, ..*v })),
+                    Ok(Some(_)) => runs::load(svc, run_id).await,
+                    Ok(None) => Ok(None),
+                    Err(e) => Err(e.into()),
+                },
+                None => runs::load(svc, run_id).await,
+            }
+        }
+    };
+    let v = match view {
         Ok(Some(v)) => v,
         Ok(None) => return (true, false),
         Err(err) => {

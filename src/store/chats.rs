@@ -73,6 +73,17 @@ impl Store {
         Ok(chat::Entity::find_by_id(id).one(self.conn()).await?)
     }
 
+    /// The chats among `ids` that exist (any order).
+    pub async fn chats_by_ids(&self, ids: &[i64]) -> StoreResult<Vec<chat::Model>> {
+        if ids.is_empty() {
+            return Ok(vec![]);
+        }
+        Ok(chat::Entity::find()
+            .filter(chat::Column::Id.is_in(ids.iter().copied()))
+            .all(self.conn())
+            .await?)
+    }
+
     /// Set a chat's IANA zone (validated by the caller).
     pub async fn set_chat_timezone(&self, id: i64, zone: &str) -> StoreResult<()> {
         chat::Entity::update_many()

@@ -42,6 +42,7 @@ impl Store {
     /// Append to the log. Idempotent on (chat, Telegram message id): a redelivered or recovered
     /// message is stored once. Returns false when it was already there.
     pub async fn append_message(&self, m: NewMessage<'_>) -> StoreResult<bool> {
+        let _w = self.write_turn().await;
         inserted(
             message::Entity::insert(m.active())
                 .on_conflict(

@@ -96,6 +96,15 @@ pub type StoreResult<T> = Result<T, StoreError>;
 #[derive(Clone, Debug)]
 pub struct Store {
     db: DatabaseConnection,
+    /// SQLite only: the process's writers on the run engine's hot path queue here instead of
+    /// colliding on the database's one write lock (SQLite answers a collision with
+    /// `SQLITE_BUSY` and its busy handler sleeps 1, 2, 5, 10 … ms before trying again, while a
+    /// write holds the lock for tens of µs: thousands of runs resuming together spent most of
+    /// their time asleep, benches/runs.rs). `None` on Postgres (row locks; writers run in
+    /// parallel). Taken by leaf store functions only (never while holding a connection or
+    /// another guard), so it cannot deadlock; writers that do not take it still work (through
+    /// the busy timeout).
+    write: Option<std::sync::Arc<tokio::sync::Mutex<()>>>,
 }
 
 impl Store {
@@ -136,7 +145,9 @@ impl Store {
         });
         let db = Database::connect(opts).await?;
         migration::Migrator::up(&db, None).await?;
-        Ok(Store { db })
+        let write = (db.get_database_backend() == DbBackend::Sqlite)
+            .then(|| std::sync::Arc::new(tokio::sync::Mutex::new(())));
+        Ok(Store { db, write })
     }
 
     /// A fresh in-memory SQLite database with all migrations applied (tests, console trials).
@@ -195,6 +206,15 @@ impl Store {
 
     pub(crate) fn conn(&self) -> &DatabaseConnection {
         &self.db
+    }
+
+    /// Queue for the process's SQLite write lock (see [`Store`]'s `write` field); hold the
+    /// guard over one write statement or transaction. `None` (no wait) on Postgres.
+    pub(crate) async fn write_turn(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match &self.write {
+            Some(m) => Some(m.lock().await),
+            None => None,
+        }
     }
 }
 

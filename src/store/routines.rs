@@ -499,25 +499,8 @@ impl Store {
     /// `YYYY-MM-DD`), else `runs_today = 1, runs_day = day`. Returns the new `tick_count`
     /// (`None`: the routine is gone).
     pub async fn count_run_end(&self, id: i64, day: &str) -> StoreResult<Option<i32>> {
-        use sea_orm::sea_query::{CaseStatement, ExprTrait};
-        let today = CaseStatement::new()
-            .case(
-                routine::Column::RunsDay.eq(day),
-                Expr::col(routine::Column::RunsToday).add(1),
-            )
-            .finally(Expr::value(1));
-        Ok(routine::Entity::update_many()
-            .col_expr(
-                routine::Column::TickCount,
-                Expr::col(routine::Column::TickCount).add(1),
-            )
-            .col_expr(routine::Column::RunsToday, today.into())
-            .col_expr(routine::Column::RunsDay, Expr::value(day))
-            .filter(routine::Column::Id.eq(id))
-            .exec_with_returning(self.conn())
-            .await?
-            .pop()
-            .map(|r| r.tick_count))
+        let _w = self.write_turn().await;
+        count_run_end_in(self.conn(), id, day).await
     }
 
     /// End a routine: status "ended", no trigger fires again.
@@ -571,6 +554,7 @@ impl Store {
 
     /// Insert a run record; returns its id.
     pub async fn insert_run(&self, r: NewRun) -> StoreResult<i64> {
+        let _w = self.write_turn().await;
         let x = routine_run::Entity::insert(routine_run::ActiveModel {
             routine_id: Set(r.routine_id),
             trigger_id: Set(r.trigger_id),
@@ -657,6 +641,7 @@ impl Store {
             .one(self.conn())
             .await?;
         let Some(cut) = cutoff else { return Ok(0) };
+        let _w = self.write_turn().await;
         let r = routine_run::Entity::delete_many()
             .filter(routine_run::Column::RoutineId.eq(routine_id))
             .filter(routine_run::Column::Id.lte(cut.id))
@@ -787,4 +772,32 @@ impl Store {
             .await?;
         Ok(ids)
     }
+}
+
+/// [`Store::count_run_end`] on `db` (a connection or a transaction: the executor counts a run's
+/// end in the commit that ends it, [`Store::advance_run_counted`]).
+pub(super) async fn count_run_end_in(
+    db: &impl sea_orm::ConnectionTrait,
+    id: i64,
+    day: &str,
+) -> StoreResult<Option<i32>> {
+    use sea_orm::sea_query::{CaseStatement, ExprTrait};
+    let today = CaseStatement::new()
+        .case(
+            routine::Column::RunsDay.eq(day),
+            Expr::col(routine::Column::RunsToday).add(1),
+        )
+        .finally(Expr::value(1));
+    Ok(routine::Entity::update_many()
+        .col_expr(
+            routine::Column::TickCount,
+            Expr::col(routine::Column::TickCount).add(1),
+        )
+        .col_expr(routine::Column::RunsToday, today.into())
+        .col_expr(routine::Column::RunsDay, Expr::value(day))
+        .filter(routine::Column::Id.eq(id))
+        .exec_with_returning(db)
+        .await?
+        .pop()
+        .map(|r| r.tick_count))
 }

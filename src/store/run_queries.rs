@@ -191,6 +191,7 @@ impl Store {
 
     /// Remember the run's progress message, only if it has none yet. True when stored.
     pub async fn set_progress_message(&self, run_id: i64, message_id: i64) -> StoreResult<bool> {
+        let _w = self.write_turn().await;
         let r = routine_run::Entity::update_many()
             .col_expr(
                 routine_run::Column::ProgressMessageId,

@@ -242,6 +242,7 @@ impl Store {
         if ids.is_empty() {
             return Ok(vec![]);
         }
+        let _w = self.write_turn().await;
         let mut rows = routine_run::Entity::update_many()
             .col_expr(routine_run::Column::Status, Expr::value(RunStatus::Running))
             .col_expr(routine_run::Column::Owner, Expr::value(owner))
@@ -297,6 +298,7 @@ impl Store {
         if step_of.is_empty() {
             return Ok(vec![]);
         }
+        let _w = self.write_turn().await;
         let txn = self.conn().begin().await?;
         let mut moved = routine_run::Entity::update_many()
             .col_expr(
@@ -377,6 +379,7 @@ impl Store {
         owner: &str,
         lease_until: DateTime<Utc>,
     ) -> StoreResult<u64> {
+        let _w = self.write_turn().await;
         let r = routine_run::Entity::update_many()
             .col_expr(routine_run::Column::LeaseUntil, Expr::value(lease_until))
             .filter(routine_run::Column::Owner.eq(owner))
@@ -416,6 +419,25 @@ impl Store {
         c: &RunChange,
         step: Option<&StepChange>,
     ) -> StoreResult<Option<routine_run::Model>> {
+        Ok(self
+            .advance_run_counted(run_id, owner, c, step, None)
+            .await?
+            .map(|(row, _)| row))
+    }
+
+    /// [`Store::advance_run_row`] for a change that ends the run, counting the end in the same
+    /// commit when `count` is `Some((routine id, the routine's local day YYYY-MM-DD))` and the
+    /// run was held ([`Store::count_run_end`]). Returns the row as written and the routine's new
+    /// `tick_count` (`None`: the routine is gone, or nothing counted); `None`: the executor stops.
+    pub async fn advance_run_counted(
+        &self,
+        run_id: i64,
+        owner: &str,
+        c: &RunChange,
+        step: Option<&StepChange>,
+        count: Option<(i64, &str)>,
+    ) -> StoreResult<Option<(routine_run::Model, Option<i32>)>> {
+        let _w = self.write_turn().await;
         let txn = self.conn().begin().await?;
         let holds = c.status == RunStatus::Running;
         let ends = !c.status.is_active();
@@ -506,8 +528,14 @@ impl Store {
                 .exec(&txn)
                 .await?;
         }
+        let tick = match (&row, count) {
+            (Some(_), Some((routine_id, day))) => {
+                super::routines::count_run_end_in(&txn, routine_id, day).await?
+            }
+            _ => None,
+        };
         txn.commit().await?;
-        Ok(row)
+        Ok(row.map(|r| (r, tick)))
     }
 
     /// Wake a waiting run now (`wake_at = at`) when it still waits for `waiting_for` (any wait
@@ -525,6 +553,7 @@ impl Store {
         if let Some(w) = waiting_for {
             q = q.filter(routine_run::Column::WaitingFor.eq(w));
         }
+        let _w = self.write_turn().await;
         Ok(q.exec(self.conn()).await?.rows_affected == 1)
     }
 
@@ -652,8 +681,13 @@ impl Store {
 
     /// Insert a step run; returns its id.
     pub async fn insert_step_run(&self, s: NewStepRun) -> StoreResult<i64> {
-        let m = new_step_model(s).insert(self.conn()).await?;
-        Ok(m.id)
+        Ok(self.insert_step_run_row(s).await?.id)
+    }
+
+    /// Insert a step run; returns the row as inserted (`INSERT … RETURNING`).
+    pub async fn insert_step_run_row(&self, s: NewStepRun) -> StoreResult<step_run::Model> {
+        let _w = self.write_turn().await;
+        Ok(new_step_model(s).insert(self.conn()).await?)
     }
 
     /// One step run.

@@ -122,10 +122,11 @@ fn clip_chars(s: &str, max: usize) -> String {
 }
 
 impl Store {
-    /// Record a turn and its tool calls in one transaction; returns the turn's id.
+    /// Record a turn and its tool calls in one transaction (one statement when it made no
+    /// call: the common turn pays no BEGIN/COMMIT); returns the turn's id.
     pub async fn record_turn(&self, t: NewTurn<'_>) -> StoreResult<i64> {
-        let txn = self.conn().begin().await?;
-        let r = turn::Entity::insert(turn::ActiveModel {
+        let _w = self.write_turn().await;
+        let row = turn::ActiveModel {
             chat_id: Set(t.chat_id),
             source: Set(t.source.to_string()),
             model: Set(t.model.to_string()),
@@ -140,29 +141,32 @@ impl Store {
             request: Set(t.request.map(str::to_string)),
             fingerprint: Set(fingerprint(t.calls)),
             ..Default::default()
-        })
-        .exec(&txn)
-        .await?;
-        let turn_id = r.last_insert_id;
-        if !t.calls.is_empty() {
-            let rows = t
-                .calls
-                .iter()
-                .enumerate()
-                .map(|(i, c)| tool_call::ActiveModel {
-                    turn_id: Set(turn_id),
-                    chat_id: Set(t.chat_id),
-                    position: Set(i as i32),
-                    name: Set(c.name.chars().take(64).collect()),
-                    arguments: Set(c.arguments.clone()),
-                    result: Set(clip_chars(&c.result, MAX_RECORDED_RESULT_CHARS)),
-                    status: Set(c.status),
-                    destructive: Set(c.destructive),
-                    created_at: Set(t.started_at),
-                    ..Default::default()
-                });
-            tool_call::Entity::insert_many(rows).exec(&txn).await?;
+        };
+        if t.calls.is_empty() {
+            return Ok(turn::Entity::insert(row)
+                .exec(self.conn())
+                .await?
+                .last_insert_id);
         }
+        let txn = self.conn().begin().await?;
+        let turn_id = turn::Entity::insert(row).exec(&txn).await?.last_insert_id;
+        let rows = t
+            .calls
+            .iter()
+            .enumerate()
+            .map(|(i, c)| tool_call::ActiveModel {
+                turn_id: Set(turn_id),
+                chat_id: Set(t.chat_id),
+                position: Set(i as i32),
+                name: Set(c.name.chars().take(64).collect()),
+                arguments: Set(c.arguments.clone()),
+                result: Set(clip_chars(&c.result, MAX_RECORDED_RESULT_CHARS)),
+                status: Set(c.status),
+                destructive: Set(c.destructive),
+                created_at: Set(t.started_at),
+                ..Default::default()
+            });
+        tool_call::Entity::insert_many(rows).exec(&txn).await?;
         txn.commit().await?;
         Ok(turn_id)
     }

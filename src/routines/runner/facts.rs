@@ -21,8 +21,8 @@ use crate::store::{ChoreStatus, StepStatus, StoreResult};
 /// (`reason`, `count`).
 pub(super) async fn context(ctx: &Ctx<'_>, idx: usize) -> StoreResult<Vars> {
     let svc = ctx.svc;
-    let all = svc.store.step_runs_of(ctx.run.id).await?;
-    let chat = svc.store.chat(ctx.chat_id()).await?;
+    let all = ctx.step_runs().await?;
+    let chat = ctx.chat().await?;
     let date = svc
         .clock
         .now()
@@ -141,9 +141,8 @@ pub(super) async fn check_value(
                 .iter()
                 .position(|s| s.name.as_deref() == Some(arg));
             let wf = match pos {
-                Some(p) => svc
-                    .store
-                    .step_runs_of(ctx.run.id)
+                Some(p) => ctx
+                    .step_runs()
                     .await?
                     .into_iter()
                     .filter(|s| s.position == p as i32 && s.workflow_id.is_some())

@@ -22,6 +22,7 @@ use serde_json::Value;
 use super::{
     engine::RoutineEngine,
     progress,
+    runs::RunView,
     steps::{Definition, Step, StepKind},
     zone_of, RoutineError, KEEP_RUNS,
 };
@@ -30,8 +31,9 @@ use crate::{
     format,
     services::Services,
     store::{
-        NewRun, NewStepRun, Publication, RoutineRow, RoutineStatus, RunChange, RunRow, RunSource,
-        RunStatus, StepChange, StepRunRow, StepStatus, StepType, StoreResult, TriggerKind,
+        ChatRow, NewRun, NewStepRun, Publication, RoutineRow, RoutineStatus, RunChange, RunRow,
+        RunSource, RunStatus, StepChange, StepRunRow, StepStatus, StepType, StoreResult,
+        TriggerKind,
     },
     types::{Button, Outbound},
 };
@@ -275,6 +277,17 @@ enum Flow {
     Stop,
 }
 
+/// What the engine read for a claimed run together with the rest of its claim batch (one query
+/// per batch instead of one per run): given to [`execute`].
+#[derive(Debug, Default)]
+pub(super) struct Prefetched {
+    /// All the run's step runs in id order, read after its claim (only for a run entering
+    /// afresh, pending or past a lapsed timer: nobody else writes its step runs then).
+    pub steps: Option<Vec<StepRunRow>>,
+    /// The run's chat (`None`: read when needed).
+    pub chat: Option<Option<ChatRow>>,
+}
+
 /// Everything one step execution needs.
 struct Ctx<'a> {
     eng: &'a RoutineEngine,
@@ -282,9 +295,70 @@ struct Ctx<'a> {
     routine: RoutineRow,
     snap: Snapshot,
     run: RunRow,
+    /// The run's step runs as this execution last read or wrote them (id order), `None` until
+    /// read. Only the holder writes a held run's step runs, so they change under this execution
+    /// only by its own writes, which update or clear the cache ([`Ctx::noted`],
+    /// [`Ctx::forget_steps`]); a cancel that marks them skipped also makes the next commit
+    /// touch 0 rows, and the execution stops. Saves reading them again for every template
+    /// context, attempt number and progress message.
+    steps: std::sync::Mutex<Option<Vec<StepRunRow>>>,
+    /// The run's chat, read once per execution.
+    chat: tokio::sync::OnceCell<Option<ChatRow>>,
 }
 
 impl Ctx<'_> {
+    /// The run's step runs in id order (the cache, else read and cached).
+    async fn step_runs(&self) -> StoreResult<Vec<StepRunRow>> {
+        if let Some(v) = self.cached_steps().as_ref() {
+            return Ok(v.clone());
+        }
+        let v = self.svc.store.step_runs_of(self.run.id).await?;
+        *self.cached_steps() = Some(v.clone());
+        Ok(v)
+    }
+
+    fn cached_steps(&self) -> std::sync::MutexGuard<'_, Option<Vec<StepRunRow>>> {
+        self.steps.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Step runs were written other than through [`Ctx::noted`]: read them again when needed.
+    fn forget_steps(&self) {
+        *self.cached_steps() = None;
+    }
+
+    /// A step change was committed: update the cached row (or forget the cache if it is not
+    /// there).
+    fn noted(&self, c: &StepChange) {
+        let mut cache = self.cached_steps();
+        let Some(rows) = cache.as_mut() else {
+            return;
+        };
+        match rows.iter_mut().find(|r| r.id == c.id) {
+            Some(r) => {
+                r.status = c.status;
+                r.output = c.output.clone();
+                r.reason = c.reason.clone();
+                r.error = c.error.clone();
+                r.prompt_tokens = c.prompt_tokens;
+                r.completion_tokens = c.completion_tokens;
+                r.cost_usd = c.cost_usd;
+                r.duration_ms = c.duration_ms;
+                r.workflow_id = c.workflow_id;
+                r.finished_at = c.finished_at;
+            }
+            None => *cache = None,
+        }
+    }
+
+    /// The run's chat (read once per execution).
+    async fn chat(&self) -> StoreResult<Option<ChatRow>> {
+        Ok(self
+            .chat
+            .get_or_try_init(|| self.svc.store.chat(self.chat_id()))
+            .await?
+            .clone())
+    }
+
     fn owner(&self) -> &str {
         self.eng.owner()
     }
@@ -321,6 +395,7 @@ pub(super) async fn execute(
     run: RunRow,
     seen: RunStatus,
     routine: Option<RoutineRow>,
+    pre: Prefetched,
 ) -> StoreResult<()> {
     let svc = eng.services();
     let entry = match seen {
@@ -348,6 +423,8 @@ pub(super) async fn execute(
         routine,
         snap,
         run,
+        steps: std::sync::Mutex::new(pre.steps),
+        chat: tokio::sync::OnceCell::new_with(pre.chat),
     };
     let mut entry = entry;
     loop {
@@ -357,12 +434,8 @@ pub(super) async fn execute(
         let idx = ctx.run.current_step.max(0) as usize;
         if idx >= ctx.snap.def.steps.len() {
             let c = end_change(&ctx.run, RunStatus::Completed, None, svc);
-            if svc
-                .store
-                .advance_run(ctx.run.id, ctx.owner(), &c, None)
-                .await?
-            {
-                ended(&ctx, RunStatus::Completed, None).await?;
+            if let Some(tick) = end_run(&ctx, &c, None).await? {
+                ended(&ctx, RunStatus::Completed, None, tick).await?;
             }
             return Ok(());
         }
@@ -423,12 +496,8 @@ async fn apply(ctx: &Ctx<'_>, idx: usize, flow: Flow) -> StoreResult<Option<RunR
                 end_change(run, RunStatus::Failed, Some(reason.clone()), svc),
                 step.as_ref(),
             );
-            if svc
-                .store
-                .advance_run(run.id, ctx.owner(), &c, step.as_ref())
-                .await?
-            {
-                ended(ctx, RunStatus::Failed, Some(reason)).await?;
+            if let Some(tick) = end_run(ctx, &c, step.as_ref()).await? {
+                ended(ctx, RunStatus::Failed, Some(reason), tick).await?;
             }
             Ok(None)
         }
@@ -439,12 +508,8 @@ async fn apply(ctx: &Ctx<'_>, idx: usize, flow: Flow) -> StoreResult<Option<RunR
                 .output
                 .as_deref()
                 .map(|o| crate::context::clip(o, SNIPPET_CHARS));
-            if svc
-                .store
-                .advance_run(run.id, ctx.owner(), &c, Some(&step))
-                .await?
-            {
-                ended(ctx, RunStatus::Silent, None).await?;
+            if let Some(tick) = end_run(ctx, &c, Some(&step)).await? {
+                ended(ctx, RunStatus::Silent, None, tick).await?;
             }
             Ok(None)
         }
@@ -466,12 +531,8 @@ async fn apply(ctx: &Ctx<'_>, idx: usize, flow: Flow) -> StoreResult<Option<RunR
                 );
                 c.output = snippet;
                 c.loops = loops;
-                if svc
-                    .store
-                    .advance_run(run.id, ctx.owner(), &c, Some(&step))
-                    .await?
-                {
-                    ended(ctx, RunStatus::Completed, None).await?;
+                if let Some(tick) = end_run(ctx, &c, Some(&step)).await? {
+                    ended(ctx, RunStatus::Completed, None, tick).await?;
                 }
                 return Ok(None);
             };
@@ -483,11 +544,7 @@ async fn apply(ctx: &Ctx<'_>, idx: usize, flow: Flow) -> StoreResult<Option<RunR
                 );
                 c.output = snippet;
                 c.loops = loops;
-                if svc
-                    .store
-                    .advance_run(run.id, ctx.owner(), &c, Some(&step))
-                    .await?
-                {
+                if let Some(tick) = end_run(ctx, &c, Some(&step)).await? {
                     let html = format!(
                         "Run {} of <b>{}</b> stopped: it reached the cost limit of ${:.2} (spent ${cost:.2}).",
                         run.id,
@@ -495,7 +552,7 @@ async fn apply(ctx: &Ctx<'_>, idx: usize, flow: Flow) -> StoreResult<Option<RunR
                         cfg.cost_limit
                     );
                     notice(svc, ctx.chat_id(), html, vec![]).await;
-                    ended(ctx, RunStatus::Failed, Some(reason)).await?;
+                    ended(ctx, RunStatus::Failed, Some(reason), tick).await?;
                 }
                 return Ok(None);
             }
@@ -548,8 +605,11 @@ async fn apply(ctx: &Ctx<'_>, idx: usize, flow: Flow) -> StoreResult<Option<RunR
                 .store
                 .advance_run_row(run.id, ctx.owner(), &c, Some(&step))
                 .await?;
-            if row.is_some() && multi {
-                progress::refresh(svc, run.id).await;
+            if row.is_some() {
+                ctx.noted(&step);
+                if multi {
+                    refresh(ctx).await;
+                }
             }
             Ok(row)
         }
@@ -583,8 +643,63 @@ fn end_change(
     }
 }
 
-/// After a run ended: events, the parent's wake, counters and pruning.
-async fn ended(ctx: &Ctx<'_>, status: RunStatus, reason: Option<String>) -> StoreResult<()> {
+/// Commit a change that ends the run (`c` from [`end_change`]) with the step's result, counting
+/// the end on its routine in the same commit (the daily cap and `run N`). `None`: not held any
+/// more (stop); else the routine's new `tick_count` (`None`: the routine is gone).
+async fn end_run(
+    ctx: &Ctx<'_>,
+    c: &RunChange,
+    step: Option<&StepChange>,
+) -> StoreResult<Option<Option<i32>>> {
+    let svc = ctx.svc;
+    let r = &ctx.routine;
+    let today = svc
+        .clock
+        .now()
+        .with_timezone(&zone_of(r))
+        .format("%Y-%m-%d")
+        .to_string();
+    let done = svc
+        .store
+        .advance_run_counted(ctx.run.id, ctx.owner(), c, step, Some((r.id, &today)))
+        .await?;
+    if done.is_some() {
+        if let Some(s) = step {
+            ctx.noted(s);
+        }
+    }
+    Ok(done.map(|(_, tick)| tick))
+}
+
+/// Refresh the run's progress message from what this execution knows: its routine, snapshot
+/// and cached step runs, with the run row read fresh ([`progress::refresh_known`]). Everything
+/// is read when the cache is empty or the run is no longer running in this process's hands
+/// (paused, cancelled, taken over: others may have written its step runs).
+async fn refresh(ctx: &Ctx<'_>) {
+    let me = ctx.owner();
+    progress::refresh_known(ctx.svc, ctx.run.id, |run: RunRow| {
+        if run.status != RunStatus::Running || run.owner.as_deref() != Some(me) {
+            return None;
+        }
+        let steps = ctx.cached_steps().clone()?;
+        Some(RunView {
+            run,
+            routine: ctx.routine.clone(),
+            definition: Some(ctx.snap.def.clone()),
+            steps,
+        })
+    })
+    .await;
+}
+
+/// After a run ended (its end counted: `tick` is the routine's new `tick_count`, `None` when
+/// the routine is gone): events, the parent's wake, a spent routine's end, pruning.
+async fn ended(
+    ctx: &Ctx<'_>,
+    status: RunStatus,
+    reason: Option<String>,
+    tick: Option<i32>,
+) -> StoreResult<()> {
     let svc = ctx.svc;
     let run = &ctx.run;
     let now = svc.clock.now();
@@ -613,13 +728,26 @@ async fn ended(ctx: &Ctx<'_>, status: RunStatus, reason: Option<String>) -> Stor
         }
     }
     if !ctx.snap.single {
-        progress::refresh(svc, run.id).await;
+        let cached = ctx.cached_steps().clone();
+        match cached {
+            Some(steps) => {
+                let view = RunView {
+                    run: RunRow {
+                        status,
+                        ..run.clone()
+                    },
+                    routine: ctx.routine.clone(),
+                    definition: Some(ctx.snap.def.clone()),
+                    steps,
+                };
+                progress::refresh_ended(svc, view).await;
+            }
+            None => progress::refresh(svc, run.id).await,
+        }
     }
-    // counters (the daily cap and `run N`), then a spent single-prompt routine ends
+    // counted with the end; a spent single-prompt routine ends
     let r = &ctx.routine;
-    let zone = zone_of(r);
-    let today = now.with_timezone(&zone).format("%Y-%m-%d").to_string();
-    let Some(tick) = svc.store.count_run_end(r.id, &today).await? else {
+    let Some(tick) = tick else {
         return Ok(()); // the routine was deleted meanwhile
     };
     if ctx.snap.single
@@ -670,9 +798,7 @@ async fn notice(svc: &Services, chat_id: i64, html: String, buttons: Vec<Vec<But
 /// The latest step run of position `idx` (this pass when the run was woken).
 async fn latest_at(ctx: &Ctx<'_>, idx: usize) -> StoreResult<Option<StepRunRow>> {
     Ok(ctx
-        .svc
-        .store
-        .step_runs_of(ctx.run.id)
+        .step_runs()
         .await?
         .into_iter()
         .filter(|s| s.position == idx as i32)
@@ -688,18 +814,16 @@ async fn new_step_run(
     input: Option<String>,
 ) -> StoreResult<i64> {
     let attempt = ctx
-        .svc
-        .store
-        .step_runs_of(ctx.run.id)
+        .step_runs()
         .await?
         .iter()
         .filter(|s| s.position == idx as i32)
         .count() as i32
         + 1;
-    let id = ctx
+    let row = ctx
         .svc
         .store
-        .insert_step_run(NewStepRun {
+        .insert_step_run_row(NewStepRun {
             run_id: ctx.run.id,
             position: idx as i32,
             attempt,
@@ -710,8 +834,12 @@ async fn new_step_run(
             started_at: Some(ctx.svc.clock.now()),
         })
         .await?;
+    let id = row.id;
+    if let Some(rows) = ctx.cached_steps().as_mut() {
+        rows.push(row);
+    }
     if !ctx.snap.single {
-        progress::refresh(ctx.svc, ctx.run.id).await;
+        refresh(ctx).await;
     }
     Ok(id)
 }

@@ -272,6 +272,7 @@ pub(super) async fn take_over(ctx: &Ctx<'_>, idx: usize) -> StoreResult<Flow> {
         {
             return Ok(Flow::Stop);
         }
+        ctx.noted(&ch);
         return run_step(ctx, idx, false).await;
     }
     let ch = StepChange {

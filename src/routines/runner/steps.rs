@@ -32,6 +32,7 @@ use crate::{
     services::Services,
     store::{
         RoutineRow, RunRow, RunSource, RunStatus, StepChange, StepStatus, StepType, StoreResult,
+        ToolCallStatus,
     },
     types::{ChatKind, Outbound},
 };
@@ -455,6 +456,7 @@ async fn open_gate(
         },
     )
     .await;
+    ctx.forget_steps(); // the gate wrote its step run
     let now = svc.clock.now();
     match opened {
         Ok(wf) => Ok(Flow::Wait {
@@ -477,7 +479,7 @@ async fn open_gate(
 /// owner's confirmation). `None` when the chat is unknown.
 async fn scope_for(ctx: &Ctx<'_>, member_turn: bool) -> StoreResult<Option<Scope>> {
     let svc = ctx.svc;
-    let Some(chat) = svc.store.chat(ctx.chat_id()).await? else {
+    let Some(chat) = ctx.chat().await? else {
         return Ok(None);
     };
     let chat_kind = if chat.kind == "private" {
@@ -574,7 +576,13 @@ async fn prompt_step(
             },
         )
         .await;
-    let confirmations = if step.auto_approve {
+    // only a call the turn held opened a confirmation (the chat lock keeps other turns of this
+    // chat out meanwhile): no query for the common turn
+    let held = outcome
+        .calls
+        .iter()
+        .any(|c| c.status == ToolCallStatus::Held);
+    let confirmations = if step.auto_approve || !held {
         vec![]
     } else {
         svc.store
