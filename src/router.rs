@@ -83,6 +83,21 @@ impl CommandCtx<'_> {
 /// `setMyCommands` takes it (name `[a-z0-9_]{1,32}`, description 1–256 characters).
 pub type MenuEntry = (&'static str, &'static str);
 
+/// The SHA-256 (hex) of a command list, (name, description) pairs in order: what the bot last
+/// published is kept as this hash in `kv` so an unchanged menu is not sent again (the global
+/// menu and each chat's routine menu; OpenClaw hit 429s re-sending it at every start).
+pub fn menu_hash<C: AsRef<str>, D: AsRef<str>>(entries: &[(C, D)]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for (c, d) in entries {
+        h.update(c.as_ref().as_bytes());
+        h.update([0]);
+        h.update(d.as_ref().as_bytes());
+        h.update([0]);
+    }
+    hex::encode(h.finalize())
+}
+
 /// A domain's slash commands.
 #[async_trait]
 pub trait CommandSet: Send + Sync + 'static {

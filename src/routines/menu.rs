@@ -15,8 +15,6 @@
 //! draft's Save / Cancel. Failures are logged (chat id and error, never routine text) and never
 //! fail the change itself. Uses: services (store, outbox's messenger, bot id, built-in menu).
 
-use sha2::{Digest, Sha256};
-
 use crate::{
     services::Services,
     store::{Publication, RoutineRow, RoutineStatus, StoreResult},
@@ -115,17 +113,6 @@ fn prefix(svc: &Services) -> String {
     format!("telegram.menu.{}.", svc.bot.id)
 }
 
-fn hash(entries: &[(String, String)]) -> String {
-    let mut h = Sha256::new();
-    for (c, d) in entries {
-        h.update(c.as_bytes());
-        h.update([0]);
-        h.update(d.as_bytes());
-        h.update([0]);
-    }
-    hex::encode(h.finalize())
-}
-
 /// Bring chat `chat_id`'s Telegram menu up to date with its routines: send the list when it
 /// differs from the last one Telegram accepted (stored hash), remove the chat's menu when its
 /// last routine went. Never fails the caller: failures are logged and [`Synced::Failed`].
@@ -141,7 +128,7 @@ pub async fn sync(svc: &Services, chat_id: i64) -> Synced {
             return Synced::Failed;
         }
     };
-    let h = hash(&list);
+    let h = crate::router::menu_hash(&list);
     if (list.is_empty() && stored.is_none()) || stored.as_deref() == Some(h.as_str()) {
         return Synced::Unchanged;
     }

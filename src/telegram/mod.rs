@@ -31,7 +31,6 @@ use axum::{
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::{json, value::RawValue, Value};
-use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use teloxide::types::{Update, UpdateKind};
 use tokio_util::sync::CancellationToken;
@@ -116,14 +115,7 @@ pub async fn sync_commands(
     me: &BotIdentity,
     menu: &[crate::router::MenuEntry],
 ) -> anyhow::Result<bool> {
-    let mut h = Sha256::new();
-    for (c, d) in menu {
-        h.update(c.as_bytes());
-        h.update([0]);
-        h.update(d.as_bytes());
-        h.update([0]);
-    }
-    let hash = hex::encode(h.finalize());
+    let hash = crate::router::menu_hash(menu);
     let key = format!("telegram.commands.{}", me.id);
     if store.kv_get(&key).await?.as_deref() == Some(hash.as_str()) {
         return Ok(false);

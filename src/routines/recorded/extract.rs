@@ -100,15 +100,6 @@ pub fn placeholders(prompt: &str) -> Result<Vec<String>, String> {
     Ok(out)
 }
 
-fn param_name_ok(n: &str) -> bool {
-    let b = n.as_bytes();
-    !b.is_empty()
-        && b.len() <= 32
-        && b[0].is_ascii_lowercase()
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_')
-}
-
 fn input_type(s: Option<&str>) -> Option<InputType> {
     Some(match s.unwrap_or("text").trim() {
         "text" | "" => InputType::Text,
@@ -170,7 +161,7 @@ impl Extraction {
         }
         let mut names = BTreeSet::new();
         for p in &self.params {
-            if !param_name_ok(&p.name) {
+            if !crate::routines::validate::valid_name(&p.name) {
                 return Err(format!(
                     "parameter name '{}' must be a-z, 0-9 and _ starting with a letter",
                     crate::context::clip(&p.name, 40)
