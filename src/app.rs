@@ -88,6 +88,8 @@ pub fn router() -> Router {
         // before the routine commands: `/run_*` never reach the `/<routine name>` fallback
         .commands(crate::routines::run_commands::RunCommands)
         .commands(crate::routines::commands::RoutineCommands)
+        // `/admin`: the web admin's sign-in link (issue 11)
+        .commands(crate::http::admin::AdminCommands)
         // a member's answer to a run's input question comes first
         .text(crate::routines::ask::AskReplies)
         .text(crate::chores::commands::ChoreClaims)
@@ -304,6 +306,11 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     if cfg.http_enabled() {
         let mut app = http::router(store.clone(), ready.clone())
             .merge(crate::routines::api::router(routines.clone()));
+        app = app.merge(http::admin::router(http::admin::AdminState::new(
+            store.clone(),
+            hearth.svc.clock.clone(),
+            cfg.http.public_url.as_deref(),
+        )));
         if cfg.telegram.mode == TelegramMode::Webhook {
             let secret = cfg
                 .telegram

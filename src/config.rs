@@ -209,6 +209,12 @@ pub struct HttpConfig {
     /// Serve `/healthz`, `/readyz`, the webhook and api triggers. Forced on in webhook mode.
     pub enabled: bool,
     pub listen: SocketAddr,
+    /// The address the admin pages are reached at from a browser (e.g.
+    /// `https://hearth.example.org`, no trailing slash needed): `/admin` in a DM answers with
+    /// `<public_url>/admin/login/<token>`. Unset: `/admin` says the web admin is not configured.
+    /// An `https` URL marks the session cookie `Secure` (issue 11).
+    #[serde(default)]
+    pub public_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

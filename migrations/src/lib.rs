@@ -15,6 +15,7 @@ mod m20261130_000009_turn_text;
 mod m20261130_000010_runs;
 mod m20261130_000012_gate_quorum;
 mod m20261130_000013_recorded;
+mod m20261130_000014_admin;
 
 /// The ordered list of migrations.
 pub struct Migrator;
@@ -33,6 +34,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000010_runs::Migration),
             Box::new(m20261130_000012_gate_quorum::Migration),
             Box::new(m20261130_000013_recorded::Migration),
+            Box::new(m20261130_000014_admin::Migration),
         ]
     }
 }

@@ -1,6 +1,8 @@
 //! HTTP listener (axum): `/healthz` (the process answers), `/readyz` (the database answers and
 //! the chat adapter is connected), plus routes merged in by other adapters (the Telegram webhook,
-//! routine api triggers). Uses: store, axum.
+//! routine api triggers, the web admin in [`admin`]). Uses: store, axum.
+
+pub mod admin;
 
 use std::{
     net::SocketAddr,

@@ -41,6 +41,7 @@ macro_rules! stored_names {
 
 pub mod entity;
 
+mod admin;
 mod chats;
 mod chores;
 mod definitions;
@@ -59,6 +60,7 @@ use std::time::Duration;
 use migration::MigratorTrait;
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr};
 
+pub use admin::AdminSession;
 pub use chats::MemberRow;
 pub use chores::{Anchor, ChoreChange, ChoreEdit, ChoreStatus, NewChore, NewCompletion, Rotation};
 pub use definitions::{DefinitionFields, RoutineEdit};

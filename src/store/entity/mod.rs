@@ -1,4 +1,6 @@
 //! sea-orm entities, one file per table (schema lives in the `migrations` crate).
+pub mod admin_link;
+pub mod admin_session;
 pub mod chat;
 pub mod chore;
 pub mod chore_completion;

@@ -1,0 +1,114 @@
+//! The web admin (issue 11): server-rendered pages on the axum listener for the people who
+//! administer a group.
+//!
+//! Sign-in comes from the bot: `/admin` in a DM answers with a one-time link
+//! `<http.public_url>/admin/login/<token>` (32 random bytes, hex; only the SHA-256 is stored;
+//! usable once, for 10 minutes). Opening it shows a "Sign in" button; pressing it (a POST, so a
+//! chat app's link preview cannot burn the link) opens a session: a cookie `hearth_admin`
+//! (`HttpOnly`, `SameSite=Strict`, `Path=/admin`, `Secure` when the public URL is https, 7
+//! days), stored hashed in `admin_sessions` with the CSRF token every form carries.
+//!
+//! Rules: without a live session every `/admin/*` page answers 303 to `/admin/signin`; a session
+//! sees only the groups where its user is an active admin, and any other group is 404 (no
+//! existence leak); a POST without the session's CSRF token is 403 and changes nothing.
+//!
+//! Layout: [`auth`] (links, sessions, cookies, CSRF), [`pages`] (handlers and minijinja
+//! templates from `templates/admin/`). Uses: services, store, axum, minijinja.
+
+pub mod auth;
+pub mod pages;
+
+use async_trait::async_trait;
+
+use crate::{
+    clock::SharedClock,
+    format::escape_html,
+    router::{Command, CommandCtx, CommandSet},
+    services::Services,
+    store::Store,
+    types::ChatKind,
+};
+
+pub use pages::router;
+
+/// What the admin handlers share: the store, the clock (link and session expiry) and whether
+/// the session cookie is `Secure` (the public URL is https).
+#[derive(Clone)]
+pub struct AdminState {
+    pub store: Store,
+    pub clock: SharedClock,
+    /// Mark the session cookie `Secure` (`http.public_url` starts with `https://`).
+    pub secure: bool,
+}
+
+impl AdminState {
+    /// State for `http.public_url` = `public_url`.
+    pub fn new(store: Store, clock: SharedClock, public_url: Option<&str>) -> Self {
+        Self {
+            store,
+            clock,
+            secure: public_url.is_some_and(|u| u.starts_with("https://")),
+        }
+    }
+}
+
+/// `/admin`: the sign-in link in a DM; in a group, a pointer to the DM (the link is a
+/// credential and must not be posted where others read it).
+pub struct AdminCommands;
+
+const MENU: &[(&str, &str)] = &[("admin", "Open the web admin (link sent in a DM)")];
+
+#[async_trait]
+impl CommandSet for AdminCommands {
+    fn menu(&self) -> &'static [(&'static str, &'static str)] {
+        MENU
+    }
+
+    async fn handle(
+        &self,
+        svc: &Services,
+        ctx: &CommandCtx<'_>,
+        cmd: &Command,
+    ) -> Option<anyhow::Result<()>> {
+        if cmd.name != "admin" {
+            return None;
+        }
+        let html = match admin_reply(svc, ctx).await {
+            Ok(h) => h,
+            Err(e) => return Some(Err(e)),
+        };
+        Some(
+            svc.outbox
+                .send(ctx.reply(html))
+                .await
+                .map(|_| ())
+                .map_err(Into::into),
+        )
+    }
+}
+
+async fn admin_reply(svc: &Services, ctx: &CommandCtx<'_>) -> anyhow::Result<String> {
+    if ctx.chat_kind != ChatKind::Private {
+        return Ok(
+            "Send /admin to me in a direct message: the sign-in link is personal.".to_string(),
+        );
+    }
+    let Some(base) = svc
+        .config
+        .http
+        .public_url
+        .as_deref()
+        .filter(|u| !u.is_empty())
+    else {
+        return Ok("The web admin is not configured: the operator must set \
+                   <code>http.public_url</code> (and <code>http.enabled</code>)."
+            .to_string());
+    };
+    let token = auth::issue_link(&svc.store, svc.clock.now(), ctx.from.id).await?;
+    let url = format!("{}/admin/login/{token}", base.trim_end_matches('/'));
+    Ok(format!(
+        "Your sign-in link (works once, for 10 minutes):\n{}\n\nThe page shows only the groups \
+         you administer.",
+        escape_html(&url)
+    ))
+}
