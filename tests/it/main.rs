@@ -23,3 +23,4 @@ mod tokens;
 mod ux_hardening;
 mod workflows;
 mod workflows_hardening;
+mod admin_auth;

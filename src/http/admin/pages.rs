@@ -40,12 +40,13 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
 /// The `/admin` routes over `state` (merged into the listener's router by `app::run`).
 pub fn router(state: AdminState) -> Router {
     Router::new()
-        .route("/admin", get(overview))
-        .route("/admin/", get(overview))
+        // a method a page does not take goes to `unknown` (sign-in first, CSRF for a POST)
+        .route("/admin", get(overview).fallback(unknown))
+        .route("/admin/", get(overview).fallback(unknown))
         .route("/admin/signin", get(signin))
         .route("/admin/login/{token}", get(login_page).post(login))
-        .route("/admin/logout", post(logout))
-        .route("/admin/g/{chat_id}", get(group))
+        .route("/admin/logout", post(logout).fallback(unknown))
+        .route("/admin/g/{chat_id}", get(group).fallback(unknown))
         .route("/admin/{*rest}", any(unknown))
         .with_state(state)
 }
