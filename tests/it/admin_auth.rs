@@ -158,7 +158,13 @@ fn csrf_of(html: &str) -> String {
 #[tokio::test]
 async fn every_page_without_a_session_redirects_to_signin() {
     let a = setup().await;
-    for path in ["/admin", "/admin/", "/admin/g/-1001", "/admin/g/x", "/admin/routines"] {
+    for path in [
+        "/admin",
+        "/admin/",
+        "/admin/g/-1001",
+        "/admin/g/x",
+        "/admin/routines",
+    ] {
         for cookie in [None, Some("hearth_admin=deadbeef")] {
             let (status, loc, _) = a.get(path, cookie).await;
             assert_eq!(status, StatusCode::SEE_OTHER, "{path}");
@@ -172,7 +178,10 @@ async fn every_page_without_a_session_redirects_to_signin() {
     }
     let (status, _, body) = a.get("/admin/signin", None).await;
     assert_eq!(status, StatusCode::OK);
-    assert!(body.contains("/admin</code> to the bot in a direct message"), "{body}");
+    assert!(
+        body.contains("/admin</code> to the bot in a direct message"),
+        "{body}"
+    );
 }
 
 #[tokio::test]
@@ -182,10 +191,26 @@ async fn a_link_works_once() {
     let token = path.rsplit('/').next().unwrap();
     assert_eq!(token.len(), 64);
     // only the hash is stored: the token itself is not a key of any link
-    assert!(a.app.store.consume_admin_link(token, hearth::clock::Clock::now(&a.app.clock)).await.unwrap().is_none());
-    let first = a.client.post(format!("{}{path}", a.base)).send().await.unwrap();
+    assert!(a
+        .app
+        .store
+        .consume_admin_link(token, hearth::clock::Clock::now(&a.app.clock))
+        .await
+        .unwrap()
+        .is_none());
+    let first = a
+        .client
+        .post(format!("{}{path}", a.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(first.status(), StatusCode::SEE_OTHER);
-    let again = a.client.post(format!("{}{path}", a.base)).send().await.unwrap();
+    let again = a
+        .client
+        .post(format!("{}{path}", a.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(again.status(), StatusCode::GONE);
     assert!(again.headers().get("set-cookie").is_none());
     assert!(again.text().await.unwrap().contains("no longer works"));
@@ -196,11 +221,23 @@ async fn a_link_works_only_within_ten_minutes() {
     let a = setup().await;
     let late = a.link(&alice()).await;
     let in_time = a.link(&alice()).await;
-    a.app.clock.advance(Duration::minutes(9) + Duration::seconds(59));
-    let r = a.client.post(format!("{}{in_time}", a.base)).send().await.unwrap();
+    a.app
+        .clock
+        .advance(Duration::minutes(9) + Duration::seconds(59));
+    let r = a
+        .client
+        .post(format!("{}{in_time}", a.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     a.app.clock.advance(Duration::seconds(1));
-    let r = a.client.post(format!("{}{late}", a.base)).send().await.unwrap();
+    let r = a
+        .client
+        .post(format!("{}{late}", a.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::GONE);
     assert!(r.headers().get("set-cookie").is_none());
 }
@@ -209,18 +246,26 @@ async fn a_link_works_only_within_ten_minutes() {
 async fn a_session_lasts_seven_days_and_logout_ends_it() {
     let a = setup().await;
     let c = a.sign_in(&alice()).await;
-    a.app.clock.advance(Duration::days(7) - Duration::seconds(1));
+    a.app
+        .clock
+        .advance(Duration::days(7) - Duration::seconds(1));
     let (status, _, body) = a.get("/admin", Some(&c)).await;
     assert_eq!(status, StatusCode::OK);
     let csrf = csrf_of(&body);
     let (status, loc) = a.post("/admin/logout", Some(&c), &[("csrf", &csrf)]).await;
-    assert_eq!((status, loc.as_str()), (StatusCode::SEE_OTHER, "/admin/signin"));
+    assert_eq!(
+        (status, loc.as_str()),
+        (StatusCode::SEE_OTHER, "/admin/signin")
+    );
     assert_eq!(a.get("/admin", Some(&c)).await.0, StatusCode::SEE_OTHER);
 
     let c2 = a.sign_in(&alice()).await;
     a.app.clock.advance(Duration::days(7));
     let (status, loc, _) = a.get("/admin", Some(&c2)).await;
-    assert_eq!((status, loc.as_str()), (StatusCode::SEE_OTHER, "/admin/signin"));
+    assert_eq!(
+        (status, loc.as_str()),
+        (StatusCode::SEE_OTHER, "/admin/signin")
+    );
 }
 
 #[tokio::test]
@@ -230,13 +275,19 @@ async fn a_post_without_the_sessions_csrf_token_is_refused_and_changes_nothing()
     let other = a.sign_in(&bob()).await;
     let (_, _, bobs_page) = a.get("/admin", Some(&other)).await;
     let bobs_csrf = csrf_of(&bobs_page);
-    for form in [vec![], vec![("csrf", "")], vec![("csrf", bobs_csrf.as_str())]] {
+    for form in [
+        vec![],
+        vec![("csrf", "")],
+        vec![("csrf", bobs_csrf.as_str())],
+    ] {
         let (status, _) = a.post("/admin/logout", Some(&c), &form).await;
         assert_eq!(status, StatusCode::FORBIDDEN);
         // still signed in: the refused logout changed nothing
         assert_eq!(a.get("/admin", Some(&c)).await.0, StatusCode::OK);
     }
-    let (status, _) = a.post("/admin/g/-1001", Some(&c), &[("csrf", "nope")]).await;
+    let (status, _) = a
+        .post("/admin/g/-1001", Some(&c), &[("csrf", "nope")])
+        .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 }
 
@@ -250,7 +301,14 @@ async fn an_admin_sees_only_their_groups_and_another_group_is_404() {
     assert!(!body.contains("-1002") && !body.contains("Cabin"), "{body}");
     let (status, _, home) = a.get("/admin/g/-1001", Some(&alice_c)).await;
     assert_eq!(status, StatusCode::OK);
-    for name in ["Home", "Alice", "Bob", "Carol", "Open chores", "Pending approvals"] {
+    for name in [
+        "Home",
+        "Alice",
+        "Bob",
+        "Carol",
+        "Open chores",
+        "Pending approvals",
+    ] {
         assert!(home.contains(name), "{name} missing: {home}");
     }
     let csrf = csrf_of(&home);
@@ -264,8 +322,14 @@ async fn an_admin_sees_only_their_groups_and_another_group_is_404() {
 
     let bob_c = a.sign_in(&bob()).await;
     let (_, _, body) = a.get("/admin", Some(&bob_c)).await;
-    assert!(body.contains("href=\"/admin/g/-1002\"") && !body.contains("-1001"), "{body}");
-    assert_eq!(a.get("/admin/g/-1001", Some(&bob_c)).await.0, StatusCode::NOT_FOUND);
+    assert!(
+        body.contains("href=\"/admin/g/-1002\"") && !body.contains("-1001"),
+        "{body}"
+    );
+    assert_eq!(
+        a.get("/admin/g/-1001", Some(&bob_c)).await.0,
+        StatusCode::NOT_FOUND
+    );
 }
 
 #[tokio::test]
@@ -298,6 +362,9 @@ async fn admin_without_a_public_url_says_it_is_not_configured() {
     let app = TestApp::new().await;
     app.say(&dm(&alice()), &alice(), "/admin").await;
     let text = app.last_text(alice().id);
-    assert!(text.contains("not configured") && text.contains("http.public_url"), "{text}");
+    assert!(
+        text.contains("not configured") && text.contains("http.public_url"),
+        "{text}"
+    );
     assert!(!text.contains("/admin/login/"));
 }

@@ -1,6 +1,7 @@
 //! Integration tests: one binary (fast to link), one module per area.
 mod support;
 
+mod admin_auth;
 mod binary;
 mod chores;
 mod chores_min;
@@ -23,4 +24,3 @@ mod tokens;
 mod ux_hardening;
 mod workflows;
 mod workflows_hardening;
-mod admin_auth;

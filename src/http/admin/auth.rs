@@ -82,10 +82,7 @@ pub async fn session(
     let Some(id) = cookie_value(headers) else {
         return Ok(None);
     };
-    Ok(store
-        .admin_session(&hash(&id), now)
-        .await?
-        .map(|s| (id, s)))
+    Ok(store.admin_session(&hash(&id), now).await?.map(|s| (id, s)))
 }
 
 /// `Set-Cookie` value opening a session (`Secure` when `secure`).
@@ -134,7 +131,10 @@ mod tests {
     #[test]
     fn cookie_is_found_among_others() {
         let mut h = HeaderMap::new();
-        h.insert(header::COOKIE, "a=1; hearth_admin=xyz; b=2".parse().unwrap());
+        h.insert(
+            header::COOKIE,
+            "a=1; hearth_admin=xyz; b=2".parse().unwrap(),
+        );
         assert_eq!(cookie_value(&h).as_deref(), Some("xyz"));
     }
 }

@@ -18,17 +18,38 @@ use crate::store::{AdminSession, RoutineStatus, StoreError};
 static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
     let mut env = Environment::new();
     for (name, src) in [
-        ("base.html", include_str!("../../../templates/admin/base.html")),
-        ("signin.html", include_str!("../../../templates/admin/signin.html")),
-        ("login.html", include_str!("../../../templates/admin/login.html")),
+        (
+            "base.html",
+            include_str!("../../../templates/admin/base.html"),
+        ),
+        (
+            "signin.html",
+            include_str!("../../../templates/admin/signin.html"),
+        ),
+        (
+            "login.html",
+            include_str!("../../../templates/admin/login.html"),
+        ),
         (
             "login_failed.html",
             include_str!("../../../templates/admin/login_failed.html"),
         ),
-        ("overview.html", include_str!("../../../templates/admin/overview.html")),
-        ("group.html", include_str!("../../../templates/admin/group.html")),
-        ("not_found.html", include_str!("../../../templates/admin/not_found.html")),
-        ("error.html", include_str!("../../../templates/admin/error.html")),
+        (
+            "overview.html",
+            include_str!("../../../templates/admin/overview.html"),
+        ),
+        (
+            "group.html",
+            include_str!("../../../templates/admin/group.html"),
+        ),
+        (
+            "not_found.html",
+            include_str!("../../../templates/admin/not_found.html"),
+        ),
+        (
+            "error.html",
+            include_str!("../../../templates/admin/error.html"),
+        ),
     ] {
         if let Err(e) = env.add_template(name, src) {
             tracing::error!(template = name, error = %e, "admin template does not parse");
@@ -238,8 +259,7 @@ async fn unknown(
         Err(r) => return r,
     };
     if method != axum::http::Method::GET && method != axum::http::Method::HEAD {
-        let form: HashMap<String, String> =
-            serde_urlencoded_pairs(&body).into_iter().collect();
+        let form: HashMap<String, String> = serde_urlencoded_pairs(&body).into_iter().collect();
         if !auth::csrf_ok(&s, form.get("csrf").map(String::as_str)) {
             return forbidden(&s);
         }
