@@ -85,11 +85,11 @@ pub fn router() -> Router {
         .commands(crate::workflow::commands::WorkflowCommands)
         .commands(crate::chores::commands::ChoreCommands)
         .commands(crate::routines::playbooks::PlaybookCommands)
+        // `/admin`: the web admin's sign-in link (issue 11), before any `/<routine name>`
+        .commands(crate::http::admin::AdminCommands)
         // before the routine commands: `/run_*` never reach the `/<routine name>` fallback
         .commands(crate::routines::run_commands::RunCommands)
         .commands(crate::routines::commands::RoutineCommands)
-        // `/admin`: the web admin's sign-in link (issue 11)
-        .commands(crate::http::admin::AdminCommands)
         // a member's answer to a run's input question comes first
         .text(crate::routines::ask::AskReplies)
         .text(crate::chores::commands::ChoreClaims)

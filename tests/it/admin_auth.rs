@@ -368,3 +368,14 @@ async fn admin_without_a_public_url_says_it_is_not_configured() {
     );
     assert!(!text.contains("/admin/login/"));
 }
+
+#[tokio::test]
+async fn two_racing_uses_of_one_link_open_one_session() {
+    let a = setup().await;
+    let path = a.link(&alice()).await;
+    let url = format!("{}{path}", a.base);
+    let (r1, r2) = tokio::join!(a.client.post(&url).send(), a.client.post(&url).send());
+    let mut codes = [r1.unwrap().status(), r2.unwrap().status()];
+    codes.sort();
+    assert_eq!(codes, [StatusCode::SEE_OTHER, StatusCode::GONE]);
+}

@@ -56,12 +56,13 @@ impl AdminState {
 /// credential and must not be posted where others read it).
 pub struct AdminCommands;
 
-const MENU: &[(&str, &str)] = &[("admin", "Open the web admin (link sent in a DM)")];
+/// The commands of [`AdminCommands`] (reserved: no routine may be named after them).
+pub const COMMANDS: &[(&str, &str)] = &[("admin", "Open the web admin (link sent in a DM)")];
 
 #[async_trait]
 impl CommandSet for AdminCommands {
     fn menu(&self) -> &'static [(&'static str, &'static str)] {
-        MENU
+        COMMANDS
     }
 
     async fn handle(

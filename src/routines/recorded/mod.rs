@@ -37,7 +37,10 @@ pub const COMMANDS: &[MenuEntry] = &[(
 /// each registered set, `app::router`) plus `start`, `help`, `cancel` and `save`. A unit test
 /// keeps it equal to the wiring's menu.
 pub fn is_reserved(name: &str) -> bool {
-    const OWN: &[&str] = &["start", "help", "members", "timezone", "cancel", "save"];
+    // core commands, `/save`, and the web admin's `/admin` (an adapter: named here, not imported)
+    const OWN: &[&str] = &[
+        "start", "help", "members", "timezone", "cancel", "save", "admin",
+    ];
     OWN.contains(&name)
         || [
             crate::workflow::commands::COMMANDS,
