@@ -312,12 +312,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                 .context("telegram.webhook_secret")?;
             app = app.merge(telegram::webhook_router(hearth.clone(), me.clone(), secret));
         }
-        if cfg.metrics.enabled && cfg.metrics.listen.is_none() {
-            app = app.merge(http::metrics_router(
-                store.clone(),
-                cfg.metrics.token.clone(),
-            ));
-        }
+        app = http::with_metrics(app, &cfg.metrics, store.clone());
         let (_addr, task) = http::serve(cfg.http.listen, app, stop.clone())
             .await
             .with_context(|| format!("binding http.listen {}", cfg.http.listen))?;

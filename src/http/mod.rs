@@ -55,6 +55,17 @@ async fn readyz(State(st): State<HealthState>) -> (StatusCode, &'static str) {
     (StatusCode::OK, "ready")
 }
 
+/// `app` with `/metrics` merged in when `cfg` puts it on the main listener (enabled, no
+/// `metrics.listen`; then `metrics.token` is required, see [`metrics_router`]). Otherwise `app`
+/// unchanged: `/metrics` answers 404 there.
+pub fn with_metrics(app: Router, cfg: &crate::config::MetricsConfig, store: Store) -> Router {
+    if cfg.enabled && cfg.listen.is_none() {
+        app.merge(metrics_router(store, cfg.token.clone()))
+    } else {
+        app
+    }
+}
+
 #[derive(Clone)]
 struct MetricsState {
     store: Store,
