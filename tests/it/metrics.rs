@@ -421,3 +421,28 @@ fn the_parser_refuses_malformed_lines() {
         assert!(r.is_err(), "accepted: {bad:?}");
     }
 }
+
+#[tokio::test]
+async fn bot_api_calls_count_by_method_and_outcome_including_429() {
+    use hearth::{messenger::Messenger, telegram, types::Outbound};
+    let fake = crate::support::fake_telegram::FakeBotApi::start().await;
+    let mut cfg = test_config().telegram;
+    cfg.api_url = fake.url();
+    cfg.retry_max_wait = std::time::Duration::from_secs(5);
+    let bot = telegram::bot_with(&SecretString::from("123:TEST"), &cfg).unwrap();
+    let m = telegram::TelegramMessenger::new(bot);
+    let store = test_store().await;
+    let base = serve(&store, &on_main("t")).await;
+    let before = scrape(&base, "t").await;
+    // a 429 whose retry_after passes the budget: one attempt, given up at once
+    fake.fail_next_in_chat("sendMessage", 7, 429, "Too Many Requests", Some(65));
+    m.send(&Outbound::html(7, "hi")).await.unwrap_err();
+    m.send(&Outbound::html(8, "hi")).await.unwrap();
+    let after = scrape(&base, "t").await;
+    let moved = |with: &[(&str, &str)]| {
+        sum(&after, "hearth_telegram_api_calls_total", with)
+            - sum(&before, "hearth_telegram_api_calls_total", with)
+    };
+    assert!(moved(&[("method", "sendMessage"), ("outcome", "rate_limited")]) >= 1.0);
+    assert!(moved(&[("method", "sendMessage"), ("outcome", "ok")]) >= 1.0);
+}
