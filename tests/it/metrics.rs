@@ -446,3 +446,39 @@ async fn bot_api_calls_count_by_method_and_outcome_including_429() {
     assert!(moved(&[("method", "sendMessage"), ("outcome", "rate_limited")]) >= 1.0);
     assert!(moved(&[("method", "sendMessage"), ("outcome", "ok")]) >= 1.0);
 }
+
+#[tokio::test]
+async fn a_fire_past_the_daily_cap_counts_as_capped() {
+    let app = TestApp::with(|_| {}, vec![]).await;
+    app.say(&group(), &jack(), "hi").await;
+    let base = serve(&app.store, &on_main("t")).await;
+    let before = scrape(&base, "t").await;
+    let e = RoutineEngine::new(app.hearth.svc.clone(), app.hearth.agent.clone());
+    routines::create(
+        &app.hearth.svc,
+        CreateRequest {
+            chat_id: GROUP,
+            chat_zone: "UTC".parse().unwrap(),
+            owner_id: jack().id,
+            name: None,
+            prompt: "say tick".into(),
+            triggers: vec!["every 30s".into()],
+            quiet: false,
+            max_ticks: None,
+            max_runs_per_day: Some(1),
+        },
+    )
+    .await
+    .unwrap();
+    for _ in 0..2 {
+        app.clock.advance(chrono::Duration::seconds(30));
+        e.sweep(app.clock.now()).await.unwrap();
+        e.settle().await;
+    }
+    let after = scrape(&base, "t").await;
+    let moved =
+        |name: &str, with: &[(&str, &str)]| sum(&after, name, with) - sum(&before, name, with);
+    let fires = "hearth_routine_fires_total";
+    assert!(moved(fires, &[("trigger", "every"), ("status", "capped")]) >= 1.0);
+    assert!(moved("hearth_routine_runs_total", &[("status", "skipped")]) >= 1.0);
+}
