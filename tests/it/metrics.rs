@@ -482,3 +482,79 @@ async fn a_fire_past_the_daily_cap_counts_as_capped() {
     assert!(moved(fires, &[("trigger", "every"), ("status", "capped")]) >= 1.0);
     assert!(moved("hearth_routine_runs_total", &[("status", "skipped")]) >= 1.0);
 }
+
+#[test]
+fn the_binary_refuses_metrics_on_the_main_listener_without_a_token() {
+    let out = crate::binary::hearth()
+        .arg("run")
+        .env("TELEGRAM_BOT_TOKEN", "123:TEST")
+        .env("HEARTH_METRICS__ENABLED", "true")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("metrics.token: required"), "{err}");
+}
+
+/// The real binary with `/metrics` on its own address (main listener off): a scrape there needs
+/// no token, parses, and shows the turn and the Bot API calls of a group mention.
+#[tokio::test]
+async fn real_binary_serves_metrics_on_its_own_address() {
+    use crate::support::{
+        fake_telegram::{Chat, FakeBotApi, User},
+        tg::{completion, mount_default},
+    };
+    let fake = FakeBotApi::start().await;
+    let llm = wiremock::MockServer::start().await;
+    mount_default(&llm, completion("Hello.")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = tokio::process::Command::new(crate::binary::BIN)
+        .arg("run")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("TELEGRAM_BOT_TOKEN", "123:TEST")
+        .env("OPENAI_API_KEY", "sk-test")
+        .env("HEARTH_TELEGRAM__API_URL", fake.url())
+        .env("HEARTH_TELEGRAM__POLL_TIMEOUT", "1s")
+        .env("HEARTH_LLM__BASE_URL", format!("{}/v1", llm.uri()))
+        .env(
+            "HEARTH_DATABASE__URL",
+            format!("sqlite://{}?mode=rwc", dir.path().join("h.db").display()),
+        )
+        .env("HEARTH_METRICS__ENABLED", "true")
+        .env("HEARTH_METRICS__LISTEN", format!("127.0.0.1:{port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    fake.push_update(FakeBotApi::text_message(
+        0,
+        Chat::group(-500, "Flat"),
+        User::new(7, "Alice").with_username("alice"),
+        1,
+        "@hearth_bot hello?",
+    ));
+    fake.wait_for("sendMessage", 1, std::time::Duration::from_secs(20))
+        .await;
+    let r = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let s = parse(&r.text().await.unwrap());
+    assert!(sum(&s, "hearth_turns_total", &[("source", "message")]) >= 1.0);
+    assert!(
+        sum(
+            &s,
+            "hearth_telegram_api_calls_total",
+            &[("method", "sendMessage"), ("outcome", "ok")]
+        ) >= 1.0
+    );
+    assert!(s.iter().any(|x| x.name == "hearth_inbound_queue_depth"));
+    child.kill().await.unwrap();
+}
