@@ -3,7 +3,8 @@
 //! Owns: the name, help text, labels and unit of every metric hearth exports, the one registry
 //! they live in (process-wide, created on first use), the recording functions the layers call
 //! at the place an event happens (one line each), and the text exposition served by `/metrics`
-//! (OpenMetrics 1.0 text, which Prometheus scrapes natively). Uses: prometheus-client.
+//! (OpenMetrics 1.0 text, which Prometheus scrapes natively). Uses: prometheus-client, and
+//! `routines::run_cost` for the price of a turn.
 //!
 //! Counters only ever grow, so several cores in one process (tests) add to the same series;
 //! gauges that describe one database ([`set_inbound_depth`]) are refreshed by the scrape handler
@@ -122,16 +123,19 @@ pub fn install() {
     LazyLock::force(&METRICS);
 }
 
-/// One model turn ended: `source` is the turn source, `outcome` "ok" or the failure cause;
-/// `seconds` its wall time; tokens as counted by the model; `cost_usd` at configured prices.
+/// One model turn ended: `source` is the turn source, `outcome` "ok" or the failure cause,
+/// `elapsed` its wall time; tokens as the model counted them in `out`, priced by
+/// [`crate::routines::run_cost`] (the same rule as run costs).
 pub fn turn(
+    cfg: &crate::config::Config,
     source: &str,
     outcome: &str,
-    seconds: f64,
-    prompt_tokens: u32,
-    completion_tokens: u32,
-    cost_usd: f64,
+    elapsed: std::time::Duration,
+    out: &crate::agent::TurnOutcome,
 ) {
+    let (prompt_tokens, completion_tokens) = (out.prompt_tokens, out.completion_tokens);
+    let cost_usd = crate::routines::run_cost(cfg, prompt_tokens, completion_tokens);
+    let seconds = elapsed.as_secs_f64();
     let m = &*METRICS;
     m.turns
         .get_or_create(&labels([("source", source), ("outcome", outcome)]))

@@ -417,15 +417,7 @@ impl Agent {
                 calls: &out.calls,
             })
             .await;
-        let cost = crate::routines::run_cost(&svc.config, out.prompt_tokens, out.completion_tokens);
-        crate::metrics::turn(
-            req.source,
-            outcome,
-            t0.elapsed().as_secs_f64(),
-            out.prompt_tokens,
-            out.completion_tokens,
-            cost,
-        );
+        crate::metrics::turn(&svc.config, req.source, outcome, t0.elapsed(), &out);
         match recorded {
             Ok(id) => out.turn_id = Some(id),
             Err(e) => tracing::warn!(chat_id = req.scope.chat.id, error = %e, "turn not recorded"),
