@@ -319,10 +319,18 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                 .context("telegram.webhook_secret")?;
             app = app.merge(telegram::webhook_router(hearth.clone(), me.clone(), secret));
         }
+        app = http::with_metrics(app, &cfg.metrics, store.clone());
         let (_addr, task) = http::serve(cfg.http.listen, app, stop.clone())
             .await
             .with_context(|| format!("binding http.listen {}", cfg.http.listen))?;
         http_task = Some(task);
+    }
+
+    if let (true, Some(addr)) = (cfg.metrics.enabled, cfg.metrics.listen) {
+        let app = http::metrics_router(store.clone(), None);
+        http::serve(addr, app, stop.clone())
+            .await
+            .with_context(|| format!("binding metrics.listen {addr}"))?;
     }
 
     match cfg.telegram.mode {

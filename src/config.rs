@@ -55,6 +55,8 @@ pub struct Config {
     pub routines: RoutinesConfig,
     pub agent: AgentConfig,
     pub runtime: RuntimeConfig,
+    #[serde(default)]
+    pub metrics: MetricsConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -215,6 +217,25 @@ pub struct HttpConfig {
     /// An `https` URL marks the session cookie `Secure` (issue 11).
     #[serde(default)]
     pub public_url: Option<String>,
+}
+
+/// Prometheus `/metrics` (issue 11 item 5). Off by default; never public by accident: served
+/// on its own address (`listen`), or on the main `http.listen` only behind a bearer `token`
+/// (start-up refuses `enabled` without either).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Serve `/metrics`. Default false.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Own listen address for `/metrics` (e.g. `127.0.0.1:9464`), no token needed there.
+    /// Unset: `/metrics` is served on the main listener (`http.listen`) and needs `token`.
+    #[serde(default)]
+    pub listen: Option<SocketAddr>,
+    /// Bearer token a scraper sends (`Authorization: Bearer <token>`) on the main listener.
+    /// Secret: never logged. Env `HEARTH_METRICS__TOKEN`.
+    #[serde(default, deserialize_with = "opt_secret")]
+    pub token: Option<SecretString>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -397,6 +418,11 @@ impl Config {
                 "runtime: heartbeat must be shorter than lease; recovery_interval and max_attempts must be above 0",
             ));
         }
+        if self.metrics.enabled && self.metrics.listen.is_none() && self.metrics.token.is_none() {
+            return Err(ConfigError::new(
+                "metrics.token: required when metrics.enabled is on the main listener (no metrics.listen); set HEARTH_METRICS__TOKEN, or give metrics its own address with metrics.listen",
+            ));
+        }
         if self.database.max_connections == 0 {
             return Err(ConfigError::new(
                 "database.max_connections: must be at least 1",
@@ -425,7 +451,9 @@ impl Config {
 
     /// True when the HTTP listener must run (enabled, or webhook mode).
     pub fn http_enabled(&self) -> bool {
-        self.http.enabled || self.telegram.mode == TelegramMode::Webhook
+        self.http.enabled
+            || self.telegram.mode == TelegramMode::Webhook
+            || (self.metrics.enabled && self.metrics.listen.is_none())
     }
 }
 

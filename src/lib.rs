@@ -17,6 +17,7 @@ pub mod events;
 pub mod format;
 pub mod http;
 pub mod messenger;
+pub mod metrics;
 pub mod outbox;
 pub mod router;
 pub mod routines;

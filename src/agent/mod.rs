@@ -417,6 +417,7 @@ impl Agent {
                 calls: &out.calls,
             })
             .await;
+        crate::metrics::turn(&svc.config, req.source, outcome, t0.elapsed(), &out);
         match recorded {
             Ok(id) => out.turn_id = Some(id),
             Err(e) => tracing::warn!(chat_id = req.scope.chat.id, error = %e, "turn not recorded"),

@@ -409,6 +409,7 @@ pub async fn cancel(
         return Err(wrong_state(&reload(svc, v).await?, "cancel"));
     }
     tracing::info!(run_id, "run cancelled");
+    crate::metrics::run_ended(RunStatus::Cancelled.as_str());
     let mut cancelled = 0;
     for id in workflows {
         let Some(wf) = svc.store.workflow(id).await? else {

@@ -225,6 +225,16 @@ impl Store {
         Ok(taken)
     }
 
+    /// How many inbound rows are pending (queued, being answered or awaiting recovery): the
+    /// inbound queue depth exported by `/metrics`.
+    pub async fn pending_inbound_count(&self) -> StoreResult<u64> {
+        use sea_orm::PaginatorTrait;
+        Ok(inbound::Entity::find()
+            .filter(inbound::Column::Status.eq(InboundStatus::Pending.as_str()))
+            .count(self.conn())
+            .await?)
+    }
+
     /// Delete finished inbound rows (and their replies) received before `purge_before`.
     /// Returns how many inbound rows were deleted.
     pub async fn purge_inbound(&self, purge_before: DateTime<Utc>) -> StoreResult<u64> {

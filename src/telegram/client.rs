@@ -133,6 +133,18 @@ enum Failure {
     Fatal(TgError),
 }
 
+impl Failure {
+    /// The `outcome` label of an attempt for `hearth_telegram_api_calls_total`.
+    fn label<T>(r: &Result<T, Failure>) -> &'static str {
+        match r {
+            Ok(_) => "ok",
+            Err(Failure::RetryAfter(_)) => "rate_limited",
+            Err(Failure::Transient(_)) => "transient",
+            Err(Failure::Fatal(_)) => "error",
+        }
+    }
+}
+
 struct Inner {
     http: reqwest::Client,
     /// `{api_url}/bot{token}`: holds the token, never logged.
@@ -311,7 +323,9 @@ impl TgBot {
                 }
                 inner.limits.acquire(chat).await;
             }
-            let failure = match self.once::<T>(method, &body, timeout).await {
+            let r = self.once::<T>(method, &body, timeout).await;
+            crate::metrics::bot_api_call(method, Failure::label(&r));
+            let failure = match r {
                 Ok(v) => return Ok(v),
                 Err(f) => f,
             };

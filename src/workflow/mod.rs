@@ -667,6 +667,7 @@ async fn after_transition(
     let names = render::names(svc, &ids).await?;
     tracing::info!(workflow_id = wf.id, status = %wf.status, "request resolved");
     for w in std::iter::once(wf).chain(t.cancelled.iter()) {
+        crate::metrics::approval(w.kind.as_str(), w.status.as_str());
         svc.events.publish(HearthEvent::WorkflowResolved {
             chat_id: w.chat_id,
             workflow_id: w.id,
@@ -753,6 +754,7 @@ async fn expire(svc: &Services, due: Vec<WorkflowRow>) -> StoreResult<usize> {
     let names = render::names(svc, &ids).await?;
     for wf in &expired {
         tracing::info!(workflow_id = wf.id, chat_id = wf.chat_id, "request expired");
+        crate::metrics::approval(wf.kind.as_str(), Status::Expired.as_str());
         svc.events.publish(HearthEvent::WorkflowExpired {
             chat_id: wf.chat_id,
             workflow_id: wf.id,

@@ -10,6 +10,7 @@ mod durability;
 mod foundation;
 mod gates;
 mod llm_hardening;
+mod metrics;
 mod playbooks;
 mod recorded_manage;
 mod recorded_replay;

@@ -211,8 +211,17 @@ pub async fn start_run(svc: &Services, req: StartRun) -> Result<Started, Routine
             depth: req.depth,
         })
         .await?;
+    let fired = skip.map_or("fired", |s| {
+        if s == "daily cap" {
+            "capped"
+        } else {
+            "skipped"
+        }
+    });
+    crate::metrics::fire(req.source.as_str(), fired);
     match skip {
         Some(reason) => {
+            crate::metrics::run_ended(RunStatus::Skipped.as_str());
             tracing::info!(routine = r.id, run = id, reason, "run skipped");
             svc.store.prune_runs(r.id, KEEP_RUNS).await?;
             Ok(Started::Skipped(id, reason.to_string()))
@@ -704,6 +713,10 @@ async fn ended(
     let run = &ctx.run;
     let now = svc.clock.now();
     let chat_id = ctx.chat_id();
+    crate::metrics::run_ended(status.as_str());
+    if status == RunStatus::Silent {
+        crate::metrics::fire(run.source.as_str(), "silent");
+    }
     let ev = match status {
         RunStatus::Failed => HearthEvent::RunFailed {
             chat_id,
