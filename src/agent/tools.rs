@@ -75,10 +75,16 @@ impl Restriction {
             return None;
         }
         if same_tool.is_empty() {
-            let recorded: Vec<&str> = self.recorded.iter().map(|(t, _)| t.as_str()).collect();
+            // each tool once, in the order the recording first called it
+            let mut recorded: Vec<String> = Vec::new();
+            for (t, _) in &self.recorded {
+                if !recorded.contains(t) {
+                    recorded.push(t.clone());
+                }
+            }
             return Some(format!(
                 "it calls {tool}, which the recording never called (it called {})",
-                join_and(&recorded.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                join_and(&recorded)
             ));
         }
         let was = same_tool[0];
@@ -454,6 +460,33 @@ mod summary_tests {
         assert_eq!(
             summarize_call("routine_frobnicate", &json!({})).as_deref(),
             Some("used routine frobnicate")
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_difference_names_each_recorded_tool_once() {
+        let r = Restriction {
+            recorded: vec![
+                ("chore_list".into(), vec![]),
+                ("chore_update".into(), vec!["id".into()]),
+                ("chore_update".into(), vec!["id".into()]),
+            ],
+            ..Default::default()
+        };
+        assert_eq!(r.difference("chore_update", &json!({"id": 1})), None);
+        assert_eq!(
+            r.difference("chore_delete", &json!({})).as_deref(),
+            Some("it calls chore_delete, which the recording never called (it called chore_list and chore_update)")
+        );
+        assert_eq!(
+            r.difference("chore_update", &json!({"id": 1, "note": "x"}))
+                .as_deref(),
+            Some("chore_update is called with id, note instead of id")
         );
     }
 }
