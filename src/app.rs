@@ -307,8 +307,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         let mut app = http::router(store.clone(), ready.clone())
             .merge(crate::routines::api::router(routines.clone()));
         app = app.merge(http::admin::router(http::admin::AdminState::new(
-            store.clone(),
-            hearth.svc.clock.clone(),
+            routines.clone(),
             cfg.http.public_url.as_deref(),
         )));
         if cfg.telegram.mode == TelegramMode::Webhook {

@@ -2,158 +2,10 @@
 //! CSRF, and who sees which group. Through the real boundaries: the core over in-memory SQLite
 //! with the real migrations and the manual clock, the admin router on a real listener, reqwest
 //! (no redirects followed, cookies sent by hand).
-use std::sync::Arc;
-
 use chrono::Duration;
-use hearth::{
-    clock::SharedClock,
-    http::{self, admin::AdminState},
-    types::{ChatKind, ChatRef},
-};
-use reqwest::{redirect::Policy, Client, StatusCode};
-use tokio_util::sync::CancellationToken;
+use reqwest::StatusCode;
 
-use crate::support::*;
-
-const PUBLIC: &str = "https://hearth.test";
-
-fn cabin() -> ChatRef {
-    ChatRef {
-        id: -1002,
-        kind: ChatKind::Group,
-        title: "Cabin".into(),
-    }
-}
-
-struct Admin {
-    app: TestApp,
-    base: String,
-    client: Client,
-    stop: CancellationToken,
-}
-
-impl Drop for Admin {
-    fn drop(&mut self) {
-        self.stop.cancel();
-    }
-}
-
-/// Home (-1001): Alice admin (first member), Bob and Carol members. Cabin (-1002): Bob admin.
-async fn setup() -> Admin {
-    let app = TestApp::with(|c| c.http.public_url = Some(PUBLIC.into()), vec![]).await;
-    app.say(&group(), &alice(), "/help").await;
-    app.say(&group(), &bob(), "/help").await;
-    app.say(&group(), &carol(), "/help").await;
-    app.say(&cabin(), &bob(), "/help").await;
-    let clock: SharedClock = Arc::new(app.clock.clone());
-    let state = AdminState::new(app.store.clone(), clock, Some(PUBLIC));
-    let stop = CancellationToken::new();
-    let (addr, _task) = http::serve(
-        "127.0.0.1:0".parse().unwrap(),
-        http::admin::router(state),
-        stop.clone(),
-    )
-    .await
-    .expect("bind");
-    Admin {
-        app,
-        base: format!("http://{addr}"),
-        client: Client::builder().redirect(Policy::none()).build().unwrap(),
-        stop,
-    }
-}
-
-impl Admin {
-    /// `/admin` in `who`'s DM; the link's path (`/admin/login/<token>`).
-    async fn link(&self, who: &hearth::types::UserRef) -> String {
-        self.app.say(&dm(who), who, "/admin").await;
-        let text = self.app.last_text(who.id);
-        let at = text
-            .find(&format!("{PUBLIC}/admin/login/"))
-            .unwrap_or_else(|| panic!("no link in {text:?}"));
-        text[at + PUBLIC.len()..]
-            .split_whitespace()
-            .next()
-            .unwrap()
-            .to_string()
-    }
-
-    /// Open the link (the confirm page, then the POST that uses it); the session cookie.
-    async fn sign_in(&self, who: &hearth::types::UserRef) -> String {
-        let path = self.link(who).await;
-        let page = self.get(&path, None).await;
-        assert_eq!(page.0, StatusCode::OK);
-        assert!(page.2.contains(&format!("action=\"{path}\"")), "{}", page.2);
-        let r = self
-            .client
-            .post(format!("{}{path}", self.base))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::SEE_OTHER);
-        assert_eq!(r.headers()["location"], "/admin");
-        let set = r.headers()["set-cookie"].to_str().unwrap().to_string();
-        for attr in [
-            "HttpOnly",
-            "SameSite=Strict",
-            "Path=/admin",
-            "Secure",
-            "Max-Age=604800",
-        ] {
-            assert!(set.contains(attr), "{attr} missing in {set}");
-        }
-        set.split(';').next().unwrap().to_string()
-    }
-
-    /// GET `path` with an optional cookie: (status, Location, body).
-    async fn get(&self, path: &str, cookie: Option<&str>) -> (StatusCode, String, String) {
-        let mut rq = self.client.get(format!("{}{path}", self.base));
-        if let Some(c) = cookie {
-            rq = rq.header("cookie", c);
-        }
-        let r = rq.send().await.unwrap();
-        let status = r.status();
-        let loc = r
-            .headers()
-            .get("location")
-            .map(|v| v.to_str().unwrap().to_string())
-            .unwrap_or_default();
-        (status, loc, r.text().await.unwrap())
-    }
-
-    /// POST a form to `path`: (status, Location).
-    async fn post(
-        &self,
-        path: &str,
-        cookie: Option<&str>,
-        form: &[(&str, &str)],
-    ) -> (StatusCode, String) {
-        let body = url::form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(form)
-            .finish();
-        let mut rq = self
-            .client
-            .post(format!("{}{path}", self.base))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body);
-        if let Some(c) = cookie {
-            rq = rq.header("cookie", c);
-        }
-        let r = rq.send().await.unwrap();
-        let loc = r
-            .headers()
-            .get("location")
-            .map(|v| v.to_str().unwrap().to_string())
-            .unwrap_or_default();
-        (r.status(), loc)
-    }
-}
-
-/// The CSRF token in a page's hidden field.
-fn csrf_of(html: &str) -> String {
-    let at = html.find("name=\"csrf\" value=\"").expect("csrf field") + 19;
-    html[at..at + 64].to_string()
-}
+use crate::support::{admin::*, *};
 
 #[tokio::test]
 async fn every_page_without_a_session_redirects_to_signin() {
@@ -343,6 +195,27 @@ async fn a_non_admin_members_session_shows_no_group() {
     let (status, _, body) = a.get("/admin/g/-1001", Some(&c)).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(!body.contains("Home") && !body.contains("Alice"), "{body}");
+}
+
+#[tokio::test]
+async fn a_session_sees_its_own_dm_and_no_one_elses() {
+    let a = setup().await;
+    let c = a.sign_in(&carol()).await;
+    // Carol's DM exists (she asked for the link there): listed, and its page opens
+    let (_, _, body) = a.get("/admin", Some(&c)).await;
+    assert!(body.contains("href=\"/admin/g/3\""), "{body}");
+    let (status, _, page) = a.get("/admin/g/3", Some(&c)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("Your direct messages"), "{page}");
+    // Alice's DM and Bob's DM are not Carol's: 404 like any other chat
+    let _ = a.sign_in(&alice()).await;
+    for other in ["/admin/g/1", "/admin/g/2"] {
+        assert_eq!(
+            a.get(other, Some(&c)).await.0,
+            StatusCode::NOT_FOUND,
+            "{other}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -18,12 +18,15 @@
 pub mod auth;
 pub mod pages;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 
 use crate::{
     clock::SharedClock,
     format::escape_html,
     router::{Command, CommandCtx, CommandSet},
+    routines::RoutineEngine,
     services::Services,
     store::Store,
     types::ChatKind,
@@ -31,24 +34,35 @@ use crate::{
 
 pub use pages::router;
 
-/// What the admin handlers share: the store, the clock (link and session expiry) and whether
-/// the session cookie is `Secure` (the public URL is https).
+/// What the admin handlers share: the store, the clock (link and session expiry), the routine
+/// engine (run controls, test runs, the services behind both) and whether the session cookie is
+/// `Secure` (the public URL is https).
 #[derive(Clone)]
 pub struct AdminState {
     pub store: Store,
     pub clock: SharedClock,
+    /// The process's routine engine: its services and agent are what chat commands use, so a
+    /// page's action goes through the same authorization and validation as the chat's.
+    pub engine: Arc<RoutineEngine>,
     /// Mark the session cookie `Secure` (`http.public_url` starts with `https://`).
     pub secure: bool,
 }
 
 impl AdminState {
-    /// State for `http.public_url` = `public_url`.
-    pub fn new(store: Store, clock: SharedClock, public_url: Option<&str>) -> Self {
+    /// State over `engine` for `http.public_url` = `public_url`.
+    pub fn new(engine: Arc<RoutineEngine>, public_url: Option<&str>) -> Self {
+        let svc = engine.services();
         Self {
-            store,
-            clock,
+            store: svc.store.clone(),
+            clock: svc.clock.clone(),
             secure: public_url.is_some_and(|u| u.starts_with("https://")),
+            engine,
         }
+    }
+
+    /// The services of the engine (config, outbox, locks, …).
+    pub fn svc(&self) -> &Services {
+        self.engine.services()
     }
 }
 

@@ -13,48 +13,24 @@ use axum::{
 use minijinja::{context, Environment, Value};
 
 use super::{auth, AdminState};
-use crate::store::{AdminSession, RoutineStatus, StoreError};
+use crate::{
+    store::{AdminSession, RoutineStatus, StoreError},
+    types::ChatKind,
+};
+
+/// The templates of `templates/admin/`, embedded at build time (a new page's template is a new
+/// file there, nothing to register).
+static TEMPLATE_DIR: include_dir::Dir<'static> =
+    include_dir::include_dir!("$CARGO_MANIFEST_DIR/templates/admin");
 
 static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
     let mut env = Environment::new();
-    for (name, src) in [
-        (
-            "base.html",
-            include_str!("../../../templates/admin/base.html"),
-        ),
-        (
-            "signin.html",
-            include_str!("../../../templates/admin/signin.html"),
-        ),
-        (
-            "login.html",
-            include_str!("../../../templates/admin/login.html"),
-        ),
-        (
-            "login_failed.html",
-            include_str!("../../../templates/admin/login_failed.html"),
-        ),
-        (
-            "overview.html",
-            include_str!("../../../templates/admin/overview.html"),
-        ),
-        (
-            "group.html",
-            include_str!("../../../templates/admin/group.html"),
-        ),
-        (
-            "not_found.html",
-            include_str!("../../../templates/admin/not_found.html"),
-        ),
-        (
-            "error.html",
-            include_str!("../../../templates/admin/error.html"),
-        ),
-    ] {
-        if let Err(e) = env.add_template(name, src) {
-            tracing::error!(template = name, error = %e, "admin template does not parse");
-        }
-    }
+    env.set_loader(|name| {
+        Ok(TEMPLATE_DIR
+            .get_file(name)
+            .and_then(|f| f.contents_utf8())
+            .map(str::to_string))
+    });
     env
 });
 
@@ -73,7 +49,7 @@ pub fn router(state: AdminState) -> Router {
 }
 
 /// Render `name` with `ctx` as an HTML response with `status`.
-fn render(status: StatusCode, name: &str, ctx: Value) -> Response {
+pub fn render(status: StatusCode, name: &str, ctx: Value) -> Response {
     match TEMPLATES.get_template(name).and_then(|t| t.render(ctx)) {
         Ok(html) => (status, Html(html)).into_response(),
         Err(e) => {
@@ -87,7 +63,8 @@ fn to_signin() -> Response {
     Redirect::to("/admin/signin").into_response()
 }
 
-fn failed(e: StoreError) -> Response {
+/// 500 with a short page; the error is logged (never conversation text).
+pub fn failed(e: StoreError) -> Response {
     tracing::error!(error = %e, "admin page: storage failed");
     render(
         StatusCode::INTERNAL_SERVER_ERROR,
@@ -96,7 +73,8 @@ fn failed(e: StoreError) -> Response {
     )
 }
 
-fn not_found(s: &AdminSession) -> Response {
+/// 404 inside the signed-in layout (also for a group the session may not see: no existence leak).
+pub fn not_found(s: &AdminSession) -> Response {
     render(
         StatusCode::NOT_FOUND,
         "not_found.html",
@@ -105,7 +83,10 @@ fn not_found(s: &AdminSession) -> Response {
 }
 
 /// The request's live session, or the response to give instead (303 to sign-in, or 500).
-async fn require(st: &AdminState, headers: &HeaderMap) -> Result<(String, AdminSession), Response> {
+pub async fn require(
+    st: &AdminState,
+    headers: &HeaderMap,
+) -> Result<(String, AdminSession), Response> {
     match auth::session(&st.store, st.clock.now(), headers).await {
         Ok(Some(s)) => Ok(s),
         Ok(None) => Err(to_signin()),
@@ -158,7 +139,8 @@ async fn logout(
         .into_response()
 }
 
-fn forbidden(s: &AdminSession) -> Response {
+/// 403: a POST without the session's CSRF token; nothing was changed.
+pub fn forbidden(s: &AdminSession) -> Response {
     render(
         StatusCode::FORBIDDEN,
         "error.html",
@@ -183,11 +165,89 @@ async fn overview(State(st): State<AdminState>, headers: HeaderMap) -> Response 
         .into_iter()
         .map(|g| context! { id => g.id, title => g.title })
         .collect();
+    // the user's DM with hearth (their personal routines), once it exists
+    let dm = match st.store.chat(s.user_id).await {
+        Ok(c) => c.is_some_and(|c| c.kind == ChatKind::Private.as_str()),
+        Err(e) => return failed(e),
+    };
     render(
         StatusCode::OK,
         "overview.html",
-        context! { csrf => s.csrf, groups },
+        context! { csrf => s.csrf, groups, dm => dm.then_some(s.user_id) },
     )
+}
+
+/// A signed-in request's view of one chat: the session and the chat it may see.
+pub struct Scope {
+    pub session: AdminSession,
+    /// The chat (a group the user administers, or the user's own DM).
+    pub chat: crate::store::entity::chat::Model,
+    /// The chat is the user's DM (their personal routines), not a group.
+    pub own_dm: bool,
+}
+
+impl Scope {
+    /// The minijinja context every chat page extends: `csrf`, `chat` (`id`, `title`, `own_dm`)
+    /// for the layout's chat navigation.
+    pub fn base(&self) -> Value {
+        context! {
+            csrf => self.session.csrf,
+            chat => context! { id => self.chat.id, title => self.title(), own_dm => self.own_dm },
+        }
+    }
+
+    /// The chat's title for headings ("Your direct messages" for the user's DM).
+    pub fn title(&self) -> String {
+        if self.own_dm {
+            "Your direct messages".to_string()
+        } else {
+            self.chat.title.clone()
+        }
+    }
+}
+
+/// Authorize a chat page BEFORE anything of the chat is read: the session (else 303 to
+/// sign-in), then the chat id from the path, which must be a group where the session's user is
+/// an active admin, or the user's own DM (Telegram: a private chat's id is the user's id). Any
+/// other id, well-formed or not, is the 404 page (no existence leak). Issue 11, item 2.
+pub async fn scope(st: &AdminState, headers: &HeaderMap, chat_id: &str) -> Result<Scope, Response> {
+    let (_, s) = require(st, headers).await?;
+    let Ok(chat_id) = chat_id.parse::<i64>() else {
+        return Err(not_found(&s));
+    };
+    let own_dm = chat_id == s.user_id;
+    if !own_dm {
+        let admin = match st.store.member(chat_id, s.user_id).await {
+            Ok(m) => m.is_some_and(|m| m.active && m.is_admin()),
+            Err(e) => return Err(failed(e)),
+        };
+        if !admin {
+            return Err(not_found(&s));
+        }
+    }
+    match st.store.chat(chat_id).await {
+        Ok(Some(chat)) if !own_dm || chat.kind == ChatKind::Private.as_str() => Ok(Scope {
+            session: s,
+            chat,
+            own_dm,
+        }),
+        Ok(_) => Err(not_found(&s)),
+        Err(e) => Err(failed(e)),
+    }
+}
+
+/// [`scope`] for a POST: also checks the form's `csrf` field (else 403, nothing changed).
+pub async fn scope_post(
+    st: &AdminState,
+    headers: &HeaderMap,
+    chat_id: &str,
+    csrf: Option<&str>,
+) -> Result<Scope, Response> {
+    let sc = scope(st, headers, chat_id).await?;
+    if !auth::csrf_ok(&sc.session, csrf) {
+        return Err(forbidden(&sc.session));
+    }
+    Ok(sc)
 }
 
 async fn group(
@@ -195,32 +255,20 @@ async fn group(
     headers: HeaderMap,
     Path(chat_id): Path<String>,
 ) -> Response {
-    let (_, s) = match require(&st, &headers).await {
-        Ok(s) => s,
+    let sc = match scope(&st, &headers, &chat_id).await {
+        Ok(sc) => sc,
         Err(r) => return r,
     };
-    let Ok(chat_id) = chat_id.parse::<i64>() else {
-        return not_found(&s);
-    };
-    // authorization before anything of the group is read: only an active admin's groups exist
-    let admin = match st.store.member(chat_id, s.user_id).await {
-        Ok(m) => m.is_some_and(|m| m.active && m.is_admin()),
-        Err(e) => return failed(e),
-    };
-    if !admin {
-        return not_found(&s);
-    }
+    let chat_id = sc.chat.id;
     let page = async {
-        let chat = st.store.chat(chat_id).await?;
         let members = st.store.members(chat_id).await?;
         let open = st.store.open_chores(chat_id).await?.len();
         let pending = st.store.count_pending_in_chat(chat_id).await?;
         let routines = st.store.routines_of_chat(chat_id).await?;
-        Ok::<_, StoreError>((chat, members, open, pending, routines))
+        Ok::<_, StoreError>((members, open, pending, routines))
     };
-    let (chat, members, open, pending, routines) = match page.await {
-        Ok((Some(c), m, o, p, r)) => (c, m, o, p, r),
-        Ok((None, ..)) => return not_found(&s),
+    let (members, open, pending, routines) = match page.await {
+        Ok(p) => p,
         Err(e) => return failed(e),
     };
     let members: Vec<Value> = members
@@ -237,12 +285,12 @@ async fn group(
         StatusCode::OK,
         "group.html",
         context! {
-            csrf => s.csrf,
-            title => chat.title,
+            title => sc.title(),
             members,
             open_chores => open,
             pending,
             routines,
+            ..sc.base()
         },
     )
 }

@@ -2,6 +2,7 @@
 //! clock, a recording messenger and a scripted model.
 #![allow(dead_code)]
 
+pub mod admin;
 pub mod fake_telegram;
 pub mod tg;
 
