@@ -264,16 +264,27 @@ fn prompt_tools(doc: &RoutineDoc) -> Option<&Vec<String>> {
     })
 }
 
-/// The detail page's context for routine `r` shown as `doc` (the stored document, or the
-/// edited one a failed save re-shows with its errors).
+/// What the edit form shows: the stored document, or the edited one a failed save re-shows
+/// with the template as typed and the errors by field.
+struct Shown {
+    doc: RoutineDoc,
+    /// `None`: the routine has no template field (several steps).
+    template: Option<String>,
+    errors: FieldErrors,
+}
+
+/// The detail page's context for routine `r` shown as `shown`.
 async fn detail_ctx(
     st: &AdminState,
     sc: &Scope,
     r: &RoutineRow,
-    doc: &RoutineDoc,
-    template: Option<String>,
-    errors: &FieldErrors,
+    shown: &Shown,
 ) -> Result<Value, RoutineError> {
+    let Shown {
+        doc,
+        template,
+        errors,
+    } = shown;
     let figures = manage::figures(st.svc(), &[r.id]).await?;
     let zone = zone_of(&sc.chat);
     let kind = manage::kind_of(r);
@@ -365,13 +376,11 @@ async fn render_detail(
     st: &AdminState,
     sc: &Scope,
     r: &RoutineRow,
-    doc: &RoutineDoc,
-    template: Option<String>,
-    errors: FieldErrors,
+    shown: &Shown,
     status: StatusCode,
     saved: bool,
 ) -> Response {
-    match detail_ctx(st, sc, r, doc, template, &errors).await {
+    match detail_ctx(st, sc, r, shown).await {
         Ok(page) => pages::render(
             status,
             "routines_detail.html",
@@ -400,14 +409,16 @@ async fn detail(
         Ok(d) => d,
         Err(e) => return routine_failed(&sc, e),
     };
-    let template = manage::template_of(&doc);
+    let shown = Shown {
+        template: manage::template_of(&doc),
+        doc,
+        errors: FieldErrors::new(),
+    };
     render_detail(
         &st,
         &sc,
         &r,
-        &doc,
-        template,
-        FieldErrors::new(),
+        &shown,
         StatusCode::OK,
         query.contains_key("saved"),
     )
@@ -566,13 +577,16 @@ async fn save(
             Err(SaveError::Routine(e)) => return routine_failed(&sc, e),
         }
     }
+    let shown = Shown {
+        doc,
+        template,
+        errors,
+    };
     render_detail(
         &st,
         &sc,
         &r,
-        &doc,
-        template,
-        errors,
+        &shown,
         StatusCode::UNPROCESSABLE_ENTITY,
         false,
     )
