@@ -777,3 +777,60 @@ async fn posts_without_the_csrf_token_are_refused() {
     assert_eq!(export_of(&a, id).await, before);
     assert_eq!(a.app.store.routines_of_chat(GROUP).await.unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn a_single_prompt_routine_in_the_own_dm_is_edited_and_stays_single_prompt() {
+    let a = setup().await;
+    let me = alice();
+    a.app.say(&dm(&me), &me, "/every 2h drink some water").await;
+    let r = a
+        .app
+        .store
+        .routines_of_chat(me.id)
+        .await
+        .unwrap()
+        .pop()
+        .expect("a routine in the DM");
+    assert!(r.definition.is_none());
+    let c = a.sign_in(&me).await;
+    let list = format!("/admin/g/{}/routines", me.id);
+    let (status, _, page) = a.get(&list, Some(&c)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(row(&page, &r.name).contains("<td class=\"kind\">scheduled</td>"));
+    let path = format!("/admin/g/{}/routines/{}", me.id, r.id);
+    let (_, _, page) = a.get(&path, Some(&c)).await;
+    assert!(
+        page.contains("name=\"template\" rows=\"6\">drink some water</textarea>"),
+        "{page}"
+    );
+    assert!(
+        page.contains("id=\"trigger-1\" name=\"trigger.1\" value=\"every 2h\""),
+        "{page}"
+    );
+    let csrf = csrf_of(&page);
+    let (status, loc, body) = post_form(
+        &a,
+        &path,
+        &c,
+        &[
+            ("csrf", &csrf),
+            ("description", "Hydration"),
+            ("template", "drink a glass of water"),
+            ("trigger.1", "every 2h"),
+            ("trigger.new", ""),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+    assert_eq!(loc, format!("{path}?saved=1"));
+    let after = a.app.store.routine(r.id).await.unwrap().unwrap();
+    assert_eq!(after.prompt, "drink a glass of water");
+    assert_eq!(after.description, "Hydration");
+    assert!(after.definition.is_none(), "still a single-prompt routine");
+    // another member's session does not see Alice's DM
+    let b = a.sign_in(&bob()).await;
+    for p in [list.clone(), path.clone()] {
+        let (status, _, _) = a.get(&p, Some(&b)).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{p}");
+    }
+}

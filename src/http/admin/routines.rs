@@ -616,8 +616,14 @@ async fn export(
                 ),
                 (
                     header::CONTENT_DISPOSITION,
-                    // names are [a-z0-9_]: nothing to quote
-                    format!("attachment; filename=\"{}.toml\"", r.name),
+                    // names are [a-z0-9_] (an older one may hold '-'); keep only those
+                    format!(
+                        "attachment; filename=\"{}.toml\"",
+                        r.name
+                            .chars()
+                            .filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+                            .collect::<String>()
+                    ),
                 ),
             ],
             doc::export_doc(&d),
