@@ -201,16 +201,18 @@ async fn builds_a_three_step_playbook_through_the_form() {
         "id=\"description\"",
         "id=\"inputs\"",
         "<ol id=\"step-list\">",
-        "<li class=\"step\"",
         "<select id=\"new-step-kind\"",
         "id=\"add-step\" name=\"action\" value=\"add\"",
         "id=\"save\"",
-        "<label for=\"step-1-prompt\">",
     ] {
         assert!(p.body.contains(id), "{id} missing");
     }
-    // the new page starts with one prompt step
+    // the new page starts without steps; `add` appends one of the chosen kind (prompt first)
+    assert!(!p.body.contains("<li class=\"step\""));
+    assert_eq!(p.value("new-step-kind"), "prompt");
+    p = p.step(&a, &c, "add").await;
     assert_eq!(p.value("step-1-kind"), "prompt");
+    assert!(p.body.contains("<label for=\"step-1-prompt\">"));
 
     // an initial input
     p = p.step(&a, &c, "add-input").await;
@@ -295,6 +297,7 @@ async fn builds_a_three_step_playbook_through_the_form() {
     let needed = &needed[..needed.find("</ul>").unwrap()];
     assert!(needed.contains("preferences — declared"), "{needed}");
 
+    assert_eq!(p.body.matches("<li class=\"step\"").count(), 3);
     let (status, loc, _) = p.press(&a, &c, "save").await;
     assert_eq!(status, StatusCode::SEE_OTHER);
     let (r, def) = definition(&a, GROUP, "dinner_plan").await;
@@ -341,14 +344,28 @@ async fn an_invalid_draft_shows_inline_errors_and_stores_nothing() {
     let c = a.sign_in(&alice()).await;
     // a routine "weekly" exists already
     let mut p = open(&a, &c, "/admin/g/-1001/routines/new").await;
+    p = p.step(&a, &c, "add").await;
     p.set("name", "weekly")
         .set("step-1-prompt", "Plan the week.");
     let (status, _, _) = p.press(&a, &c, "save").await;
     assert_eq!(status, StatusCode::SEE_OTHER);
     let before = a.app.store.routines_of_chat(GROUP).await.unwrap().len();
 
+    // no steps at all
     let mut p = open(&a, &c, "/admin/g/-1001/routines/new").await;
-    p.set("new-step-kind", "prompt");
+    p.set("name", "empty");
+    let (status, _, bad) = p.press(&a, &c, "save").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        bad.body.contains(
+            "<p class=\"error\" id=\"error-step-list\">0 given; a routine has 1 to 20 steps</p>"
+        ),
+        "{}",
+        bad.body
+    );
+
+    let mut p = open(&a, &c, "/admin/g/-1001/routines/new").await;
+    p = p.step(&a, &c, "add").await;
     p = p.step(&a, &c, "add").await;
     p.set("name", "weekly")
         .set("step-1-name", "plan")
@@ -520,6 +537,7 @@ async fn another_groups_routine_is_404_and_a_post_without_csrf_is_403() {
         assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
     }
     let page = open(&a, &alice_c, "/admin/g/-1001/routines/new").await;
+    let page = page.step(&a, &alice_c, "add").await;
     let csrf = csrf_of(&page.body);
     let (status, _) = a
         .post(

@@ -865,7 +865,11 @@ fn field_of(d: &Draft, e: &DefinitionError) -> String {
 fn add_errors(d: &Draft, list: &[DefinitionError], errors: &mut Errors) {
     for e in list {
         let f = field_of(d, e);
-        let text = if f == "form" || f.starts_with("step-") && !f[5..].contains('-') {
+        // the whole form or a whole step: say where; a field: its message next to it
+        let whole_step = f
+            .strip_prefix("step-")
+            .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()));
+        let text = if f == "form" || whole_step {
             e.to_string()
         } else {
             e.message.clone()
@@ -1351,11 +1355,11 @@ async fn new_page(
         Ok(r) => r,
         Err(r) => return r,
     };
-    let mut d = Draft {
+    // no step yet: `add` appends the first (the browser test adds three to a blank page)
+    let d = Draft {
         status: "published".into(),
         ..Draft::default()
     };
-    d.steps.push(DraftStep::new("prompt"));
     let p = PageCtx {
         sc: &sc,
         routine: None,
