@@ -607,3 +607,140 @@ async fn another_groups_routine_is_404_and_a_post_without_csrf_is_403() {
         .unwrap()
         .is_some());
 }
+
+/// Every visible control of the page has a `<label for>`.
+fn assert_labelled(html: &str) {
+    let mut rest = html;
+    while let Some(i) = rest.find('<') {
+        rest = &rest[i..];
+        let tag = &rest[..rest.find('>').unwrap_or(rest.len())];
+        let control = tag.starts_with("<input ")
+            || tag.starts_with("<select ")
+            || tag.starts_with("<textarea ");
+        if control && attr(tag, "type").as_deref() != Some("hidden") {
+            let id = attr(tag, "id").unwrap_or_else(|| panic!("no id: {tag}"));
+            assert!(
+                html.contains(&format!("<label for=\"{id}\">")),
+                "no label for #{id}"
+            );
+        }
+        rest = &rest[1..];
+    }
+}
+
+#[tokio::test]
+async fn every_step_kind_is_built_with_labelled_fields() {
+    let a = setup().await;
+    a.app
+        .say(&group(), &alice(), "/playbook_install meal_plan")
+        .await;
+    let c = a.sign_in(&alice()).await;
+    let mut p = open(&a, &c, "/admin/g/-1001/routines/new").await;
+    p = p.step(&a, &c, "add-input").await;
+    for kind in [
+        "prompt",
+        "tool",
+        "routine",
+        "wait",
+        "condition",
+        "approval",
+        "message",
+    ] {
+        p.set("new-step-kind", kind);
+        p = p.step(&a, &c, "add").await;
+    }
+    assert_labelled(&p.body);
+    p.set("name", "all_kinds")
+        .set("input-1-name", "who")
+        .set("input-1-type", "member")
+        .set("step-1-name", "plan")
+        .set("step-1-prompt", "Plan for {{initial.who}}")
+        .set("step-2-tool", "chore_create")
+        .set("step-3-routine", "meal_plan");
+    // choosing a tool or a routine shows its arguments / inputs
+    p = p.step(&a, &c, "refresh").await;
+    assert_labelled(&p.body);
+    assert_eq!(p.value("step-2-arg-title"), "");
+    assert_eq!(p.value("step-3-input-preferences"), "");
+    p.set("step-2-arg-title", "Shop for {{initial.who}}")
+        .set("step-3-input-preferences", "{{steps.plan.output}}")
+        .set("step-4-duration", "2h")
+        .set("step-5-if_value", "{{steps.plan.output}}")
+        .set("step-5-test", "contains")
+        .set("step-5-test_value", "fish")
+        .set("step-5-then", "end")
+        .set("step-6-name", "gate")
+        .set("step-6-text", "OK?")
+        .set("step-6-on_reject", "plan")
+        .set("step-6-max_loops", "2")
+        .set("step-6-expires", "1d")
+        .set("step-7-text", "Done {{steps.gate.reason}}")
+        .set("step-7-to", "owner");
+    p.fields
+        .push(("step-7-require_approval".into(), "on".into()));
+    let (status, _, page) = p.press(&a, &c, "save").await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{}", page.body);
+    let (_, def) = definition(&a, GROUP, "all_kinds").await;
+    let toml = hearth::routines::doc::export_doc(&hearth::routines::steps::RoutineDoc {
+        name: "all_kinds".into(),
+        description: String::new(),
+        status: "published".into(),
+        triggers: vec![],
+        quiet: false,
+        definition: def,
+    });
+    assert_eq!(
+        toml,
+        r#"name = "all_kinds"
+
+[[inputs]]
+name = "who"
+type = "member"
+
+[[steps]]
+name = "plan"
+kind = "prompt"
+prompt = "Plan for {{initial.who}}"
+
+[[steps]]
+kind = "tool"
+tool = "chore_create"
+
+[steps.args]
+title = "Shop for {{initial.who}}"
+
+[[steps]]
+kind = "routine"
+routine = "meal_plan"
+
+[steps.inputs]
+preferences = "{{steps.plan.output}}"
+
+[[steps]]
+kind = "wait"
+duration = "2h"
+
+[[steps]]
+kind = "condition"
+then = "end"
+
+[steps.if]
+value = "{{steps.plan.output}}"
+contains = "fish"
+
+[[steps]]
+name = "gate"
+kind = "approval"
+text = "OK?"
+on_reject = "plan"
+max_loops = 2
+expires = "1d"
+
+[[steps]]
+require_approval = true
+kind = "message"
+text = "Done {{steps.gate.reason}}"
+to = "owner"
+"#
+    );
+}
