@@ -1592,3 +1592,120 @@ async fn save(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn form(pairs: &[(&str, &str)]) -> Form {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn three() -> Draft {
+        Draft::from_form(&form(&[
+            ("name", "x"),
+            ("input-1-name", "who"),
+            ("step-1-kind", "prompt"),
+            ("step-1-name", "a"),
+            ("step-1-prompt", "Hi {{initial.who}}"),
+            ("step-2-kind", "approval"),
+            ("step-2-name", "gate"),
+            ("step-2-text", "OK?"),
+            ("step-3-kind", "message"),
+            ("step-3-text", "{{ steps.gate.reason }}"),
+            // a gap ends the list: step 5 without step 4 is not read
+            ("step-5-kind", "prompt"),
+        ]))
+    }
+
+    #[test]
+    fn actions_change_the_draft_and_refuse_what_no_longer_exists() {
+        let mut d = three();
+        assert_eq!(d.steps.len(), 3);
+        assert!(d.apply("remove:4", &Form::new()).is_err());
+        assert!(d.apply("up:0", &Form::new()).is_err());
+        assert!(d.apply("add", &form(&[("new-step-kind", "nope")])).is_err());
+        assert_eq!(d, three(), "a refused action changes nothing");
+        d.apply("down:3", &Form::new()).unwrap(); // the last stays last
+        d.apply("up:1", &Form::new()).unwrap(); // the first stays first
+        assert_eq!(d, three());
+        d.apply("up:3", &Form::new()).unwrap();
+        assert_eq!(d.steps[1].kind, "message");
+        d.apply(
+            "insert:step-1-prompt",
+            &form(&[("step-1-prompt-var", "date")]),
+        )
+        .unwrap();
+        assert_eq!(d.steps[0].get("prompt"), "Hi {{initial.who}} {{date}}");
+        // only variable names are inserted, never markup
+        assert!(d
+            .apply(
+                "insert:step-1-prompt",
+                &form(&[("step-1-prompt-var", "x}}{% raw %}")])
+            )
+            .is_err());
+        d.apply("declare:when", &Form::new()).unwrap();
+        d.apply("declare:when", &Form::new()).unwrap();
+        assert_eq!(d.inputs.len(), 2);
+        for _ in 0..MAX_STEPS {
+            let _ = d.apply("add", &form(&[("new-step-kind", "wait")]));
+        }
+        assert_eq!(d.steps.len(), MAX_STEPS);
+    }
+
+    #[test]
+    fn variables_offered_and_inputs_needed() {
+        let d = three();
+        let at = |i: usize| -> Vec<String> { d.available(i).into_iter().map(|(v, _)| v).collect() };
+        assert_eq!(at(0), ["initial.who", "chat.name", "date", "run.id"]);
+        assert_eq!(
+            at(2),
+            [
+                "initial.who",
+                "steps.a.output",
+                "steps.gate.output",
+                "steps.gate.reason",
+                "chat.name",
+                "date",
+                "run.id"
+            ]
+        );
+        assert_eq!(d.needed_inputs(), ["who"]);
+    }
+
+    #[test]
+    fn errors_land_on_their_field() {
+        let d = three();
+        let e = |at: &str, message: &str| {
+            field_of(
+                &d,
+                &DefinitionError {
+                    at: at.into(),
+                    message: message.into(),
+                },
+            )
+        };
+        assert_eq!(e("name", "bad"), "name");
+        assert_eq!(e("steps", "0 given"), "step-list");
+        assert_eq!(e("input 'who'", "is declared twice"), "input-1-name");
+        assert_eq!(e("step 1 'a'", "prompt is empty"), "step-1-prompt");
+        assert_eq!(
+            e("step 3", "{{steps.gate.reason}} — no step named 'gate'"),
+            "step-3-text"
+        );
+        assert_eq!(
+            e("step 2 'gate'", "on_reject → 'x' — no step named 'x'"),
+            "step-2-on_reject"
+        );
+        assert_eq!(
+            e("step 2 'gate'", "another step is already named 'gate'"),
+            "step-2-name"
+        );
+        assert_eq!(e("step 2 'gate'", "is never reached"), "step-2");
+        assert_eq!(e("step 9", "prompt is empty"), "form");
+        assert_eq!(e("recorded", "tool 'x' does not exist"), "form");
+    }
+}
