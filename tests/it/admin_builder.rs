@@ -744,3 +744,30 @@ to = "owner"
 "#
     );
 }
+
+#[tokio::test]
+async fn builds_a_personal_playbook_in_the_users_own_dm() {
+    let a = setup().await;
+    let c = a.sign_in(&alice()).await;
+    let path = format!("/admin/g/{}/routines/new", alice().id);
+    let mut p = open(&a, &c, &path).await;
+    p = p.step(&a, &c, "add").await;
+    p = p.step(&a, &c, "add").await;
+    p.set("name", "my_day")
+        .set("step-1-name", "plan")
+        .set("step-1-prompt", "Plan my day.")
+        .set("step-2-prompt", "Shorten: {{steps.plan.output}}");
+    let (status, loc, _) = p.press(&a, &c, "save").await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (r, def) = definition(&a, alice().id, "my_day").await;
+    assert_eq!(loc, format!("/admin/g/{}/routines/{}", alice().id, r.id));
+    assert_eq!(def.steps.len(), 2);
+    // Alice's DM is not a page for Bob
+    let (status, _, _) = a
+        .get(
+            &format!("/admin/g/{}/routines/{}/steps", alice().id, r.id),
+            Some(&a.sign_in(&bob()).await),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
