@@ -17,6 +17,7 @@
 
 pub mod auth;
 pub mod pages;
+pub mod testrun;
 
 use std::sync::Arc;
 
