@@ -647,7 +647,7 @@ impl Dry<'_> {
                         description: if made {
                             None
                         } else {
-                            held.next().map(|d| d.text)
+                            held.next().and_then(|d| plain(&c.name, d.text))
                         },
                     });
                 }
@@ -711,8 +711,8 @@ impl Dry<'_> {
                     let description = t
                         .describe(self.svc, &self.scope(None), arguments.clone())
                         .await
-                        .map(|d| d.text)
-                        .ok();
+                        .ok()
+                        .and_then(|d| plain(tool, d.text));
                     ds.calls.push(DryCall {
                         tool: tool.clone(),
                         arguments: pretty(&arguments.to_string()),
@@ -1123,6 +1123,12 @@ fn max_loops(step: &Step) -> u32 {
 /// Render a step template (strict), errors as the runner words them.
 fn render(template: &str, vars: &Vars) -> Result<String, String> {
     super::vars::render(template, vars).map_err(|e| format!("template: {e}"))
+}
+
+/// A call's description in plain words, `None` when it is only the default "<tool> <JSON>"
+/// (the arguments are shown anyway).
+fn plain(tool: &str, text: String) -> Option<String> {
+    (!text.starts_with(&format!("{tool} {{"))).then_some(text)
 }
 
 /// JSON arguments pretty-printed (as given when they are not JSON).

@@ -132,7 +132,10 @@ async fn a_dry_run_runs_read_only_calls_lists_the_others_and_changes_nothing() {
     let (status, _, html) = a.get(&path, Some(&c)).await;
     assert_eq!(status, StatusCode::OK, "{html}");
     assert!(html.contains(r#"<label for="input-who">"#), "{html}");
-    assert!(html.contains(r#"id="input-who" name="input.who""#), "{html}");
+    assert!(
+        html.contains(r#"id="input-who" name="input.who""#),
+        "{html}"
+    );
     assert!(html.contains(r#"id="start-test""#), "{html}");
     assert!(!html.contains(r#"id="dry-run""#));
     let csrf = csrf_of(&html);
@@ -218,7 +221,10 @@ async fn a_dry_run_runs_read_only_calls_lists_the_others_and_changes_nothing() {
         steps.contains("<pre class=\"output\">Done: Bob got the dishes chore.</pre>"),
         "step 1's output reached the message: {steps}"
     );
-    assert!(steps.contains("would post to the chat (not sent)"), "{steps}");
+    assert!(
+        steps.contains("would post to the chat (not sent)"),
+        "{steps}"
+    );
     assert!(
         steps.contains("data-status=\"not_reached\""),
         "the branch skipped step 5: {steps}"
@@ -245,7 +251,10 @@ async fn the_test_page_is_only_for_the_chat_s_admins_and_posts_need_the_csrf_tok
     let path = format!("/admin/g/{GROUP}/routines/{}/test", home.id);
     // without a session: to sign-in
     let (status, loc, _) = a.get(&path, None).await;
-    assert_eq!((status, loc.as_str()), (StatusCode::SEE_OTHER, "/admin/signin"));
+    assert_eq!(
+        (status, loc.as_str()),
+        (StatusCode::SEE_OTHER, "/admin/signin")
+    );
     // a POST without (or with a wrong) CSRF token: 403, no model call, nothing sent
     let sent = a.app.messenger.calls().len();
     let (status, _) = a.post(&path, Some(&c), &[]).await;
@@ -268,8 +277,7 @@ async fn the_test_page_is_only_for_the_chat_s_admins_and_posts_need_the_csrf_tok
 }
 
 #[tokio::test]
-async fn a_single_prompt_routine_shows_the_answer_it_would_post_and_bad_inputs_are_shown_inline(
-) {
+async fn a_single_prompt_routine_shows_the_answer_it_would_post_and_bad_inputs_are_shown_inline() {
     let a = setup_with(vec![Script::Text("Good morning, Home!".into())]).await;
     let single = save(&a, GROUP, alice().id, "morning", "Say good morning", None).await;
     let multi = save(&a, GROUP, alice().id, "dishes", "multi", Some(playbook())).await;
@@ -319,4 +327,83 @@ async fn a_single_prompt_routine_shows_the_answer_it_would_post_and_bad_inputs_a
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(html.contains("who is required"), "{html}");
     assert_eq!(a.app.model.calls(), calls, "no model call for bad inputs");
+}
+
+#[tokio::test]
+async fn a_recorded_routine_s_dry_run_offers_only_its_tools_and_a_child_routine_runs_dry_too() {
+    let a = setup_with(vec![
+        Script::Tools(vec![
+            ("chore_create".into(), r#"{"title":"Sneaky"}"#.into()),
+            (
+                "chore_update".into(),
+                r#"{"chore":"Dishes","action":"assign","value":"@bob"}"#.into(),
+            ),
+        ]),
+        Script::Text("Moved the dishes to Bob.".into()),
+        Script::Text("Hello from the helper.".into()),
+    ])
+    .await;
+    let helper = save(&a, GROUP, alice().id, "helper", "Say hello", None).await;
+    let def = json!({
+        "steps": [
+            {"name": "move", "kind": "prompt", "prompt": "Move the dishes to Bob.", "tools": ["chore_list", "chore_update"]},
+            {"name": "hello", "kind": "routine", "routine": "helper"},
+            {"kind": "message", "to": "owner", "text": "{{steps.move.output}} / {{steps.hello.output}}"}
+        ],
+        "recorded": {"request": "move the dishes to Bob", "confirm": ["chore_update"],
+                     "calls": [{"tool": "chore_update", "keys": ["action", "chore", "value"]}]}
+    });
+    let r = save(&a, GROUP, alice().id, "handover", "recorded", Some(def)).await;
+    let c = a.sign_in(&alice()).await;
+    let path = format!("/admin/g/{GROUP}/routines/{}/test", r.id);
+    let (_, _, html) = a.get(&path, Some(&c)).await;
+    let csrf = csrf_of(&html);
+    let sent = a.app.messenger.calls().len();
+    let (status, html) = post_test(&a, &path, &c, &csrf, &[]).await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    let page = unescape(&html);
+
+    // the replay's limits hold in the dry run: only its tools are offered, another is refused
+    let mut offered: Vec<&str> = a.app.model.tools_seen()[0].iter().map(|t| t.name).collect();
+    offered.sort();
+    assert_eq!(offered, ["chore_list", "chore_update"]);
+    let would = section(&page, "would-call", "</table>");
+    assert!(would.contains("<code>chore_update</code>"), "{would}");
+    assert!(would.contains("\"value\": \"@bob\""), "{would}");
+    assert!(!would.contains("chore_create"), "{would}");
+    let read = section(&page, "read-calls", "</table>");
+    assert!(
+        read.contains("<code>chore_create</code>") && read.contains("<td>refused</td>"),
+        "{read}"
+    );
+    assert!(
+        read.contains("not allowed: this routine may only use"),
+        "{read}"
+    );
+
+    // the child routine dry-runs nested; its answer flows back as the step's output
+    let steps = section(&page, "dry-steps", "</ol>");
+    assert!(
+        steps.contains("step 2 'hello' › 'helper' step 1"),
+        "{steps}"
+    );
+    assert!(
+        steps.contains("would post the answer to the chat"),
+        "{steps}"
+    );
+    assert!(
+        steps.contains(
+            "<pre class=\"output\">Moved the dishes to Bob. / Hello from the helper.</pre>"
+        ),
+        "{steps}"
+    );
+    assert!(
+        steps.contains("would post to Alice's direct messages (not sent)"),
+        "{steps}"
+    );
+    assert_eq!(a.app.messenger.calls().len(), sent, "nothing was sent");
+    for id in [r.id, helper.id] {
+        assert!(a.app.store.routine_runs(id, 10).await.unwrap().is_empty());
+    }
+    assert!(a.app.store.open_chores(GROUP).await.unwrap().is_empty());
 }

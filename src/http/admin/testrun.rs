@@ -40,10 +40,7 @@ use crate::store::RoutineRow;
 
 /// The test runner's routes.
 pub fn routes() -> Router<AdminState> {
-    Router::new().route(
-        "/admin/g/{chat}/routines/{rid}/test",
-        get(page).post(run),
-    )
+    Router::new().route("/admin/g/{chat}/routines/{rid}/test", get(page).post(run))
 }
 
 /// The routine the page is about, or the response to give instead (404 for a routine of another
@@ -97,12 +94,11 @@ async fn run(
     Path((chat, rid)): Path<(String, String)>,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
-    let sc = match pages::scope_post(&st, &headers, &chat, form.get("csrf").map(String::as_str))
-        .await
-    {
-        Ok(sc) => sc,
-        Err(r) => return r,
-    };
+    let sc =
+        match pages::scope_post(&st, &headers, &chat, form.get("csrf").map(String::as_str)).await {
+            Ok(sc) => sc,
+            Err(r) => return r,
+        };
     let r = match routine(&st, &sc, &rid).await {
         Ok(r) => r,
         Err(resp) => return resp,
