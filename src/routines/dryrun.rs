@@ -338,7 +338,17 @@ pub async fn dry_run(
         .collect();
     let mut steps = Vec::new();
     let failure = dry
-        .walk(&r, &def, single, inputs, 0, String::new(), &mut steps)
+        .walk(
+            Plan {
+                r: &r,
+                def: &def,
+                single,
+            },
+            inputs,
+            0,
+            String::new(),
+            &mut steps,
+        )
         .await?
         .err();
     tracing::info!(
@@ -392,6 +402,15 @@ struct Dry<'a> {
     started: DateTime<Utc>,
 }
 
+/// A routine as a dry run walks it: the row, its definition, and whether it is a single-prompt
+/// routine (its one step posts the answer).
+#[derive(Clone, Copy)]
+struct Plan<'p> {
+    r: &'p RoutineRow,
+    def: &'p Definition,
+    single: bool,
+}
+
 /// Where a step sends the walk.
 enum Next {
     Step(usize),
@@ -408,15 +427,14 @@ impl Dry<'_> {
     /// the run would stop.
     fn walk<'s>(
         &'s self,
-        r: &'s RoutineRow,
-        def: &'s Definition,
-        single: bool,
+        plan: Plan<'s>,
         inputs: Map<String, Value>,
         depth: i32,
         prefix: String,
         out: &'s mut Vec<DryStep>,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Walked> + Send + 's>> {
         Box::pin(async move {
+            let Plan { r, def, .. } = plan;
             let mut reached = BTreeSet::new();
             let mut outputs: BTreeMap<usize, (String, String)> = BTreeMap::new();
             let mut passes: BTreeMap<usize, u32> = BTreeMap::new();
@@ -456,17 +474,7 @@ impl Dry<'_> {
                 }
                 let mut child_steps = Vec::new();
                 let next = self
-                    .step(
-                        r,
-                        def,
-                        single,
-                        step,
-                        idx,
-                        &vars,
-                        &mut ds,
-                        depth,
-                        &mut child_steps,
-                    )
+                    .step(plan, idx, &vars, &mut ds, depth, &mut child_steps)
                     .await?;
                 *passes.entry(idx).or_default() += 1;
                 let next = match next {
@@ -563,19 +571,17 @@ impl Dry<'_> {
     }
 
     /// Execute one step in memory; fills `ds`; returns where the walk goes.
-    #[allow(clippy::too_many_arguments)]
     async fn step(
         &self,
-        r: &RoutineRow,
-        def: &Definition,
-        single: bool,
-        step: &Step,
+        plan: Plan<'_>,
         idx: usize,
         vars: &Vars,
         ds: &mut DryStep,
         depth: i32,
         child_steps: &mut Vec<DryStep>,
     ) -> Result<Next, StoreError> {
+        let Plan { r, def, single } = plan;
+        let step = &def.steps[idx];
         let fail = |ds: &mut DryStep, e: String| {
             ds.status = DryStatus::Failed;
             ds.error = Some(e.clone());
@@ -892,9 +898,11 @@ impl Dry<'_> {
                 let prefix = format!("{} › '{}' ", ds.label, child.name);
                 match self
                     .walk(
-                        &child,
-                        &cdef,
-                        csingle,
+                        Plan {
+                            r: &child,
+                            def: &cdef,
+                            single: csingle,
+                        },
                         cinputs,
                         depth + 1,
                         prefix,
