@@ -55,7 +55,7 @@ use crate::{
 };
 
 /// The turn source of a dry run's model turns (`turns.source`, the turn metrics' label).
-pub const SOURCE: &str = "dry_run";
+pub const SOURCE: &str = crate::store::DRY_RUN_SOURCE;
 /// Most step executions in one dry run (loops through branches included), a guard besides
 /// each branch's own `max_loops`.
 pub const MAX_VISITS: usize = 100;

@@ -196,6 +196,14 @@ async fn a_dry_run_runs_read_only_calls_lists_the_others_and_changes_nothing() {
         .find(|t| t.source == "dry_run")
         .expect("the dry run's turn is recorded");
     assert!(turn.prompt_tokens > 0 && turn.completion_tokens > 0);
+    // … and is no task of Alice's that /save or a suggestion could pick up
+    assert!(a
+        .app
+        .store
+        .tool_turns_of(GROUP, alice().id, 10)
+        .await
+        .unwrap()
+        .is_empty());
     let calls = a.app.store.tool_calls(turn.id).await.unwrap();
     let statuses: Vec<(&str, ToolCallStatus)> =
         calls.iter().map(|c| (c.name.as_str(), c.status)).collect();
