@@ -136,6 +136,12 @@ pub trait Tool: Send + Sync + 'static {
     fn destructive(&self) -> bool {
         false
     }
+    /// True when a call only reads and changes nothing anywhere (no row, no message, no
+    /// workflow): a dry run (the web admin's test runner, issue 11) runs it; any other call is
+    /// only shown, never made. Default `false`, so a tool that does not say so never runs there.
+    fn read_only(&self) -> bool {
+        false
+    }
     /// Run with JSON `args` (already parsed; validated by the tool) → JSON result.
     async fn call(&self, svc: &Services, scope: &Scope, args: Value) -> Result<Value, ToolError>;
     /// What a successful call did, as a short past-tense clause ("approved request 1",
@@ -341,6 +347,10 @@ impl Tool for ListMembers {
         }
     }
 
+    fn read_only(&self) -> bool {
+        true
+    }
+
     async fn call(&self, svc: &Services, scope: &Scope, _args: Value) -> Result<Value, ToolError> {
         let chat_ids: Vec<i64> = if scope.chat_kind == ChatKind::Group {
             vec![scope.chat.id]
@@ -394,6 +404,10 @@ impl Tool for RecallConversation {
                 }
             }),
         }
+    }
+
+    fn read_only(&self) -> bool {
+        true
     }
 
     async fn call(&self, svc: &Services, scope: &Scope, a: Value) -> Result<Value, ToolError> {

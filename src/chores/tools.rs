@@ -156,6 +156,10 @@ impl Tool for ChoreList {
         }
     }
 
+    fn read_only(&self) -> bool {
+        true
+    }
+
     async fn call(&self, svc: &Services, scope: &Scope, a: Value) -> Result<Value, ToolError> {
         let a: ListArgs = if a.is_null() {
             ListArgs::default()

@@ -14,6 +14,7 @@ pub mod ask;
 pub mod commands;
 pub mod conditions;
 pub mod doc;
+pub mod dryrun;
 pub mod engine;
 pub mod gate;
 pub mod manage;

@@ -149,6 +149,10 @@ impl Tool for List {
         }
     }
 
+    fn read_only(&self) -> bool {
+        true
+    }
+
     async fn call(&self, svc: &Services, scope: &Scope, _a: Value) -> Result<Value, ToolError> {
         let all = super::list(svc, scope.chat.id).await?;
         let rows: Vec<Value> = all

@@ -83,7 +83,9 @@ pub use routines::{
 };
 pub use run_queries::{RunFilter, SeedRun, StepResult};
 pub use runs::{GateOutcome, NewStepRun, RunChange, StepChange};
-pub use turns::{fingerprint, NewToolCall, NewTurn, ToolCallStatus, MAX_RECORDED_RESULT_CHARS};
+pub use turns::{
+    fingerprint, NewToolCall, NewTurn, ToolCallStatus, DRY_RUN_SOURCE, MAX_RECORDED_RESULT_CHARS,
+};
 pub use workflows::{
     CreateGuard, CreateRefused, Eligibility, NewWorkflow, QuorumVote, TargetChange, Transition,
     Transitioned, Via, WorkflowKind, WorkflowStatus,

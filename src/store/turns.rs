@@ -13,6 +13,9 @@ use super::{
 
 /// Longest tool result kept in a `tool_calls` row, in characters.
 pub const MAX_RECORDED_RESULT_CHARS: usize = 2000;
+/// `turns.source` of a dry run's turns (the web admin's test runner, issue 11): recorded for
+/// their tokens, never a member's task (`/save`, suggestions).
+pub const DRY_RUN_SOURCE: &str = "dry_run";
 
 /// What became of one tool call the model asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum)]
@@ -195,7 +198,8 @@ impl Store {
     }
 
     /// The latest turns member `actor_id` made in chat `chat_id` with a fingerprint (at least
-    /// one call that ran), newest first, at most `limit`.
+    /// one call that ran), newest first, at most `limit`. A dry run's turns (source
+    /// [`DRY_RUN_SOURCE`]) are not tasks the member did: left out.
     pub async fn tool_turns_of(
         &self,
         chat_id: i64,
@@ -206,6 +210,7 @@ impl Store {
             .filter(turn::Column::ChatId.eq(chat_id))
             .filter(turn::Column::ActorId.eq(actor_id))
             .filter(turn::Column::Fingerprint.is_not_null())
+            .filter(turn::Column::Source.ne(DRY_RUN_SOURCE))
             .order_by_desc(turn::Column::Id)
             .limit(limit)
             .all(self.conn())
@@ -232,7 +237,7 @@ impl Store {
     }
 
     /// Member `actor_id`'s turns in chat `chat_id` with fingerprint `fp` started at or after
-    /// `since` (UTC), newest first.
+    /// `since` (UTC), newest first (dry runs left out).
     pub async fn turns_with_fingerprint(
         &self,
         chat_id: i64,
@@ -244,6 +249,7 @@ impl Store {
             .filter(turn::Column::ChatId.eq(chat_id))
             .filter(turn::Column::ActorId.eq(actor_id))
             .filter(turn::Column::Fingerprint.eq(fp))
+            .filter(turn::Column::Source.ne(DRY_RUN_SOURCE))
             .filter(turn::Column::StartedAt.gte(since))
             .order_by_desc(turn::Column::Id)
             .all(self.conn())

@@ -80,7 +80,7 @@ pub(super) fn render(template: &str, vars: &Vars) -> Result<String, String> {
 }
 
 /// Render the strings inside a JSON value (tool arguments).
-pub(super) fn render_value(v: &Value, ctx: &Vars) -> Result<Value, String> {
+pub(crate) fn render_value(v: &Value, ctx: &Vars) -> Result<Value, String> {
     Ok(match v {
         Value::String(s) => Value::String(render(s, ctx)?),
         Value::Array(a) => Value::Array(
@@ -183,7 +183,7 @@ pub(super) async fn check_value(
 }
 
 /// Apply a condition's test to `value`.
-pub(super) fn test(t: &Test, value: &str) -> Result<bool, String> {
+pub(crate) fn test(t: &Test, value: &str) -> Result<bool, String> {
     Ok(match t {
         Test::Contains(s) => value.to_lowercase().contains(&s.to_lowercase()),
         Test::Equals(s) => value.trim().eq_ignore_ascii_case(s.trim()),
