@@ -691,7 +691,7 @@ async fn import(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let parts = multipart_fields(content_type, &body).unwrap_or_default();
+    let parts = multipart_fields(content_type, body).await.unwrap_or_default();
     let field = |name: &str| {
         parts
             .iter()
@@ -739,64 +739,32 @@ async fn import(
     .await
 }
 
-/// The fields of a `multipart/form-data` body (RFC 7578): (name, content) in order; `None`
-/// when the content type is not multipart with a boundary or the body does not parse.
-fn multipart_fields(content_type: &str, body: &[u8]) -> Option<Vec<(String, Vec<u8>)>> {
-    let (mime, params) = content_type.split_once(';')?;
-    if !mime.trim().eq_ignore_ascii_case("multipart/form-data") {
-        return None;
-    }
-    let boundary = params.split(';').find_map(|p| {
-        let (k, v) = p.split_once('=')?;
-        k.trim()
-            .eq_ignore_ascii_case("boundary")
-            .then(|| v.trim().trim_matches('"').to_string())
-    })?;
-    if boundary.is_empty() {
-        return None;
-    }
-    let delim = format!("--{boundary}");
-    let next_delim = format!("\r\n--{boundary}");
-    let mut at = find(body, delim.as_bytes())? + delim.len();
+/// The fields of a `multipart/form-data` body (RFC 7578, parsed by `multer`, the parser behind
+/// axum's own `Multipart`): (name, content) in order; `None` when the content type is not
+/// multipart with a boundary or the body does not parse.
+async fn multipart_fields(content_type: &str, body: Bytes) -> Option<Vec<(String, Vec<u8>)>> {
+    let boundary = multer::parse_boundary(content_type).ok()?;
+    let stream = futures::stream::once(async move { Ok::<_, std::convert::Infallible>(body) });
+    let mut parts = multer::Multipart::new(stream, boundary);
     let mut out = Vec::new();
-    loop {
-        let rest = &body[at..];
-        if rest.starts_with(b"--") {
-            return Some(out);
-        }
-        let rest = rest.strip_prefix(b"\r\n")?;
-        let head_end = find(rest, b"\r\n\r\n")?;
-        let head = std::str::from_utf8(&rest[..head_end]).ok()?;
-        let content_at = head_end + 4;
-        let len = find(&rest[content_at..], next_delim.as_bytes())?;
-        let name = head.lines().find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            if !k.trim().eq_ignore_ascii_case("content-disposition") {
-                return None;
-            }
-            v.split(';').find_map(|p| {
-                let (k, v) = p.split_once('=')?;
-                (k.trim() == "name").then(|| v.trim().trim_matches('"').to_string())
-            })
-        })?;
-        out.push((name, rest[content_at..content_at + len].to_vec()));
-        // skip the content and "\r\n--boundary"
-        at = body.len() - rest.len() + content_at + len + next_delim.len();
+    while let Some(field) = parts.next_field().await.ok()? {
+        let name = field.name().unwrap_or_default().to_string();
+        out.push((name, field.bytes().await.ok()?.to_vec()));
     }
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
+    Some(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn multipart_fields_of_a_browser_upload() {
+    #[tokio::test]
+    async fn multipart_fields_of_a_browser_upload() {
         let body = b"--XyZ\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\nabc\r\n--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.toml\"\r\nContent-Type: application/toml\r\n\r\nname = \"x\"\r\n\r\n--XyZ--\r\n";
-        let f = multipart_fields("multipart/form-data; boundary=XyZ", body).unwrap();
+        let body = Bytes::from_static(body);
+        let f = multipart_fields("multipart/form-data; boundary=XyZ", body.clone())
+            .await
+            .unwrap();
         assert_eq!(
             f,
             vec![
@@ -804,9 +772,12 @@ mod tests {
                 ("file".to_string(), b"name = \"x\"\r\n".to_vec()),
             ]
         );
-        assert!(multipart_fields("text/plain", body).is_none());
+        assert!(multipart_fields("text/plain", body).await.is_none());
+        let broken = Bytes::from_static(b"--XyZ\r\nbroken");
         assert!(
-            multipart_fields("multipart/form-data; boundary=\"XyZ\"", b"--XyZ\r\nbroken").is_none()
+            multipart_fields("multipart/form-data; boundary=\"XyZ\"", broken)
+                .await
+                .is_none()
         );
     }
 }
