@@ -17,6 +17,7 @@
 
 pub mod auth;
 pub mod pages;
+pub mod runs;
 
 use std::sync::Arc;
 
