@@ -5,8 +5,9 @@
 //!   (every run written since carries it), so the list filters on `chat_id` alone.
 //! - `ix_routine_runs_chat_id` on (`chat_id`, `id`) serves `WHERE chat_id = ? [AND id < ?]
 //!   ORDER BY id DESC LIMIT n`; `ix_routine_runs_chat_status` on (`chat_id`, `status`, `id`)
-//!   serves the same with `AND status = ?`. A routine filter uses the existing
-//!   `ix_routine_runs_routine_id` (`routine_id`, `id`).
+//!   serves the same with `AND status = ?`; `ix_routine_runs_chat_routine` on (`chat_id`,
+//!   `routine_id`, `id`) with `AND routine_id = ?` (a routine keeps few runs, so its status
+//!   filter reads at most those).
 
 use sea_orm_migration::prelude::*;
 
@@ -64,6 +65,16 @@ impl MigrationTrait for Migration {
         .await?;
         m.create_index(
             Index::create()
+                .name("ix_routine_runs_chat_routine")
+                .table(RoutineRuns::Table)
+                .col(RoutineRuns::ChatId)
+                .col(RoutineRuns::RoutineId)
+                .col(RoutineRuns::Id)
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
                 .name("ix_routine_runs_chat_status")
                 .table(RoutineRuns::Table)
                 .col(RoutineRuns::ChatId)
@@ -75,7 +86,11 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
-        for name in ["ix_routine_runs_chat_status", "ix_routine_runs_chat_id"] {
+        for name in [
+            "ix_routine_runs_chat_status",
+            "ix_routine_runs_chat_routine",
+            "ix_routine_runs_chat_id",
+        ] {
             m.drop_index(
                 Index::drop()
                     .name(name)
