@@ -8,7 +8,7 @@ use chrono::Duration;
 use hearth::{
     clock::Clock,
     routines::{self, CreateRequest},
-    store::{RoutineRow, RunSource, RunStatus, SeedRun, StepStatus},
+    store::{RoutineRow, RunPage, RunSource, RunStatus, SeedRun, StepStatus},
     testkit::Script,
 };
 use reqwest::StatusCode;
@@ -671,4 +671,112 @@ async fn another_chats_run_is_404_and_a_form_without_csrf_changes_nothing() {
         .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(run_status(&html), "completed");
+}
+
+/// Figure (issue 11): server time of the run list with 100,000 runs in the chat (SQLite in
+/// memory, debug build; over HTTP on loopback, so it includes the session check, the query and
+/// the template). `cargo test --test it admin_runs::figure -- --ignored --nocapture`.
+#[tokio::test]
+#[ignore = "seeds 100,000 runs (about a minute in a debug build); run for the figure"]
+async fn figure_run_list_with_100k_runs() {
+    let a = setup().await;
+    let routines = [
+        save(&a, GROUP, alice().id, "one", wait_def()).await,
+        save(&a, GROUP, alice().id, "two", wait_def()).await,
+    ];
+    let t = std::time::Instant::now();
+    let mut first = 0;
+    for i in 0..100_000usize {
+        let r = &routines[usize::from(i % 1000 == 0)];
+        let status = if i % 7 == 0 {
+            RunStatus::Failed
+        } else {
+            RunStatus::Completed
+        };
+        let id = a
+            .app
+            .store
+            .seed_run(SeedRun {
+                routine_id: r.id,
+                chat_id: GROUP,
+                started_by: alice().id,
+                status,
+                source: RunSource::Manual,
+                input: Some("{}".into()),
+                snapshot: None,
+                current_step: 0,
+                waiting_for: None,
+                wake_at: None,
+                reason: None,
+                started_at: a.app.clock.now(),
+                finished_at: Some(a.app.clock.now()),
+            })
+            .await
+            .unwrap();
+        if i == 0 {
+            first = id;
+        }
+    }
+    eprintln!("seeded 100,000 runs in {:?}", t.elapsed());
+    let c = a.sign_in(&alice()).await;
+    let deep = first + 1_000;
+    let p99 = |mut ms: Vec<f64>| {
+        ms.sort_by(|x, y| x.partial_cmp(y).unwrap());
+        (ms[ms.len() / 2], ms[ms.len() * 99 / 100 - 1])
+    };
+    for (what, path, page) in [
+        ("newest page", format!("{HOME}/runs"), RunPage::default()),
+        (
+            "failed only",
+            format!("{HOME}/runs?status=failed"),
+            RunPage {
+                status: Some(RunStatus::Failed),
+                ..Default::default()
+            },
+        ),
+        (
+            "rare routine",
+            format!("{HOME}/runs?routine={}", routines[1].id),
+            RunPage {
+                routine_id: Some(routines[1].id),
+                ..Default::default()
+            },
+        ),
+        (
+            "oldest page",
+            format!("{HOME}/runs?before={deep}"),
+            RunPage {
+                before: Some(deep),
+                ..Default::default()
+            },
+        ),
+    ] {
+        let (mut http, mut query) = (vec![], vec![]);
+        for _ in 0..100 {
+            let t = std::time::Instant::now();
+            let (s, _, html) = a.get(&path, Some(&c)).await;
+            http.push(t.elapsed().as_secs_f64() * 1000.0);
+            assert_eq!(s, StatusCode::OK);
+            assert!(!listed(&html).is_empty());
+            let t = std::time::Instant::now();
+            let rows = a
+                .app
+                .store
+                .runs_page(&RunPage {
+                    chat_id: GROUP,
+                    limit: 51,
+                    ..page.clone()
+                })
+                .await
+                .unwrap();
+            query.push(t.elapsed().as_secs_f64() * 1000.0);
+            assert!(!rows.is_empty());
+        }
+        let ((h50, h99), (q50, q99)) = (p99(http), p99(query));
+        eprintln!(
+            "{what}: page p50 {h50:.1} ms p99 {h99:.1} ms; query p50 {q50:.2} ms p99 {q99:.2} ms"
+        );
+        // the query is an index search: its time does not grow with the table
+        assert!(q99 <= 50.0, "{what}: query p99 {q99:.1} ms");
+    }
 }
