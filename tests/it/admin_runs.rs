@@ -663,8 +663,27 @@ async fn another_chats_run_is_404_and_a_form_without_csrf_changes_nothing() {
         a.get(&format!("{HOME}/runs"), Some(&bc)).await.0,
         StatusCode::NOT_FOUND
     );
-    let (s, loc, _) = a.get(&format!("{HOME}/runs/{home_run}/live"), None).await;
-    assert_eq!((s, loc.as_str()), (StatusCode::SEE_OTHER, "/admin/signin"));
+    for path in [
+        format!("{HOME}/runs"),
+        format!("{HOME}/runs/{home_run}/live"),
+        format!("{HOME}/runs/{home_run}/delete"),
+        format!("{HOME}/routines/{}/run", home_r.id),
+    ] {
+        let (s, loc, _) = a.get(&path, None).await;
+        assert_eq!((s, loc.as_str()), (StatusCode::SEE_OTHER, "/admin/signin"));
+        let (s, loc) = a.post(&path, None, &[("csrf", &csrf)]).await;
+        assert_eq!((s, loc.as_str()), (StatusCode::SEE_OTHER, "/admin/signin"));
+    }
+    // a method a page does not take: 404 (GET of a control), 403 without CSRF (POST to a page)
+    let path = format!("{HOME}/runs/{home_run}/delete");
+    assert_eq!(a.get(&path, Some(&c)).await.0, StatusCode::NOT_FOUND);
+    let path = format!("{HOME}/runs/{home_run}/live");
+    assert_eq!(a.post(&path, Some(&c), &[]).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(
+        a.post(&path, Some(&c), &[("csrf", &csrf)]).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert!(a.app.store.run(home_run).await.unwrap().is_some());
     // Bob administers Cabin and sees its run
     let (s, _, html) = a
         .get(&format!("/admin/g/-1002/runs/{cabin_run}"), Some(&bc))

@@ -22,7 +22,7 @@ use axum::{
     extract::{Path, Query, State},
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Redirect, Response},
-    routing::get,
+    routing::{get, post},
     Form, Router,
 };
 use chrono::{DateTime, Utc};
@@ -50,17 +50,46 @@ pub const PAGE: u64 = 50;
 /// The run pages' routes (merged by `pages::router`).
 pub fn routes() -> Router<AdminState> {
     Router::new()
-        .route("/admin/g/{chat_id}/runs", get(list))
-        .route("/admin/g/{chat_id}/runs/{run_id}", get(detail))
-        .route("/admin/g/{chat_id}/runs/{run_id}/live", get(live))
+        .route("/admin/g/{chat_id}/runs", get(list).fallback(other))
+        .route(
+            "/admin/g/{chat_id}/runs/{run_id}",
+            get(detail).fallback(other),
+        )
+        .route(
+            "/admin/g/{chat_id}/runs/{run_id}/live",
+            get(live).fallback(other),
+        )
         .route(
             "/admin/g/{chat_id}/runs/{run_id}/{action}",
-            axum::routing::post(control),
+            post(control).fallback(other),
         )
         .route(
             "/admin/g/{chat_id}/routines/{rid}/run",
-            get(start_page).post(start),
+            get(start_page).post(start).fallback(other),
         )
+}
+
+/// A method a run page does not take: sign-in first (303), then a POST-like request without
+/// the session's CSRF token is 403, anything else 404 (as `pages` does for unknown paths).
+async fn other(
+    State(st): State<AdminState>,
+    method: axum::http::Method,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let (_, s) = match pages::require(&st, &headers).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    if method != axum::http::Method::GET && method != axum::http::Method::HEAD {
+        let csrf = url::form_urlencoded::parse(&body)
+            .find(|(k, _)| k == "csrf")
+            .map(|(_, v)| v.into_owned());
+        if !super::auth::csrf_ok(&s, csrf.as_deref()) {
+            return pages::forbidden(&s);
+        }
+    }
+    pages::not_found(&s)
 }
 
 /// The session's user as the routine services see them: a chat admin (the scope is a group
