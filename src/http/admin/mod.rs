@@ -20,6 +20,7 @@ pub mod builder;
 pub mod pages;
 pub mod routines;
 pub mod testrun;
+pub mod runs;
 
 use std::sync::Arc;
 

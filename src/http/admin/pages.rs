@@ -48,6 +48,7 @@ pub fn router(state: AdminState) -> Router {
         .merge(super::routines::routes())
         .merge(super::builder::routes())
         .merge(super::testrun::routes())
+        .merge(super::runs::routes())
         .route("/admin/{*rest}", any(unknown))
         .with_state(state)
 }
