@@ -8,7 +8,6 @@
 //! Screenshots of every page: `<target dir>/screenshots/NN-<page>.png` (with the binary's log
 //! in `hearth.log` beside them).
 
-#[allow(dead_code)]
 #[path = "../it/support/fake_telegram.rs"]
 mod fake_telegram;
 mod harness;
@@ -39,9 +38,9 @@ where
     }
 }
 
-/// Sign in through the bot's link, then the whole operator's path: build a three-step playbook,
-/// run it and watch the run page reach `completed` live, edit a recorded routine's parameter
-/// description, see the overview's plot.
+/// Sign in through the bot's link, then the operator's path of issue 11: build a three-step
+/// playbook, run it and watch the run page reach `completed` live, edit a recorded routine's
+/// parameter description, see the overview's plot.
 #[tokio::test]
 #[ignore = "needs chromium + chromedriver (Debian); run by .ci/run with --ignored"]
 async fn operator_signs_in_builds_runs_and_edits_in_a_real_browser() {
@@ -50,10 +49,10 @@ async fn operator_signs_in_builds_runs_and_edits_in_a_real_browser() {
     with_browser(Duration::from_millis(1200), |b, site| {
         async move {
             sign_in(b, site).await;
-            overview(b, site).await;
             let rid = build_playbook(b, site).await;
             run_playbook(b, site, &rid).await;
             edit_recorded(b, site).await;
+            overview(b, site).await;
         }
         .boxed()
     })
@@ -88,7 +87,8 @@ async fn sign_in(b: &mut Browser, site: &Site) {
     );
 }
 
-/// The group's overview: members, and the runs plot as an inline SVG with a title.
+/// The group's overview after the run: members, and the runs plot as an inline SVG with a
+/// title and a text alternative.
 async fn overview(b: &mut Browser, site: &Site) {
     b.goto(&format!("{}/admin/g/{HOME}", site.base)).await;
     let members = b.find("#members").await;
