@@ -332,10 +332,19 @@ impl Browser {
         }
     }
 
-    /// Save a PNG of the viewport as `<target>/screenshots/NN-<name>.png`; its path.
+    /// Save a PNG of the whole page (the window grown to the page's height, at most 4000 px,
+    /// then back to 1280×1024) as `<target>/screenshots/NN-<name>.png`; its path.
     pub async fn shot(&mut self, name: &str) -> PathBuf {
         self.shots += 1;
+        let h = self
+            .js("return document.documentElement.scrollHeight;")
+            .await
+            .as_u64()
+            .unwrap_or(1024)
+            .clamp(1024, 4000);
+        self.c.set_window_size(1280, h as u32 + 100).await.unwrap();
         let png = self.c.screenshot().await.expect("screenshot");
+        self.c.set_window_size(1280, 1024).await.unwrap();
         assert!(png.starts_with(b"\x89PNG"), "a PNG");
         let file = screenshots().join(format!("{:02}-{name}.png", self.shots));
         std::fs::write(&file, png).unwrap();
@@ -383,6 +392,27 @@ impl Browser {
         let e = self.find(css).await;
         e.clear().await.unwrap();
         e.send_keys(text).await.unwrap();
+    }
+
+    /// Wait until the value of the field matching `css` satisfies `ok` (a page may be
+    /// re-drawn meanwhile).
+    pub async fn wait_value(&self, css: &str, ok: impl Fn(&str) -> bool) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Ok(e) = self.c.find(Locator::Css(css)).await {
+                if let Ok(Some(v)) = e.prop("value").await {
+                    if ok(&v) {
+                        return;
+                    }
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "`{css}` never got the expected value on {}",
+                self.path().await
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// The current URL's path (and query).

@@ -106,33 +106,63 @@ async fn overview(b: &mut Browser, site: &Site) {
     b.shot("overview").await;
 }
 
-/// The builder: name, description, three named prompt steps (the later ones using the earlier
-/// steps' outputs), saved; the new routine's id.
+/// The builder: name, description, one initial input (`topic`), three named prompt steps;
+/// variables put into the prompts with each step's select of what is available there (the
+/// input in step 1, the previous step's output in steps 2 and 3); saved; the routine's id.
 async fn build_playbook(b: &mut Browser, site: &Site) -> String {
     b.goto(&format!("{}/admin/g/{HOME}/routines/new", site.base))
         .await;
     b.fill("#name", "digest").await;
     b.fill("#description", "Three steps: gather, summarize, announce")
         .await;
+    b.click("#add-input").await;
+    b.fill("#input-1-name", "topic").await;
+    b.fill("#input-1-description", "What this week's digest is about")
+        .await;
     for i in 1..=3 {
         b.find("#new-step-kind").await;
         b.click("#add-step").await;
         b.find(&format!("#step-{i}-prompt")).await;
-        // an add is a round trip to the server: what was typed is kept
+        // every button is a round trip to the server: what was typed is kept
         let name = b.find("#name").await.prop("value").await.unwrap();
         assert_eq!(name.as_deref(), Some("digest"));
-    }
-    let prompts = [
-        "List three things a household should do this week.",
-        "Summarize this list in one sentence: {{steps.gather.output}}",
-        "Write a cheerful announcement of: {{steps.summary.output}}",
-    ];
-    let names = ["gather", "summary", "announce"];
-    for i in 1..=3 {
-        b.fill(&format!("#step-{i}-name"), names[i - 1]).await;
-        b.fill(&format!("#step-{i}-prompt"), prompts[i - 1]).await;
+        let input = b.find("#input-1-name").await.prop("value").await.unwrap();
+        assert_eq!(input.as_deref(), Some("topic"));
     }
     assert_eq!(b.all("#step-list li.step").await.len(), 3);
+    let steps = [
+        (
+            "gather",
+            "List three things a household should do this week about",
+        ),
+        ("summary", "Summarize this list in one sentence:"),
+        ("announce", "Write a cheerful announcement of:"),
+    ];
+    for (i, (name, prompt)) in steps.iter().enumerate() {
+        b.fill(&format!("#step-{}-name", i + 1), name).await;
+        b.fill(&format!("#step-{}-prompt", i + 1), prompt).await;
+    }
+    // Enter in a text field: the form's default action re-draws the page with the step names,
+    // so each step's variable select offers the earlier steps by name
+    b.find("#name")
+        .await
+        .send_keys(&char::from(fantoccini::key::Key::Enter).to_string())
+        .await
+        .unwrap();
+    for (i, var) in [
+        (1, "initial.topic"),
+        (2, "steps.gather.output"),
+        (3, "steps.summary.output"),
+    ] {
+        let select = b.find(&format!("#step-{i}-prompt-var")).await;
+        select.select_by_value(var).await.unwrap_or_else(|e| {
+            panic!("step {i}: `{var}` is not offered by its variable select: {e}")
+        });
+        b.click(&format!("#step-{i}-prompt-insert")).await;
+        let want = format!("{{{{{var}}}}}");
+        b.wait_value(&format!("#step-{i}-prompt"), |v| v.ends_with(&want))
+            .await;
+    }
     b.shot("builder").await;
     b.click("#save").await;
     let path = b
@@ -156,6 +186,7 @@ async fn run_playbook(b: &mut Browser, site: &Site, rid: &str) {
         p.ends_with(&format!("/routines/{rid}/run"))
     })
     .await;
+    b.fill("#input-topic", "the garden").await;
     b.shot("run-start").await;
     b.click("#start-run").await;
     let run_path = b.wait_path("the run page", |p| p.contains("/runs/")).await;
@@ -251,19 +282,7 @@ async fn edit_recorded(b: &mut Browser, site: &Site) {
     let new = "Whose chores move (a member of the group)?";
     b.fill("#input-from-description", new).await;
     b.click("#save").await;
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Ok(e) =
-            b.c.find(fantoccini::Locator::Css("#input-from-description"))
-                .await
-        {
-            if e.prop("value").await.unwrap().as_deref() == Some(new) {
-                break;
-            }
-        }
-        assert!(Instant::now() < deadline, "the new description not shown");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    b.wait_value("#input-from-description", |v| v == new).await;
     // reloaded from the server: it was stored
     b.c.refresh().await.unwrap();
     let shown = b.find("#input-from-description").await;
