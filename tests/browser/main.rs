@@ -268,3 +268,35 @@ async fn model_prompts(site: &Site) -> Vec<String> {
         .map(|r| String::from_utf8_lossy(&r.body).into_owned())
         .collect()
 }
+
+/// The routines list → the recorded routine `handover` → its parameter `from`'s description
+/// changed and saved; the page shows the new description.
+async fn edit_recorded(b: &mut Browser, site: &Site) {
+    b.goto(&format!("{}/admin/g/{HOME}/routines", site.base))
+        .await;
+    b.find("#routines").await;
+    b.shot("routines").await;
+    let mut link = None;
+    for a in b.all("#routines a.routine").await {
+        if a.text().await.unwrap().contains("handover") {
+            link = Some(a);
+        }
+    }
+    link.expect("the recorded routine in the list")
+        .click()
+        .await
+        .unwrap();
+    b.wait_path("the routine's page", |p| {
+        p.starts_with(&format!("/admin/g/{HOME}/routines/"))
+    })
+    .await;
+    let new = "Whose chores move (a member of the group)?";
+    b.fill("#input-from-description", new).await;
+    b.click("#save").await;
+    b.wait_value("#input-from-description", |v| v == new).await;
+    // reloaded from the server: it was stored
+    b.c.refresh().await.unwrap();
+    let shown = b.find("#input-from-description").await;
+    assert_eq!(shown.prop("value").await.unwrap().as_deref(), Some(new));
+    b.shot("recorded-edited").await;
+}
