@@ -437,6 +437,20 @@ impl Browser {
         }
     }
 
+    /// The text of the element matching `css` now, read in one script (no stale element when
+    /// the page swaps it between a find and a read); empty when there is none.
+    pub async fn text_now(&self, css: &str) -> String {
+        let v = self
+            .c
+            .execute(
+                "const e = document.querySelector(arguments[0]); return e ? e.textContent : '';",
+                vec![Value::String(css.into())],
+            )
+            .await
+            .unwrap();
+        v.as_str().unwrap_or_default().to_string()
+    }
+
     /// Run a script in the page; its value.
     pub async fn js(&self, script: &str) -> Value {
         self.c.execute(script, vec![]).await.unwrap()

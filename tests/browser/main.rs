@@ -196,7 +196,8 @@ async fn run_playbook(b: &mut Browser, site: &Site, rid: &str) {
     b.click("#start-run").await;
     let run_path = b.wait_path("the run page", |p| p.contains("/runs/")).await;
     b.js("window.__not_reloaded = true; return true;").await;
-    let first = b.find("#run-status").await.text().await.unwrap();
+    b.find("#run-status").await;
+    let first = b.text_now("#run-status").await;
     assert_ne!(
         first.trim(),
         "completed",
@@ -205,7 +206,8 @@ async fn run_playbook(b: &mut Browser, site: &Site, rid: &str) {
     b.shot("run-in-progress").await;
     let deadline = Instant::now() + WAIT;
     loop {
-        let status = b.find("#run-status").await.text().await.unwrap();
+        // read in one script: the live fragment may replace the element at any moment
+        let status = b.text_now("#run-status").await;
         if status.trim() == "completed" {
             break;
         }
