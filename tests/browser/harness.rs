@@ -451,6 +451,32 @@ impl Browser {
         v.as_str().unwrap_or_default().to_string()
     }
 
+    /// Mark the current document, so [`Browser::wait_new_page`] can tell when a form's round
+    /// trip has replaced it.
+    pub async fn mark_page(&self) {
+        self.js("window.__hearth_old_page = true; return true;")
+            .await;
+    }
+
+    /// Wait until the document marked by [`Browser::mark_page`] is gone and the new one loaded.
+    pub async fn wait_new_page(&self) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let old = self
+                .c
+                .execute(
+                    "return window.__hearth_old_page === true || document.readyState !== 'complete';",
+                    vec![],
+                )
+                .await;
+            if let Ok(Value::Bool(false)) = old {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the page was not replaced");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Run a script in the page; its value.
     pub async fn js(&self, script: &str) -> Value {
         self.c.execute(script, vec![]).await.unwrap()

@@ -120,13 +120,17 @@ async fn build_playbook(b: &mut Browser, site: &Site) -> String {
     b.fill("#name", "digest").await;
     b.fill("#description", "Three steps: gather, summarize, announce")
         .await;
+    b.mark_page().await;
     b.click("#add-input").await;
+    b.wait_new_page().await;
     b.fill("#input-1-name", "topic").await;
     b.fill("#input-1-description", "What this week's digest is about")
         .await;
     for i in 1..=3 {
         b.find("#new-step-kind").await;
+        b.mark_page().await;
         b.click("#add-step").await;
+        b.wait_new_page().await;
         b.find(&format!("#step-{i}-prompt")).await;
         // every button is a round trip to the server: what was typed is kept
         let name = b.find("#name").await.prop("value").await.unwrap();
@@ -149,11 +153,13 @@ async fn build_playbook(b: &mut Browser, site: &Site) -> String {
     }
     // Enter in a text field: the form's default action re-draws the page with the step names,
     // so each step's variable select offers the earlier steps by name
+    b.mark_page().await;
     b.find("#name")
         .await
         .send_keys(&char::from(fantoccini::key::Key::Enter).to_string())
         .await
         .unwrap();
+    b.wait_new_page().await;
     for (i, var) in [
         (1, "initial.topic"),
         (2, "steps.gather.output"),
@@ -163,7 +169,9 @@ async fn build_playbook(b: &mut Browser, site: &Site) -> String {
         select.select_by_value(var).await.unwrap_or_else(|e| {
             panic!("step {i}: `{var}` is not offered by its variable select: {e}")
         });
+        b.mark_page().await;
         b.click(&format!("#step-{i}-prompt-insert")).await;
+        b.wait_new_page().await;
         let want = format!("{{{{{var}}}}}");
         b.wait_value(&format!("#step-{i}-prompt"), |v| v.ends_with(&want))
             .await;
@@ -294,7 +302,9 @@ async fn edit_recorded(b: &mut Browser, site: &Site) {
     .await;
     let new = "Whose chores move (a member of the group)?";
     b.fill("#input-from-description", new).await;
+    b.mark_page().await;
     b.click("#save").await;
+    b.wait_new_page().await;
     b.wait_value("#input-from-description", |v| v == new).await;
     // reloaded from the server: it was stored
     b.c.refresh().await.unwrap();
