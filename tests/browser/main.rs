@@ -296,18 +296,19 @@ async fn edit_recorded(b: &mut Browser, site: &Site) {
         .click()
         .await
         .unwrap();
-    b.wait_path("the routine's page", |p| {
-        p.starts_with(&format!("/admin/g/{HOME}/routines/"))
-    })
-    .await;
+    let page = b
+        .wait_path("the routine's page", |p| {
+            p.starts_with(&format!("/admin/g/{HOME}/routines/"))
+        })
+        .await;
     let new = "Whose chores move (a member of the group)?";
     b.fill("#input-from-description", new).await;
     b.mark_page().await;
     b.click("#save").await;
     b.wait_new_page().await;
     b.wait_value("#input-from-description", |v| v == new).await;
-    // reloaded from the server: it was stored
-    b.c.refresh().await.unwrap();
+    // opened afresh (a GET): it was stored
+    b.goto(&format!("{}{page}", site.base)).await;
     let shown = b.find("#input-from-description").await;
     assert_eq!(shown.prop("value").await.unwrap().as_deref(), Some(new));
     b.shot("recorded-edited").await;
