@@ -99,6 +99,66 @@ pub async fn usage(
     Ok(out)
 }
 
+/// A routine's figures for the web admin's routines page (issue 11): [`Usage`] plus the cost
+/// and the average duration, over its kept history ([`super::KEEP_RUNS`] runs).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Figures {
+    /// Runs, finished runs, completed runs and last use, as [`Usage`] counts them (skipped and
+    /// silent fires not counted).
+    pub usage: Usage,
+    /// US dollars of every kept run (silent and skipped runs included: a silent run still
+    /// called the model).
+    pub cost_usd: f64,
+    /// Mean recorded wall time of the completed and failed runs (a cancelled run records none).
+    pub average: Option<chrono::Duration>,
+}
+
+impl Figures {
+    /// completed / finished, `None` when no run finished.
+    pub fn success_rate(&self) -> Option<f64> {
+        (self.usage.finished > 0).then(|| self.usage.completed as f64 / self.usage.finished as f64)
+    }
+}
+
+/// [`Figures`] of each of `routine_ids` (absent: no run kept), from one grouped query
+/// ([`crate::store::Store::routine_figures`]).
+///
+/// Errors: storage.
+pub async fn figures(
+    svc: &Services,
+    routine_ids: &[i64],
+) -> Result<HashMap<i64, Figures>, RoutineError> {
+    let mut out: HashMap<i64, Figures> = HashMap::new();
+    let mut timed: HashMap<i64, (i64, i64)> = HashMap::new();
+    for t in svc.store.routine_figures(routine_ids).await? {
+        let f = out.entry(t.routine_id).or_default();
+        f.cost_usd += t.cost_usd;
+        if matches!(t.status, RunStatus::Skipped | RunStatus::Silent) {
+            continue;
+        }
+        let u = &mut f.usage;
+        u.runs += t.runs;
+        if !t.status.is_active() {
+            u.finished += t.runs;
+        }
+        if t.status == RunStatus::Completed {
+            u.completed += t.runs;
+        }
+        u.last_used = u.last_used.max(t.last_started);
+        if matches!(t.status, RunStatus::Completed | RunStatus::Failed) {
+            let e = timed.entry(t.routine_id).or_default();
+            e.0 += t.duration_ms;
+            e.1 += t.runs;
+        }
+    }
+    for (id, (ms, n)) in timed {
+        if let Some(f) = out.get_mut(&id).filter(|_| n > 0) {
+            f.average = Some(chrono::Duration::milliseconds(ms / n));
+        }
+    }
+    Ok(out)
+}
+
 /// The second line of a routine in `/routines` (HTML): "recorded · asks for from (member),
 /// until (date) · 3 runs, 67% succeeded · last used Sat 21 Nov 10:30 UTC", or "· never run".
 pub fn usage_line(r: &RoutineRow, u: Option<&Usage>, zone: Tz) -> String {
@@ -214,6 +274,63 @@ fn the_prompt(doc: &mut RoutineDoc) -> Option<&mut String> {
         });
     let first = prompts.next()?;
     prompts.next().is_none().then_some(first)
+}
+
+/// The template of a routine whose only step is a `prompt` (a single-prompt or recorded
+/// routine), as members read it (`{{param}}`); `None` for a routine of several steps.
+pub fn template_of(doc: &RoutineDoc) -> Option<String> {
+    match doc.definition.steps.as_slice() {
+        [s] => match &s.kind {
+            StepKind::Prompt { prompt, .. } => Some(shown_template(prompt)),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Replace the template of `r`'s single `prompt` step in `doc` (its document, [`doc_of`]) by
+/// `template` written with `{{param}}` placeholders: the rules of `/routine_edit … prompt` (the
+/// web admin uses them too). A single-prompt routine keeps its own placeholders
+/// (`{{ date }}`, `{{ state }}`, …), checked by the save's single-prompt rules.
+///
+/// Errors: [`RoutineError::Invalid`] — `template`: a `{{y}}` naming no parameter, or a
+/// parameter no longer used; `prompt`: the routine has several steps.
+pub fn set_template(
+    r: &RoutineRow,
+    doc: &mut RoutineDoc,
+    template: &str,
+) -> Result<(), RoutineError> {
+    let inputs: Vec<String> = doc
+        .definition
+        .inputs
+        .iter()
+        .map(|i| i.name.clone())
+        .collect();
+    let stored = if r.definition.is_none() {
+        template.to_string()
+    } else {
+        stored_template(template, &inputs)?
+    };
+    if let Some(unused) = inputs
+        .iter()
+        .find(|n| !stored.contains(&format!("{{{{initial.{n}}}}}")))
+    {
+        return Err(RoutineError::invalid(
+            "template",
+            format!("the parameter {unused} is no longer used; keep {{{{{unused}}}}} in it"),
+        ));
+    }
+    let Some(p) = the_prompt(doc) else {
+        return Err(RoutineError::invalid(
+            "prompt",
+            format!(
+                "{} has several steps; change it as a document (hearth routines export {})",
+                r.name, r.name
+            ),
+        ));
+    };
+    *p = stored;
+    Ok(())
 }
 
 /// `/routine_show <name>` (HTML): kind and where it is visible, description, the template with
@@ -368,34 +485,7 @@ pub async fn edit(
                     format!("is missing: /routine_edit {} prompt <new template>", r.name),
                 ));
             }
-            // a single-prompt routine keeps its own placeholders ({{ date }}, {{ state }}, …),
-            // checked by the save's single-prompt rules
-            let stored = if r.definition.is_none() {
-                rest.to_string()
-            } else {
-                stored_template(rest, &inputs)?
-            };
-            if let Some(unused) = inputs
-                .iter()
-                .find(|n| !stored.contains(&format!("{{{{initial.{n}}}}}")))
-            {
-                return Err(RoutineError::invalid(
-                    "template",
-                    format!(
-                        "the parameter {unused} is no longer used; keep {{{{{unused}}}}} in it"
-                    ),
-                ));
-            }
-            let Some(p) = the_prompt(&mut doc) else {
-                return Err(RoutineError::invalid(
-                    "prompt",
-                    format!(
-                        "{} has several steps; change it as a document (hearth routines export {})",
-                        r.name, r.name
-                    ),
-                ));
-            };
-            *p = stored;
+            set_template(&r, &mut doc, rest)?;
             "template".to_string()
         }
         "param" => {

@@ -49,6 +49,7 @@ mod gates;
 mod inbound;
 mod kv;
 mod log;
+mod routine_figures;
 mod routines;
 mod run_queries;
 mod runs;
@@ -74,6 +75,7 @@ pub use entity::{
 };
 pub use inbound::InboundStatus;
 pub use log::NewMessage;
+pub use routine_figures::RoutineFigures;
 pub use routines::RunTally;
 pub use routines::{
     NewRoutine, NewRun, NewTrigger, Publication, RoutineCounters, RoutineStatus, RunEnd, RunSource,

@@ -2,6 +2,7 @@
 mod support;
 
 mod admin_auth;
+mod admin_routines;
 mod binary;
 mod chores;
 mod chores_min;

@@ -17,6 +17,7 @@
 
 pub mod auth;
 pub mod pages;
+pub mod routines;
 
 use std::sync::Arc;
 

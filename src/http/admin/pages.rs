@@ -45,6 +45,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/admin/logout", post(logout).fallback(unknown))
         .route("/admin/g/{chat_id}", get(group).fallback(unknown))
         // each page module merges its routes here (one line each; `Router<AdminState>`)
+        .merge(super::routines::routes())
         .route("/admin/{*rest}", any(unknown))
         .with_state(state)
 }
