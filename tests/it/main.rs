@@ -3,6 +3,7 @@ mod support;
 
 mod admin_auth;
 mod admin_routines;
+mod admin_builder;
 mod binary;
 mod chores;
 mod chores_min;

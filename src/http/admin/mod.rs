@@ -16,6 +16,7 @@
 //! templates from `templates/admin/`). Uses: services, store, axum, minijinja.
 
 pub mod auth;
+pub mod builder;
 pub mod pages;
 pub mod routines;
 

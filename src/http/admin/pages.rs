@@ -46,6 +46,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/admin/g/{chat_id}", get(group).fallback(unknown))
         // each page module merges its routes here (one line each; `Router<AdminState>`)
         .merge(super::routines::routes())
+        .merge(super::builder::routes())
         .route("/admin/{*rest}", any(unknown))
         .with_state(state)
 }
