@@ -488,6 +488,31 @@ pub async fn again(
     Ok((v, started))
 }
 
+/// Delete the record of a finished run (completed, failed, cancelled, skipped or silent) with
+/// its step runs, in one transaction (issue 11, "Delete the run's record"). Same rule as the
+/// other controls: the run owner or a chat admin, checked before anything is written. A run
+/// still active is refused ("cancel it first"): its executor would write to a missing row.
+///
+/// Errors: not found / denied / wrong state, storage.
+pub async fn delete(
+    svc: &Services,
+    chat_id: i64,
+    run_id: i64,
+    actor: Actor,
+) -> Result<(), RoutineError> {
+    let v = in_chat(svc, chat_id, run_id).await?;
+    authorize(&v, actor)?;
+    if !svc.store.delete_finished_run(run_id).await? {
+        let v = reload(svc, v).await?;
+        return Err(run_err(format!(
+            "run {run_id} is {}; only a finished run's record can be deleted (cancel it first)",
+            v.run.status
+        )));
+    }
+    tracing::info!(run_id, "run record deleted");
+    Ok(())
+}
+
 async fn reload(svc: &Services, v: RunView) -> Result<RunView, RoutineError> {
     Ok(load(svc, v.run.id).await?.unwrap_or(v))
 }

@@ -51,6 +51,7 @@ mod kv;
 mod log;
 mod routine_figures;
 mod routines;
+mod run_admin;
 mod run_queries;
 mod runs;
 mod turns;
@@ -81,6 +82,7 @@ pub use routines::{
     NewRoutine, NewRun, NewTrigger, Publication, RoutineCounters, RoutineStatus, RunEnd, RunSource,
     RunStatus, StepStatus, StepType, TriggerKind,
 };
+pub use run_admin::RunPage;
 pub use run_queries::{RunFilter, SeedRun, StepResult};
 pub use runs::{GateOutcome, NewStepRun, RunChange, StepChange};
 pub use turns::{fingerprint, NewToolCall, NewTurn, ToolCallStatus, MAX_RECORDED_RESULT_CHARS};

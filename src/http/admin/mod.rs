@@ -19,6 +19,7 @@ pub mod auth;
 pub mod builder;
 pub mod pages;
 pub mod routines;
+pub mod runs;
 
 use std::sync::Arc;
 

@@ -47,6 +47,7 @@ pub fn router(state: AdminState) -> Router {
         // each page module merges its routes here (one line each; `Router<AdminState>`)
         .merge(super::routines::routes())
         .merge(super::builder::routes())
+        .merge(super::runs::routes())
         .route("/admin/{*rest}", any(unknown))
         .with_state(state)
 }
