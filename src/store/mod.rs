@@ -49,6 +49,7 @@ mod gates;
 mod inbound;
 mod kv;
 mod log;
+mod overview;
 mod routines;
 mod run_queries;
 mod runs;
@@ -74,6 +75,7 @@ pub use entity::{
 };
 pub use inbound::InboundStatus;
 pub use log::NewMessage;
+pub use overview::{DoneOnDay, RequestState, RunsOnDay, UsageOnDay};
 pub use routines::RunTally;
 pub use routines::{
     NewRoutine, NewRun, NewTrigger, Publication, RoutineCounters, RoutineStatus, RunEnd, RunSource,

@@ -2,6 +2,7 @@
 mod support;
 
 mod admin_auth;
+mod admin_overview;
 mod binary;
 mod chores;
 mod chores_min;

@@ -16,6 +16,7 @@
 //! templates from `templates/admin/`). Uses: services, store, axum, minijinja.
 
 pub mod auth;
+pub mod overview;
 pub mod pages;
 
 use std::sync::Arc;
