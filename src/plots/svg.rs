@@ -300,7 +300,7 @@ fn with_title(id: &str, title: &str, svg: String) -> String {
         .replacen(&format!(r#"width="{}""#, attr(head, "width")), "", 1)
         .replacen(&format!(r#"height="{}""#, attr(head, "height")), "", 1);
     let mut out = String::with_capacity(svg.len() + title.len() + 96);
-    out.push_str(head.trim_end());
+    out.push_str(&head.split_whitespace().collect::<Vec<_>>().join(" "));
     let _ = write!(
         out,
         r#" role="img" aria-labelledby="{id}-title"><title id="{id}-title">{}</title>"#,

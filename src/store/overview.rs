@@ -62,7 +62,8 @@ impl Store {
             DbBackend::Postgres => {
                 Expr::cust_with_expr("to_char($1 AT TIME ZONE 'UTC', 'YYYY-MM-DD')", col)
             }
-            _ => Expr::cust_with_expr("substr($1, 1, 10)", col),
+            // the placeholder of a custom expression is the backend's: `?` for SQLite
+            _ => Expr::cust_with_expr("substr(?, 1, 10)", col),
         }
     }
 

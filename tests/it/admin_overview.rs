@@ -224,7 +224,11 @@ async fn the_overview_shows_the_groups_real_numbers_and_plots() {
     assert_eq!(fills(runs, "#009E73"), 2, "completed");
     assert_eq!(fills(runs, "#D55E00"), 2, "failed");
     assert_eq!(fills(runs, "#56B4E9"), 2, "silent");
-    assert_eq!(fills(runs, "#6C757D") > 0, true, "legend of cancelled");
+    assert_eq!(
+        fills(runs, "#969696"),
+        1,
+        "cancelled: the legend swatch only"
+    );
     assert!(
         runs.contains("<td>3</td><td>1</td>"),
         "table of numbers: {runs}"
@@ -327,4 +331,53 @@ async fn the_approvals_page_shows_requests_with_their_audit_trail() {
         (status, loc.as_str()),
         (StatusCode::SEE_OTHER, "/admin/signin")
     );
+}
+
+#[tokio::test]
+async fn the_plot_aggregates_group_by_utc_day_in_sql() {
+    let a = setup().await;
+    runs_and_turns(&a).await;
+    let now = a.app.clock.now();
+    let since = now - Duration::days(29);
+    let raw = a.app.store.recent_runs(GROUP, 1).await.unwrap();
+    let mut runs = a.app.store.runs_per_day(GROUP, since).await.unwrap();
+    runs.sort_by(|x, y| (&x.day, x.status.as_str()).cmp(&(&y.day, y.status.as_str())));
+    let got: Vec<(String, &str, u64)> = runs
+        .iter()
+        .map(|r| (r.day.clone(), r.status.as_str(), r.runs))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("2026-11-20".to_string(), "silent", 2),
+            ("2026-11-21".to_string(), "completed", 3),
+            ("2026-11-21".to_string(), "failed", 1),
+        ],
+        "{raw:?}"
+    );
+    let mut usage = a.app.store.usage_per_day(GROUP, since).await.unwrap();
+    usage.sort_by(|x, y| x.day.cmp(&y.day));
+    let got: Vec<(&str, u64, u64, u64)> = usage
+        .iter()
+        .map(|u| {
+            (
+                u.day.as_str(),
+                u.prompt_tokens,
+                u.completion_tokens,
+                u.turns,
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [("2026-11-20", 500, 100, 1), ("2026-11-21", 1000, 200, 1)]
+    );
+    // a run before the window is not counted
+    assert!(a
+        .app
+        .store
+        .runs_per_day(GROUP, now + Duration::days(1))
+        .await
+        .unwrap()
+        .is_empty());
 }

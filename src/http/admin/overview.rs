@@ -64,7 +64,7 @@ pub fn routes() -> Router<AdminState> {
 pub const RUN_LAYERS: [(&str, Rgb); 6] = [
     ("completed", Rgb(0, 158, 115)),
     ("failed", Rgb(213, 94, 0)),
-    ("cancelled", Rgb(108, 117, 125)),
+    ("cancelled", Rgb(150, 150, 150)),
     ("silent", Rgb(86, 180, 233)),
     ("skipped", Rgb(240, 228, 66)),
     ("in progress", Rgb(0, 114, 178)),
