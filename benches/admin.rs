@@ -259,6 +259,26 @@ async fn run() {
         seeded.as_secs_f64()
     );
 
+    // the overview's aggregates alone (store calls, no HTTP, no drawing)
+    let since = Utc::now() - chrono::Duration::days(30);
+    for (name, n) in [
+        ("runs_per_day", 0),
+        ("usage_per_day", 1),
+        ("chores_done_per_day", 2),
+    ] {
+        let mut ms = Vec::new();
+        for _ in 0..30 {
+            let t = std::time::Instant::now();
+            match n {
+                0 => drop(store.runs_per_day(GROUP, since).await.unwrap()),
+                1 => drop(store.usage_per_day(GROUP, since).await.unwrap()),
+                _ => drop(store.chores_done_per_day(GROUP, since).await.unwrap()),
+            }
+            ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+        println!("store {name}: p50 {:.2} ms", pct(&mut ms, 0.5));
+    }
+
     // a signed-in session for Alice, and the real admin router on loopback
     let token = http::admin::auth::issue_link(&store, Utc::now(), 1)
         .await

@@ -4,8 +4,9 @@
 //!
 //! Days are UTC calendar days, `YYYY-MM-DD`: SQLite stores a timestamp as RFC 3339 text in UTC,
 //! so its first ten characters are the day; Postgres formats the `timestamptz` at UTC.
-//! Indexes used: `ix_routine_runs_chat_started`, `ix_turns_chat_started`,
-//! `ix_chore_completions_chat_at`, `ix_workflows_chat_status`, `ix_workflow_audit_workflow`.
+//! Indexes used (the first two cover their queries): `ix_routine_runs_chat_started`,
+//! `ix_turns_chat_usage`, `ix_chore_completions_chat_at`, `ix_workflows_chat_status`,
+//! `ix_workflow_audit_workflow`.
 use chrono::{DateTime, Utc};
 use sea_orm::{
     sea_query::Expr, ColumnTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
@@ -68,7 +69,7 @@ impl Store {
     }
 
     /// Runs of chat `chat_id` started at or after `since`, counted per UTC day and status (one
-    /// grouped query over `(chat_id, started_at)`).
+    /// grouped query over the covering `(chat_id, started_at, status)` index).
     pub async fn runs_per_day(
         &self,
         chat_id: i64,
@@ -79,7 +80,7 @@ impl Store {
             .select_only()
             .column_as(day.clone(), "day")
             .column(routine_run::Column::Status)
-            .column_as(routine_run::Column::Id.count(), "n")
+            .column_as(Expr::cust("COUNT(*)"), "n")
             .filter(routine_run::Column::ChatId.eq(chat_id))
             .filter(routine_run::Column::StartedAt.gte(since))
             .group_by(day)
@@ -100,7 +101,7 @@ impl Store {
     }
 
     /// Tokens of chat `chat_id`'s turns started at or after `since`, summed per UTC day and
-    /// model (one grouped query over `(chat_id, started_at)`).
+    /// model (one grouped query over the covering `(chat_id, started_at, model, tokens)` index).
     pub async fn usage_per_day(
         &self,
         chat_id: i64,
@@ -113,7 +114,7 @@ impl Store {
             .column(turn::Column::Model)
             .column_as(turn::Column::PromptTokens.sum(), "p")
             .column_as(turn::Column::CompletionTokens.sum(), "c")
-            .column_as(turn::Column::Id.count(), "n")
+            .column_as(Expr::cust("COUNT(*)"), "n")
             .filter(turn::Column::ChatId.eq(chat_id))
             .filter(turn::Column::StartedAt.gte(since))
             .group_by(day)
@@ -145,7 +146,7 @@ impl Store {
             .select_only()
             .column_as(day.clone(), "day")
             .column(chore_completion::Column::UserId)
-            .column_as(chore_completion::Column::Id.count(), "n")
+            .column_as(Expr::cust("COUNT(*)"), "n")
             .filter(chore_completion::Column::ChatId.eq(chat_id))
             .filter(chore_completion::Column::CompletedAt.gte(since))
             .group_by(day)

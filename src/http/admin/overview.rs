@@ -131,8 +131,9 @@ async fn overview(
     let first_week = this_monday - Duration::weeks(PLOT_WEEKS - 1);
     let midnight = |d: NaiveDate| d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc();
 
-    let data = async {
-        let s = &st.store;
+    // independent reads, concurrently (SQLite readers run in parallel under WAL)
+    let s = &st.store;
+    let small = async {
         Ok::<_, StoreError>((
             s.members(chat_id).await?,
             s.open_chores(chat_id).await?,
@@ -141,12 +142,15 @@ async fn overview(
             s.count_pending_in_chat(chat_id).await?,
             s.routines_of_chat(chat_id).await?,
             s.recent_runs(chat_id, RECENT_RUNS).await?,
-            s.runs_per_day(chat_id, midnight(first_day)).await?,
-            s.usage_per_day(chat_id, midnight(first_day)).await?,
-            s.chores_done_per_day(chat_id, midnight(first_week)).await?,
         ))
     };
-    let (members, chores, pending, pending_n, routines, recent, runs, usage, done) =
+    let data = futures::future::try_join4(
+        small,
+        s.runs_per_day(chat_id, midnight(first_day)),
+        s.usage_per_day(chat_id, midnight(first_day)),
+        s.chores_done_per_day(chat_id, midnight(first_week)),
+    );
+    let ((members, chores, pending, pending_n, routines, recent), runs, usage, done) =
         match data.await {
             Ok(d) => d,
             Err(e) => return failed(e),
