@@ -14,7 +14,9 @@
 //!
 //! Targets (issue 11): p99 ≤ 50 ms; overview page ≤ 100 KB (HTML + SVG + script, all inline).
 //!
-//! Run: `cargo bench --bench admin`.
+//! Run: `cargo bench --bench admin` (release). Where no release build exists yet, `cargo bench
+//! --bench admin --profile dev` reuses the debug artifacts (much slower: SQLite and plotters
+//! unoptimized; an upper bound).
 use std::{sync::Arc, time::Duration};
 
 use chrono::{SecondsFormat, Utc};
