@@ -381,3 +381,39 @@ async fn the_plot_aggregates_group_by_utc_day_in_sql() {
         .unwrap()
         .is_empty());
 }
+
+#[tokio::test]
+async fn the_approvals_page_is_paginated_newest_first() {
+    let a = setup().await;
+    for i in 1..=27 {
+        a.app
+            .say(&group(), &alice(), &format!("/addchore Task {i}"))
+            .await;
+        a.app
+            .say(&group(), &bob(), &format!("/done task {i}"))
+            .await;
+    }
+    let c = a.sign_in(&alice()).await;
+    let (_, _, first) = a
+        .get("/admin/g/-1001/approvals?status=pending", Some(&c))
+        .await;
+    assert_eq!(first.matches("<tr id=\"request-").count(), 25, "{first}");
+    // newest first: request 27 on top, 3 last
+    let top = first.find("request-27").unwrap();
+    assert!(top < first.find("request-3\"").unwrap());
+    assert!(!first.contains("request-2\""));
+    assert!(first.contains("rel=\"next\" href=\"?status=pending&amp;page=2\""));
+    assert!(!first.contains("rel=\"prev\""));
+    let (_, _, second) = a
+        .get("/admin/g/-1001/approvals?status=pending&page=2", Some(&c))
+        .await;
+    assert_eq!(second.matches("<tr id=\"request-").count(), 2);
+    assert!(second.contains("request-2\"") && second.contains("request-1\""));
+    assert!(second.contains("rel=\"prev\"") && !second.contains("rel=\"next\""));
+    // a page that is not a number is the first page
+    let (status, _, junk) = a
+        .get("/admin/g/-1001/approvals?page=x&status=pending", Some(&c))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(junk.matches("<tr id=\"request-").count(), 25);
+}
