@@ -5,6 +5,7 @@ mod admin_auth;
 mod admin_routines;
 mod admin_builder;
 mod admin_runs;
+mod admin_overview;
 mod binary;
 mod chores;
 mod chores_min;
