@@ -49,8 +49,8 @@ mod gates;
 mod inbound;
 mod kv;
 mod log;
-mod routine_figures;
 mod overview;
+mod routine_figures;
 mod routines;
 mod run_admin;
 mod run_queries;
@@ -77,8 +77,8 @@ pub use entity::{
 };
 pub use inbound::InboundStatus;
 pub use log::NewMessage;
-pub use routine_figures::RoutineFigures;
 pub use overview::{DoneOnDay, RequestState, RunsOnDay, UsageOnDay};
+pub use routine_figures::RoutineFigures;
 pub use routines::RunTally;
 pub use routines::{
     NewRoutine, NewRun, NewTrigger, Publication, RoutineCounters, RoutineStatus, RunEnd, RunSource,
