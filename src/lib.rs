@@ -19,6 +19,7 @@ pub mod http;
 pub mod messenger;
 pub mod metrics;
 pub mod outbox;
+pub mod plots;
 pub mod router;
 pub mod routines;
 pub mod schedule;

@@ -17,6 +17,7 @@ mod m20261130_000012_gate_quorum;
 mod m20261130_000013_recorded;
 mod m20261130_000014_admin;
 mod m20261130_000015_admin_runs;
+mod m20261130_000016_overview;
 
 /// The ordered list of migrations.
 pub struct Migrator;
@@ -37,6 +38,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000013_recorded::Migration),
             Box::new(m20261130_000014_admin::Migration),
             Box::new(m20261130_000015_admin_runs::Migration),
+            Box::new(m20261130_000016_overview::Migration),
         ]
     }
 }

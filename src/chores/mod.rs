@@ -14,11 +14,12 @@
 //! group query ever returns them.
 //!
 //! Submodules: `commands` and `tools` (the two front doors over the same functions),
-//! `reminders` (the minute job), `stats` (stats and leaderboard), `chart` (leaderboard PNG),
+//! `reminders` (the minute job), `stats` (stats and leaderboard; its PNG is drawn by `crate::plots`),
 //! `rotation` (pure), `targets` (the workflow hooks). Uses: store, services, schedule (time math), workflow (to open and cancel
 //! requests), events, format.
 
-pub mod chart;
+/// The leaderboard PNG, drawn in [`crate::plots`] (kept under this name for callers).
+pub use crate::plots::leaderboard as chart;
 pub mod commands;
 pub mod reminders;
 pub mod rotation;

@@ -227,14 +227,15 @@ pub async fn send_leaderboard(svc: &Services, chat_id: i64, period: Period) -> a
         // Drawing (fonts, rasterising, PNG encoding) is CPU work of tens of milliseconds: it runs
         // on the blocking pool so the async workers keep serving other chats meanwhile.
         let drawn = tokio::task::spawn_blocking(move || {
-            let chart_bars: Vec<super::chart::Bar<'_>> = bars
+            let chart_bars: Vec<crate::plots::leaderboard::Bar<'_>> = bars
                 .iter()
-                .map(|(n, p)| super::chart::Bar {
+                .map(|(n, p)| crate::plots::leaderboard::Bar {
                     label: n,
                     value: *p,
                 })
                 .collect();
-            super::chart::leaderboard_png(&title, &chart_bars, 640, 360).map_err(|e| e.to_string())
+            crate::plots::leaderboard::leaderboard_png(&title, &chart_bars, 640, 360)
+                .map_err(|e| e.to_string())
         })
         .await
         .unwrap_or_else(|join| Err(format!("chart task failed: {join}")));

@@ -49,6 +49,7 @@ mod gates;
 mod inbound;
 mod kv;
 mod log;
+mod overview;
 mod routine_figures;
 mod routines;
 mod run_admin;
@@ -76,6 +77,7 @@ pub use entity::{
 };
 pub use inbound::InboundStatus;
 pub use log::NewMessage;
+pub use overview::{DoneOnDay, RequestState, RunsOnDay, UsageOnDay};
 pub use routine_figures::RoutineFigures;
 pub use routines::RunTally;
 pub use routines::{

@@ -5,6 +5,7 @@ mod admin_auth;
 mod admin_routines;
 mod admin_builder;
 mod admin_dryrun;
+mod admin_overview;
 mod admin_runs;
 mod binary;
 mod chores;

@@ -17,6 +17,7 @@
 
 pub mod auth;
 pub mod builder;
+pub mod overview;
 pub mod pages;
 pub mod routines;
 pub mod testrun;

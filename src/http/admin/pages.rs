@@ -14,7 +14,7 @@ use minijinja::{context, Environment, Value};
 
 use super::{auth, AdminState};
 use crate::{
-    store::{AdminSession, RoutineStatus, StoreError},
+    store::{AdminSession, StoreError},
     types::ChatKind,
 };
 
@@ -43,12 +43,12 @@ pub fn router(state: AdminState) -> Router {
         .route("/admin/signin", get(signin))
         .route("/admin/login/{token}", get(login_page).post(login))
         .route("/admin/logout", post(logout).fallback(unknown))
-        .route("/admin/g/{chat_id}", get(group).fallback(unknown))
         // each page module merges its routes here (one line each; `Router<AdminState>`)
         .merge(super::routines::routes())
         .merge(super::builder::routes())
         .merge(super::testrun::routes())
         .merge(super::runs::routes())
+        .merge(super::overview::routes())
         .route("/admin/{*rest}", any(unknown))
         .with_state(state)
 }
@@ -255,53 +255,8 @@ pub async fn scope_post(
     Ok(sc)
 }
 
-async fn group(
-    State(st): State<AdminState>,
-    headers: HeaderMap,
-    Path(chat_id): Path<String>,
-) -> Response {
-    let sc = match scope(&st, &headers, &chat_id).await {
-        Ok(sc) => sc,
-        Err(r) => return r,
-    };
-    let chat_id = sc.chat.id;
-    let page = async {
-        let members = st.store.members(chat_id).await?;
-        let open = st.store.open_chores(chat_id).await?.len();
-        let pending = st.store.count_pending_in_chat(chat_id).await?;
-        let routines = st.store.routines_of_chat(chat_id).await?;
-        Ok::<_, StoreError>((members, open, pending, routines))
-    };
-    let (members, open, pending, routines) = match page.await {
-        Ok(p) => p,
-        Err(e) => return failed(e),
-    };
-    let members: Vec<Value> = members
-        .into_iter()
-        .filter(|m| m.active)
-        .map(|m| context! { name => m.first_name, username => m.username, admin => m.is_admin() })
-        .collect();
-    let routines: Vec<Value> = routines
-        .into_iter()
-        .filter(|r| r.status == RoutineStatus::Active)
-        .map(|r| context! { name => r.name, description => r.description })
-        .collect();
-    render(
-        StatusCode::OK,
-        "group.html",
-        context! {
-            title => sc.title(),
-            members,
-            open_chores => open,
-            pending,
-            routines,
-            ..sc.base()
-        },
-    )
-}
-
 /// Any other `/admin/*` path: sign-in first; then 404 (a POST is CSRF-checked first: 403).
-async fn unknown(
+pub async fn unknown(
     State(st): State<AdminState>,
     method: axum::http::Method,
     headers: HeaderMap,

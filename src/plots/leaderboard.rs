@@ -1,4 +1,4 @@
-//! Chore leaderboard chart: renders a period's standings as a small PNG for Telegram `sendPhoto`.
+//! Chore leaderboard chart (used by `chores::stats`): renders a period's standings as a small PNG for Telegram `sendPhoto`.
 //!
 //! **Owns:** turning `(display name, points)` pairs into a self-contained horizontal bar chart —
 //! ordering (best first, ties keep their input order and share a rank), capping at [`MAX_BARS`]
