@@ -2,10 +2,10 @@
 mod support;
 
 mod admin_auth;
-mod admin_routines;
 mod admin_builder;
 mod admin_dryrun;
 mod admin_overview;
+mod admin_routines;
 mod admin_runs;
 mod binary;
 mod chores;

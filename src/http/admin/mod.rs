@@ -20,8 +20,8 @@ pub mod builder;
 pub mod overview;
 pub mod pages;
 pub mod routines;
-pub mod testrun;
 pub mod runs;
+pub mod testrun;
 
 use std::sync::Arc;
 

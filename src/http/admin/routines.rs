@@ -691,7 +691,9 @@ async fn import(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let parts = multipart_fields(content_type, body).await.unwrap_or_default();
+    let parts = multipart_fields(content_type, body)
+        .await
+        .unwrap_or_default();
     let field = |name: &str| {
         parts
             .iter()
