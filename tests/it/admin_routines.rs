@@ -398,7 +398,7 @@ async fn the_detail_page_has_every_field_and_link() {
         "{page}"
     );
     assert!(!page.contains("id=\"template\""));
-    assert!(page.contains("<ol id=\"steps-summary\">"));
+    assert!(page.contains("<ol id=\"steps-summary\""));
     assert!(
         page.contains("List the open chores about {{focus}}."),
         "{page}"

@@ -307,6 +307,7 @@ fn runs_plot(days: &[NaiveDate], rows: &[crate::store::RunsOnDay]) -> Value {
         width: 720,
         height: 260,
     };
+    let runs_word = |n: u64| if n == 1 { "1 run".to_string() } else { format!("{n} runs") };
     let summary = if total == 0 {
         format!("No runs in the last {PLOT_DAYS} days.")
     } else {
@@ -323,9 +324,11 @@ fn runs_plot(days: &[NaiveDate], rows: &[crate::store::RunsOnDay]) -> Value {
             .max_by_key(|(i, n)| (*n, std::cmp::Reverse(*i)))
             .unwrap_or((0, 0));
         format!(
-            "{total} runs in the last {PLOT_DAYS} days: {}. Busiest day: {} ({most} runs).",
+            "{} in the last {PLOT_DAYS} days: {}. Busiest day: {} ({}).",
+            runs_word(total),
             parts.join(", "),
-            day_label(days[busy])
+            day_label(days[busy]),
+            runs_word(most)
         )
     };
     let rows: Vec<Value> = grid

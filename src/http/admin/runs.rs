@@ -107,8 +107,13 @@ fn local(t: DateTime<Utc>, zone: Tz) -> String {
         .to_string()
 }
 
+/// USD with 4 decimals; a cost too small to show is "< $0.0001", not "$0.0000".
 fn money(usd: f64) -> String {
-    format!("${usd:.4}")
+    if usd > 0.0 && usd < 0.00005 {
+        "< $0.0001".to_string()
+    } else {
+        format!("${usd:.4}")
+    }
 }
 
 /// The response for a service error on a page: 404 for an unknown run/routine, 500 for storage.
