@@ -36,15 +36,29 @@ use hearth::{
     },
     services::BotIdentity,
     store::{RoutineRow, RunSource, RunStatus, Store},
-    testkit::{RecordingMessenger, ScriptedModel},
+    testkit::ScriptedModel,
     types::{Button, Outbound},
 };
 
-/// A recording messenger that also notes when each "resumed <run id>" message was sent.
+/// A messenger that, like Telegram, keeps nothing of what it was sent (a recording test double
+/// would hold every progress message and edit of the 10,000 runs and count in their RSS), hands
+/// out message ids, and notes when each "resumed <run id>" message was sent.
 #[derive(Clone, Default)]
 struct Timing {
-    inner: RecordingMessenger,
+    next_id: Arc<std::sync::atomic::AtomicI64>,
     resumed: Arc<Mutex<HashMap<i64, DateTime<Utc>>>>,
+}
+
+impl Timing {
+    fn sent(&self) -> Sent {
+        Sent {
+            message_id: self
+                .next_id
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                + 1,
+            text: String::new(),
+        }
+    }
 }
 
 #[async_trait]
@@ -55,7 +69,7 @@ impl Messenger for Timing {
                 self.resumed.lock().unwrap().insert(id, Utc::now());
             }
         }
-        self.inner.send(msg).await
+        Ok(vec![self.sent()])
     }
     async fn edit(
         &self,
@@ -64,7 +78,8 @@ impl Messenger for Timing {
         html: &str,
         buttons: &[Vec<Button>],
     ) -> Result<(), SendError> {
-        self.inner.edit(chat_id, message_id, html, buttons).await
+        let _ = (chat_id, message_id, html, buttons);
+        Ok(())
     }
     async fn answer_callback(
         &self,
@@ -72,10 +87,12 @@ impl Messenger for Timing {
         text: Option<&str>,
         alert: bool,
     ) -> Result<(), SendError> {
-        self.inner.answer_callback(id, text, alert).await
+        let _ = (id, text, alert);
+        Ok(())
     }
     async fn typing(&self, chat_id: i64) -> Result<(), SendError> {
-        self.inner.typing(chat_id).await
+        let _ = chat_id;
+        Ok(())
     }
     async fn send_photo(
         &self,
@@ -83,7 +100,8 @@ impl Messenger for Timing {
         png: Vec<u8>,
         caption_html: &str,
     ) -> Result<Sent, SendError> {
-        self.inner.send_photo(chat_id, png, caption_html).await
+        let _ = (chat_id, png, caption_html);
+        Ok(self.sent())
     }
 }
 use serde_json::json;
@@ -120,6 +138,7 @@ fn rss_mb() -> f64 {
 }
 
 fn main() {
+    hearth::app::tune_allocator();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

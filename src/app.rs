@@ -144,6 +144,19 @@ pub fn core_with(
     Hearth::new(svc, agent, router)
 }
 
+/// Cap glibc's malloc arenas at 2 (its default is 8 per core): each tokio worker and each of
+/// sqlx's SQLite connection threads otherwise gets its own arena, and memory freed in one is not
+/// reused by another, so the resident set grows with fragmentation rather than with live data
+/// (issue 9: RSS with 10,000 waiting runs, measured 31.8 → 25.1 MB growth with the cap). Call it
+/// first thing in `main`, before any thread starts. No-op on other C libraries.
+pub fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter; called before other threads exist.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
 /// The routine engine over the core's services (same chat locks) and agent: records runs a
 /// previous process left unfinished, and listens to hearth events until `stop`.
 pub async fn routine_engine(

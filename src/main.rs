@@ -83,6 +83,7 @@ enum RunsCmd {
 }
 
 fn main() -> ExitCode {
+    hearth::app::tune_allocator();
     let cli = Cli::parse();
     let env = std::env::vars().filter(|(k, _)| k != "HEARTH_CONFIG_FILE");
     let cfg = match Config::load(cli.config.as_deref(), env) {

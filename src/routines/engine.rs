@@ -194,6 +194,7 @@ impl RoutineEngine {
         }
         report.queued_started = self.claim_runs(now).await?;
         self.arm_timer(now).await?;
+        self.svc.progress.prune();
         Ok(report)
     }
 

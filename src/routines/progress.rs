@@ -69,6 +69,36 @@ impl Pacer {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<i64, Slot>> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    /// Forget the slots that no longer pace anything: no write in flight or scheduled, and the
+    /// last write at least [`MIN_EDIT_INTERVAL`] ago (a write now would be allowed anyway). A run
+    /// parked on a wait, a gate or a pause would otherwise keep its slot until it ends (issue 9:
+    /// memory with 10,000 waiting runs). What is lost is only `shown`: the first refresh after
+    /// the run wakes may re-send an identical edit, which the Bot API answers "message is not
+    /// modified" (treated as success). Called from the engine's sweep (once a second).
+    /// Returns how many slots were forgotten.
+    pub fn prune(&self) -> usize {
+        let mut map = self.lock();
+        let before = map.len();
+        map.retain(|_, s| {
+            s.busy
+                || s.timer
+                || s.pending
+                || s.ended.is_some()
+                || s.last.is_some_and(|l| l.elapsed() < MIN_EDIT_INTERVAL)
+        });
+        before - map.len()
+    }
+
+    /// Slots held (runs whose progress message is being paced).
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// No slot is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// What [`refresh`] should do now.
@@ -422,4 +452,67 @@ fn render_clipped(v: &RunView, max_clip: usize) -> String {
 /// interrupted step). Kept here for the renderer's callers.
 pub fn buttons(v: &RunView) -> Vec<Vec<Button>> {
     super::run_buttons::for_run(&v.run)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prune_forgets_only_slots_that_pace_nothing() {
+        let pacer = Pacer::default();
+        let long_ago = Instant::now()
+            .checked_sub(MIN_EDIT_INTERVAL * 2)
+            .expect("uptime over two seconds");
+        {
+            let mut map = pacer.lock();
+            // parked runs written long ago, or never: forgotten
+            map.insert(
+                1,
+                Slot {
+                    last: Some(long_ago),
+                    shown: Some(7),
+                    ..Slot::default()
+                },
+            );
+            map.insert(2, Slot::default());
+            // still pacing: kept
+            map.insert(
+                3,
+                Slot {
+                    last: Some(Instant::now()),
+                    ..Slot::default()
+                },
+            );
+            map.insert(
+                4,
+                Slot {
+                    last: Some(long_ago),
+                    busy: true,
+                    ..Slot::default()
+                },
+            );
+            map.insert(
+                5,
+                Slot {
+                    last: Some(long_ago),
+                    timer: true,
+                    ..Slot::default()
+                },
+            );
+            map.insert(
+                6,
+                Slot {
+                    last: Some(long_ago),
+                    pending: true,
+                    ..Slot::default()
+                },
+            );
+        }
+        assert_eq!(pacer.prune(), 2);
+        let mut left: Vec<i64> = pacer.lock().keys().copied().collect();
+        left.sort_unstable();
+        assert_eq!(left, vec![3, 4, 5, 6]);
+        assert_eq!(pacer.prune(), 0);
+    }
 }
