@@ -307,7 +307,13 @@ fn runs_plot(days: &[NaiveDate], rows: &[crate::store::RunsOnDay]) -> Value {
         width: 720,
         height: 260,
     };
-    let runs_word = |n: u64| if n == 1 { "1 run".to_string() } else { format!("{n} runs") };
+    let runs_word = |n: u64| {
+        if n == 1 {
+            "1 run".to_string()
+        } else {
+            format!("{n} runs")
+        }
+    };
     let summary = if total == 0 {
         format!("No runs in the last {PLOT_DAYS} days.")
     } else {
