@@ -1385,18 +1385,6 @@ async fn new_post(
     handle(&st, &sc, None, d, &form).await
 }
 
-/// The routine `rid` of the scope's chat, or the 404 page.
-async fn routine_in(st: &AdminState, sc: &Scope, rid: &str) -> Result<RoutineRow, Response> {
-    let Ok(id) = rid.parse::<i64>() else {
-        return Err(pages::not_found(&sc.session));
-    };
-    match st.store.routine(id).await {
-        Ok(Some(r)) if r.chat_id == sc.chat.id => Ok(r),
-        Ok(_) => Err(pages::not_found(&sc.session)),
-        Err(e) => Err(pages::failed(e)),
-    }
-}
-
 async fn steps_page(
     State(st): State<AdminState>,
     headers: HeaderMap,
@@ -1406,7 +1394,7 @@ async fn steps_page(
         Ok(sc) => sc,
         Err(r) => return r,
     };
-    let r = match routine_in(&st, &sc, &rid).await {
+    let r = match pages::routine_in(&st, &sc, &rid).await {
         Ok(r) => r,
         Err(resp) => return resp,
     };
@@ -1457,7 +1445,7 @@ async fn steps_post(
             Ok(sc) => sc,
             Err(r) => return r,
         };
-    let r = match routine_in(&st, &sc, &rid).await {
+    let r = match pages::routine_in(&st, &sc, &rid).await {
         Ok(r) => r,
         Err(resp) => return resp,
     };

@@ -241,6 +241,24 @@ pub async fn scope(st: &AdminState, headers: &HeaderMap, chat_id: &str) -> Resul
     }
 }
 
+/// The routine `rid` (the path's text) of the scope's chat, or the response to give instead: the
+/// 404 page for an id that does not parse, does not exist or belongs to another chat (no
+/// existence leak), 500 when storage fails.
+pub async fn routine_in(
+    st: &AdminState,
+    sc: &Scope,
+    rid: &str,
+) -> Result<crate::store::RoutineRow, Response> {
+    let Ok(id) = rid.parse::<i64>() else {
+        return Err(not_found(&sc.session));
+    };
+    match st.store.routine(id).await {
+        Ok(Some(r)) if r.chat_id == sc.chat.id => Ok(r),
+        Ok(_) => Err(not_found(&sc.session)),
+        Err(e) => Err(failed(e)),
+    }
+}
+
 /// [`scope`] for a POST: also checks the form's `csrf` field (else 403, nothing changed).
 pub async fn scope_post(
     st: &AdminState,

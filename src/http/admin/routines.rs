@@ -225,18 +225,6 @@ fn routine_failed(sc: &Scope, e: RoutineError) -> Response {
     }
 }
 
-/// The routine `rid` of the scope's chat (any other id, or another chat's routine: 404).
-async fn routine_in(st: &AdminState, sc: &Scope, rid: &str) -> Result<RoutineRow, Response> {
-    let Ok(id) = rid.parse::<i64>() else {
-        return Err(pages::not_found(&sc.session));
-    };
-    match st.store.routine(id).await {
-        Ok(Some(r)) if r.chat_id == sc.chat.id => Ok(r),
-        Ok(_) => Err(pages::not_found(&sc.session)),
-        Err(e) => Err(pages::failed(e)),
-    }
-}
-
 /// Field id → the error messages shown next to it; `""` holds those of no field.
 type FieldErrors = BTreeMap<String, Vec<String>>;
 
@@ -401,7 +389,7 @@ async fn detail(
         Ok(sc) => sc,
         Err(r) => return r,
     };
-    let r = match routine_in(&st, &sc, &rid).await {
+    let r = match pages::routine_in(&st, &sc, &rid).await {
         Ok(r) => r,
         Err(resp) => return resp,
     };
@@ -537,7 +525,7 @@ async fn save(
         Ok(sc) => sc,
         Err(r) => return r,
     };
-    let r = match routine_in(&st, &sc, &rid).await {
+    let r = match pages::routine_in(&st, &sc, &rid).await {
         Ok(r) => r,
         Err(resp) => return resp,
     };
@@ -603,7 +591,7 @@ async fn export(
         Ok(sc) => sc,
         Err(r) => return r,
     };
-    let r = match routine_in(&st, &sc, &rid).await {
+    let r = match pages::routine_in(&st, &sc, &rid).await {
         Ok(r) => r,
         Err(resp) => return resp,
     };
@@ -646,7 +634,7 @@ async fn delete(
         Ok(sc) => sc,
         Err(r) => return r,
     };
-    let r = match routine_in(&st, &sc, &rid).await {
+    let r = match pages::routine_in(&st, &sc, &rid).await {
         Ok(r) => r,
         Err(resp) => return resp,
     };

@@ -470,18 +470,6 @@ async fn control(
     }
 }
 
-/// The routine `rid` of the scope's chat, or the response to give (404 / 500).
-async fn routine_of(st: &AdminState, sc: &Scope, rid: &str) -> Result<RoutineRow, Response> {
-    let Ok(rid) = rid.parse::<i64>() else {
-        return Err(pages::not_found(&sc.session));
-    };
-    match st.store.routine(rid).await {
-        Ok(Some(r)) if r.chat_id == sc.chat.id => Ok(r),
-        Ok(_) => Err(pages::not_found(&sc.session)),
-        Err(e) => Err(failed(e)),
-    }
-}
-
 /// The start form's fields: one per initial input, with the value and the error shown.
 fn input_fields(
     specs: &[InputSpec],
@@ -543,7 +531,7 @@ async fn start_page(
         Ok(sc) => sc,
         Err(r) => return r,
     };
-    let r = match routine_of(&st, &sc, &rid).await {
+    let r = match pages::routine_in(&st, &sc, &rid).await {
         Ok(r) => r,
         Err(resp) => return resp,
     };
@@ -583,7 +571,7 @@ async fn start(
         Ok(sc) => sc,
         Err(r) => return r,
     };
-    let r = match routine_of(&st, &sc, &rid).await {
+    let r = match pages::routine_in(&st, &sc, &rid).await {
         Ok(r) => r,
         Err(resp) => return resp,
     };
