@@ -31,43 +31,7 @@ const G: i64 = -100_510;
 const OTHER: i64 = -100_520;
 
 /// The contract's recorded routine: three typed parameters, two tools, one confirmed.
-const HANDOVER: &str = r#"name = "handover"
-description = "Move a member's chores to another member until a date and tell them"
-
-[recorded]
-request = "move all of Bob's chores to Alice until Sunday and tell her"
-confirm = ["chore_update"]
-
-[[recorded.calls]]
-tool = "chore_list"
-
-[[recorded.calls]]
-tool = "chore_update"
-keys = ["assignee", "id"]
-
-[[inputs]]
-name = "from"
-description = "Whose chores?"
-type = "member"
-example = "Bob"
-
-[[inputs]]
-name = "to"
-description = "Who takes them?"
-type = "member"
-example = "Alice"
-
-[[inputs]]
-name = "until"
-description = "Until when?"
-type = "date"
-example = "Sunday"
-
-[[steps]]
-kind = "prompt"
-prompt = "Move all of {{initial.from}}'s chores to {{initial.to}} until {{initial.until}} and tell them."
-tools = ["chore_list", "chore_update"]
-"#;
+const HANDOVER: &str = include_str!("../fixtures/handover.toml");
 
 /// A recorded routine without parameters.
 const TIDY: &str = r#"name = "tidy"
