@@ -39,7 +39,7 @@ use serde_json::{json, Map, Value};
 use super::{
     model::{render_prompt, PromptVars},
     run_cost,
-    runner::{check_test, definition_of, parse_span, render_value},
+    runner::{self, check_test, definition_of, parse_span, render_value},
     steps::{Check, Definition, InputSpec, Resolvers, Step, StepKind, MAX_DEPTH},
     vars::Vars,
     zone_of, RoutineError, QUIET_TOKEN,
@@ -47,10 +47,7 @@ use super::{
 use crate::{
     agent::{Agent, ConfirmGate, Described, Restriction, Scope, ToolError, TurnRequest},
     services::Services,
-    store::{
-        ChatRow, ChoreStatus, MemberRow, RoutineRow, RoutineStatus, StepType, StoreError,
-        ToolCallStatus,
-    },
+    store::{ChatRow, MemberRow, RoutineRow, RoutineStatus, StepType, StoreError, ToolCallStatus},
     types::ChatKind,
 };
 
@@ -1030,8 +1027,8 @@ impl Dry<'_> {
     }
 
     /// A condition's value, as the runner computes it (`runner::facts::check_value`), read-only:
-    /// a rendered template or a hearth fact; an approval step passed in this dry run counts as
-    /// `approved`, and the run started when the dry run did.
+    /// a rendered template or a hearth fact (`runner::chat_fact`); an approval step passed in this
+    /// dry run counts as `approved`, and the run started when the dry run did.
     async fn check_value(
         &self,
         def: &Definition,
@@ -1042,71 +1039,21 @@ impl Dry<'_> {
         let Some(fact) = v.strip_prefix("fact:") else {
             return Ok(render(v, vars));
         };
-        let svc = self.svc;
-        let now = svc.clock.now();
-        let chat_id = self.chat.id;
         let (name, arg) = fact.split_once(':').unwrap_or((fact, ""));
         let arg = arg.trim();
-        Ok(Ok(match name {
-            "overdue_count" => svc
-                .store
-                .open_chores(chat_id)
-                .await?
-                .iter()
-                .filter(|c| matches!(c.status, ChoreStatus::Todo | ChoreStatus::Pending))
-                .filter(|c| c.next_due.is_some_and(|d| d < now))
-                .count()
-                .to_string(),
-            "chore_status" => {
-                let id: Option<i64> = arg.parse().ok();
-                svc.store
-                    .open_chores(chat_id)
-                    .await?
-                    .iter()
-                    .find(|c| Some(c.id) == id || c.title.eq_ignore_ascii_case(arg))
-                    .map(|c| c.status.as_str().to_string())
-                    .unwrap_or_else(|| "none".into())
-            }
-            "workflow_status" => match def.steps.iter().find(|s| s.name.as_deref() == Some(arg)) {
+        if name != "workflow_status" {
+            return runner::chat_fact(self.svc, self.chat.id, name, arg, vars, self.started).await;
+        }
+        // an approval step passed in this dry run counts as approved
+        Ok(Ok(
+            match def.steps.iter().find(|s| s.name.as_deref() == Some(arg)) {
                 Some(s) if matches!(s.kind, StepKind::Approval { .. }) || s.require_approval => {
                     "approved".into()
                 }
                 Some(_) => "none".into(),
                 None => return Ok(Err(format!("fact: no step named '{arg}'"))),
             },
-            "member_claimed" => {
-                let who = match render(arg, vars) {
-                    Ok(w) => w,
-                    Err(e) => return Ok(Err(e)),
-                };
-                let who = who.trim().trim_start_matches('@').to_string();
-                let members = svc.store.members(chat_id).await?;
-                let uid = who.parse::<i64>().ok().or_else(|| {
-                    members
-                        .iter()
-                        .find(|m| {
-                            m.first_name.eq_ignore_ascii_case(&who)
-                                || m.username
-                                    .as_deref()
-                                    .is_some_and(|u| u.eq_ignore_ascii_case(&who))
-                        })
-                        .map(|m| m.user_id)
-                });
-                let Some(uid) = uid else {
-                    return Ok(Ok("no".into()));
-                };
-                let since = self.started;
-                let claimed = svc.store.open_chores(chat_id).await?.iter().any(|c| {
-                    c.assignee_id == Some(uid)
-                        && (c.status == ChoreStatus::Pending
-                            || (c.completed_by == Some(uid)
-                                && c.completed_at.is_some_and(|t| t >= since)))
-                });
-                if claimed { "yes" } else { "no" }.to_string()
-            }
-            "elapsed_minutes" => "0".into(),
-            other => return Ok(Err(format!("fact: unknown fact '{other}'"))),
-        }))
+        ))
     }
 }
 

@@ -4,7 +4,7 @@
 //! Uses: the run executor's `Ctx` (`super`), `super::steps::find_member`, store,
 //! routines::{vars, validate, steps}.
 
-use chrono::Duration;
+use chrono::{DateTime, Duration, Utc};
 use serde_json::{Map, Value};
 
 use super::{steps::find_member, Ctx};
@@ -13,6 +13,7 @@ use crate::routines::{
     vars::Vars,
     zone_of,
 };
+use crate::services::Services;
 use crate::store::{ChoreStatus, StepStatus, StoreResult};
 
 /// The template variables for step `idx` (issue 9 contract, rendered by [`crate::routines::vars`]):
@@ -110,10 +111,52 @@ pub(super) async fn check_value(
     let Some(fact) = v.strip_prefix("fact:") else {
         return Ok(render(v, vars));
     };
-    let now = svc.clock.now();
-    let chat_id = ctx.chat_id();
     let (name, arg) = fact.split_once(':').unwrap_or((fact, ""));
     let arg = arg.trim();
+    if name != "workflow_status" {
+        return chat_fact(svc, ctx.chat_id(), name, arg, vars, ctx.run.started_at).await;
+    }
+    let pos = ctx
+        .snap
+        .def
+        .steps
+        .iter()
+        .position(|s| s.name.as_deref() == Some(arg));
+    let wf = match pos {
+        Some(p) => ctx
+            .step_runs()
+            .await?
+            .into_iter()
+            .filter(|s| s.position == p as i32 && s.workflow_id.is_some())
+            .max_by_key(|s| s.id)
+            .and_then(|s| s.workflow_id),
+        None => return Ok(Err(format!("fact: no step named '{arg}'"))),
+    };
+    Ok(Ok(match wf {
+        Some(id) => svc
+            .store
+            .workflow(id)
+            .await?
+            .map(|w| w.status.as_str().to_string())
+            .unwrap_or_else(|| "none".into()),
+        None => "none".into(),
+    }))
+}
+
+/// The hearth facts a condition may test (`fact:<name>:<arg>`) that depend on the chat, not on
+/// the run's own steps (`workflow_status` is the caller's): `overdue_count`, `chore_status`,
+/// `member_claimed` (since `started_at`), `elapsed_minutes` (since `started_at`, UTC). Shared by
+/// the run executor and the dry run (`routines::dryrun`), so both read the same facts. `Err`:
+/// an unknown fact or a template that does not render, as a message for the run's error.
+pub(crate) async fn chat_fact(
+    svc: &Services,
+    chat_id: i64,
+    name: &str,
+    arg: &str,
+    vars: &Vars,
+    started_at: DateTime<Utc>,
+) -> StoreResult<Result<String, String>> {
+    let now = svc.clock.now();
     Ok(Ok(match name {
         "overdue_count" => svc
             .store
@@ -133,33 +176,6 @@ pub(super) async fn check_value(
                 .map(|c| c.status.as_str().to_string())
                 .unwrap_or_else(|| "none".into())
         }
-        "workflow_status" => {
-            let pos = ctx
-                .snap
-                .def
-                .steps
-                .iter()
-                .position(|s| s.name.as_deref() == Some(arg));
-            let wf = match pos {
-                Some(p) => ctx
-                    .step_runs()
-                    .await?
-                    .into_iter()
-                    .filter(|s| s.position == p as i32 && s.workflow_id.is_some())
-                    .max_by_key(|s| s.id)
-                    .and_then(|s| s.workflow_id),
-                None => return Ok(Err(format!("fact: no step named '{arg}'"))),
-            };
-            match wf {
-                Some(id) => svc
-                    .store
-                    .workflow(id)
-                    .await?
-                    .map(|w| w.status.as_str().to_string())
-                    .unwrap_or_else(|| "none".into()),
-                None => "none".into(),
-            }
-        }
         "member_claimed" => {
             let who = match render(arg, vars) {
                 Ok(w) => w,
@@ -168,16 +184,15 @@ pub(super) async fn check_value(
             let Some(uid) = find_member(svc, chat_id, &who).await? else {
                 return Ok(Ok("no".into()));
             };
-            let since = ctx.run.started_at;
             let claimed = svc.store.open_chores(chat_id).await?.iter().any(|c| {
                 c.assignee_id == Some(uid)
                     && (c.status == ChoreStatus::Pending
                         || (c.completed_by == Some(uid)
-                            && c.completed_at.is_some_and(|t| t >= since)))
+                            && c.completed_at.is_some_and(|t| t >= started_at)))
             });
             if claimed { "yes" } else { "no" }.to_string()
         }
-        "elapsed_minutes" => (now - ctx.run.started_at).num_minutes().to_string(),
+        "elapsed_minutes" => (now - started_at).num_minutes().to_string(),
         other => return Ok(Err(format!("fact: unknown fact '{other}'"))),
     }))
 }

@@ -45,7 +45,7 @@ mod steps;
 
 pub use facts::parse_span;
 /// For the dry run (`routines::dryrun`): the same tool-argument rendering and condition tests.
-pub(crate) use facts::{render_value, test as check_test};
+pub(crate) use facts::{chat_fact, render_value, test as check_test};
 pub use resume::{on_confirmation_resolved, on_event_wait};
 
 use resume::{resume_step, take_over, wait_resolved};
