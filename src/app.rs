@@ -128,13 +128,16 @@ pub fn core_with(
     ));
     // recorded routines' `/save` and name answers need the agent's model (issue 10)
     let router = crate::routines::recorded::register(router, &agent);
+    // this process's id: owner of every lease it takes (messages, chats, run steps, roles)
+    let owner = crate::core::new_process_id();
+    let locks = ChatLocks::leased(store.clone(), clock.clone(), owner, cfg.cluster.lease);
     let svc = Services {
         config: cfg,
         store,
         clock,
         outbox,
         bot,
-        locks: ChatLocks::default(),
+        locks,
         events: EventBus::default(),
         workflow_targets,
         progress: Default::default(),

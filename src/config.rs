@@ -57,6 +57,7 @@ pub struct Config {
     pub runtime: RuntimeConfig,
     #[serde(default)]
     pub metrics: MetricsConfig,
+    pub cluster: ClusterConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -319,11 +320,23 @@ pub struct RuntimeConfig {
     /// How often a process renews all its leases (one statement per period); below `lease`.
     #[serde(deserialize_with = "duration")]
     pub heartbeat: Duration,
-    /// How often recovery looks for messages whose lease lapsed (besides at start-up).
-    #[serde(deserialize_with = "duration")]
-    pub recovery_interval: Duration,
     /// Started turns after which a message is given up (the chat is told once).
     pub max_attempts: u32,
+}
+
+/// Several processes on one database (issue 12; DESIGN.md "Processes").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// How long a process holds a chat (the right to run its turns and send to it), the
+    /// long-poller role and a system job without renewing them; after a crash other processes
+    /// take over within this. Renewed every `runtime.heartbeat`, which must be shorter. Default 15 s.
+    #[serde(deserialize_with = "duration")]
+    pub lease: Duration,
+    /// How often a process looks for pending messages of chats it may work that another process
+    /// accepted (webhooks spread over replicas), and for chats whose holder died. Default 200 ms.
+    #[serde(deserialize_with = "duration")]
+    pub poll: Duration,
 }
 
 impl Config {
@@ -409,13 +422,17 @@ impl Config {
                 "telegram.limit_* / telegram.retry_attempts: must be at least 1",
             ));
         }
+        if self.cluster.poll.is_zero() || self.runtime.heartbeat >= self.cluster.lease {
+            return Err(ConfigError::new(
+                "cluster: poll must be above 0 and runtime.heartbeat shorter than cluster.lease",
+            ));
+        }
         if self.runtime.heartbeat.is_zero()
             || self.runtime.heartbeat >= self.runtime.lease
-            || self.runtime.recovery_interval.is_zero()
             || self.runtime.max_attempts == 0
         {
             return Err(ConfigError::new(
-                "runtime: heartbeat must be shorter than lease; recovery_interval and max_attempts must be above 0",
+                "runtime: heartbeat must be shorter than lease; max_attempts must be above 0",
             ));
         }
         if self.metrics.enabled && self.metrics.listen.is_none() && self.metrics.token.is_none() {

@@ -4,6 +4,7 @@
 
 use std::{collections::HashMap, sync::Arc};
 
+use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
@@ -45,18 +46,210 @@ pub struct Services {
     pub run_started: Arc<tokio::sync::Notify>,
 }
 
-/// One lock per chat: a member's turn and a routine's turn in the same chat never interleave.
+/// One lock per chat: a member's turn and a routine's turn in the same chat never interleave —
+/// in this process (a mutex) and, when built with [`ChatLocks::leased`], across every process on
+/// the database (the chat's lease in `chat_leases`, issue 12).
+///
+/// The lease is taken with the mutex held and kept after the guard drops (cached with its
+/// expiry), so a chat's next turn in the same process costs no statement; it is renewed by the
+/// heartbeat ([`ChatLocks::renew`]) and given up when the chat's inbound queue drains
+/// ([`ChatLocks::release`], under the mutex) or after a heartbeat period unused
+/// ([`ChatLocks::release_idle`]), so another process may take the chat next.
 #[derive(Clone, Default)]
-pub struct ChatLocks(Arc<std::sync::Mutex<HashMap<i64, Arc<Mutex<()>>>>>);
+pub struct ChatLocks {
+    map: Arc<std::sync::Mutex<HashMap<i64, Arc<Mutex<()>>>>>,
+    leases: Option<Arc<ChatLeases>>,
+}
+
+/// The cross-process half of [`ChatLocks`].
+struct ChatLeases {
+    store: Store,
+    clock: SharedClock,
+    owner: String,
+    lease: chrono::Duration,
+    /// Chat id → (held until, last used), as this process last wrote them.
+    held: std::sync::Mutex<HashMap<i64, (DateTime<Utc>, DateTime<Utc>)>>,
+}
+
+/// How often [`ChatLocks::lock`] asks again for a chat another process holds.
+const LEASE_RETRY: std::time::Duration = std::time::Duration::from_millis(50);
 
 impl ChatLocks {
-    /// Wait for the chat's lock (FIFO among waiters).
-    pub async fn lock(&self, chat_id: i64) -> OwnedMutexGuard<()> {
+    /// Locks that also hold each chat's lease on the database for process `owner`, for `lease`
+    /// at a time (`cluster.lease`).
+    pub fn leased(
+        store: Store,
+        clock: SharedClock,
+        owner: impl Into<String>,
+        lease: std::time::Duration,
+    ) -> Self {
+        Self {
+            map: Default::default(),
+            leases: Some(Arc::new(ChatLeases {
+                store,
+                clock,
+                owner: owner.into(),
+                lease: chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(15)),
+                held: Default::default(),
+            })),
+        }
+    }
+
+    /// The process id the leases are held for (`None`: local locks only).
+    pub fn owner(&self) -> Option<&str> {
+        self.leases.as_deref().map(|l| l.owner.as_str())
+    }
+
+    /// This process's mutex of the chat only (FIFO among waiters), no lease: the chat's inbound
+    /// worker takes it, then [`ChatLocks::try_hold`] to know whether it may work the chat.
+    pub async fn local(&self, chat_id: i64) -> OwnedMutexGuard<()> {
         let m = {
-            let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
             map.entry(chat_id).or_default().clone()
         };
         m.lock_owned().await
+    }
+
+    /// Wait for the chat's lock: this process's mutex, then the chat's lease (asked again every
+    /// 50 ms while another process holds it; a database error is logged and the turn goes on,
+    /// as without replicas). Routine turns take this.
+    pub async fn lock(&self, chat_id: i64) -> OwnedMutexGuard<()> {
+        let guard = self.local(chat_id).await;
+        if self.leases.is_some() {
+            loop {
+                match self.try_hold(chat_id).await {
+                    Ok(true) => break,
+                    Ok(false) => tokio::time::sleep(LEASE_RETRY).await,
+                    Err(e) => {
+                        tracing::warn!(chat_id, error = %e, "chat lease not taken; turn runs anyway");
+                        break;
+                    }
+                }
+            }
+        }
+        guard
+    }
+
+    /// With the chat's mutex held: make sure this process holds the chat's lease (no statement
+    /// while more than half of it is left). Returns false when another live process holds the
+    /// chat. Always true for local-only locks.
+    ///
+    /// Errors: the database failed.
+    pub async fn try_hold(&self, chat_id: i64) -> Result<bool, crate::store::StoreError> {
+        let Some(l) = &self.leases else {
+            return Ok(true);
+        };
+        let now = l.clock.now();
+        {
+            let mut held = l.held.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((until, used)) = held.get_mut(&chat_id) {
+                if *until - now > l.lease / 2 {
+                    *used = now;
+                    return Ok(true);
+                }
+            }
+        }
+        let until = now + l.lease;
+        let ok = l.store.acquire_chat(chat_id, &l.owner, now, until).await?;
+        let mut held = l.held.lock().unwrap_or_else(|p| p.into_inner());
+        if ok {
+            held.insert(chat_id, (until, now));
+        } else {
+            held.remove(&chat_id);
+        }
+        Ok(ok)
+    }
+
+    /// With the chat's mutex held: give up the chat's lease (its queue drained), so the next
+    /// message may be worked by whichever process accepts it.
+    pub async fn release(&self, chat_id: i64) {
+        let Some(l) = &self.leases else { return };
+        if l.held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&chat_id)
+            .is_none()
+        {
+            return;
+        }
+        if let Err(e) = l.store.release_chats(&l.owner, &[chat_id]).await {
+            tracing::warn!(chat_id, error = %e, "chat lease not released; it lapses on its own");
+        }
+    }
+
+    /// Give up the leases of chats not used since `before` whose mutex is free (routine turns
+    /// leave theirs held; the heartbeat calls this). Returns how many.
+    pub async fn release_idle(&self, before: DateTime<Utc>) -> usize {
+        let Some(l) = &self.leases else { return 0 };
+        let idle: Vec<i64> = l
+            .held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|(_, (_, used))| *used < before)
+            .map(|(c, _)| *c)
+            .collect();
+        let mut n = 0;
+        for chat_id in idle {
+            let m = self
+                .map
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&chat_id)
+                .cloned();
+            // a chat whose mutex is taken is in a turn (or about to be): keep it
+            let Some(Ok(_g)) = m.map(|m| m.try_lock_owned()) else {
+                continue;
+            };
+            let still_idle = l
+                .held
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&chat_id)
+                .is_some_and(|(_, used)| *used < before);
+            if still_idle {
+                self.release(chat_id).await;
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// The heartbeat: extend every chat lease this process holds (one statement). When fewer
+    /// rows than held were renewed (a lease lapsed and another process took the chat), the cache
+    /// is reloaded from the table so the next turn asks again.
+    ///
+    /// Errors: the database failed (the leases lapse on their own).
+    pub async fn renew(&self) -> Result<u64, crate::store::StoreError> {
+        let Some(l) = &self.leases else { return Ok(0) };
+        let now = l.clock.now();
+        let until = now + l.lease;
+        let n = l.store.renew_chat_leases(&l.owner, until).await?;
+        let cached = l.held.lock().unwrap_or_else(|p| p.into_inner()).len() as u64;
+        if n == cached {
+            let mut held = l.held.lock().unwrap_or_else(|p| p.into_inner());
+            for (u, _) in held.values_mut() {
+                *u = until;
+            }
+        } else {
+            let rows = l.store.chats_held(&l.owner).await?;
+            let mut held = l.held.lock().unwrap_or_else(|p| p.into_inner());
+            held.retain(|c, _| rows.contains(c));
+            for (u, _) in held.values_mut() {
+                *u = until;
+            }
+            for c in rows {
+                held.entry(c).or_insert((until, now));
+            }
+        }
+        Ok(n)
+    }
+
+    /// Give up every chat lease (graceful stop). Returns how many rows were released.
+    pub async fn release_all(&self) -> Result<u64, crate::store::StoreError> {
+        let Some(l) = &self.leases else { return Ok(0) };
+        l.held.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        l.store.release_all_chats(&l.owner).await
     }
 }
 

@@ -18,6 +18,7 @@ mod m20261130_000013_recorded;
 mod m20261130_000014_admin;
 mod m20261130_000015_admin_runs;
 mod m20261130_000016_overview;
+mod m20261201_000017_cluster;
 
 /// The ordered list of migrations.
 pub struct Migrator;
@@ -39,6 +40,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000014_admin::Migration),
             Box::new(m20261130_000015_admin_runs::Migration),
             Box::new(m20261130_000016_overview::Migration),
+            Box::new(m20261201_000017_cluster::Migration),
         ]
     }
 }

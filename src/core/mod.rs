@@ -10,7 +10,7 @@
 //! Durability (issue 8, DESIGN.md "Processes"): each process has a random id ([`Hearth::owner`],
 //! logged at start-up). An accepted message is held by its process with a lease (owner +
 //! `lease_until`), renewed for all held messages in one statement per heartbeat
-//! ([`Hearth::heartbeat`]); recovery, at start-up and every `runtime.recovery_interval`, takes
+//! ([`Hearth::heartbeat`]); recovery, at start-up and every `cluster.poll`, takes
 //! only messages whose lease lapsed. An attempt is counted when a turn starts on a message, never
 //! for queued ones; after `runtime.max_attempts` started turns, or when older than
 //! [`RECOVERY_WINDOW`], a message is given up: logged at warn with its cause and the chat told
@@ -140,6 +140,12 @@ tokio::task_local! {
     static CURRENT_INBOUND: i64;
 }
 
+/// A new process id: `<pid>-<8 random hex digits>` (logged at start-up; the owner of every
+/// lease the process takes).
+pub fn new_process_id() -> String {
+    format!("{}-{:08x}", std::process::id(), rand::random::<u32>())
+}
+
 /// The running core.
 pub struct Hearth {
     pub svc: Services,
@@ -150,6 +156,8 @@ pub struct Hearth {
     tracker: TaskTracker,
     /// This process's id: owner of the leases it takes. Random, logged at start-up.
     owner: String,
+    /// When this process started (UTC, the clock's time).
+    started: DateTime<Utc>,
     /// Inbound ids queued or running in this process (recovery never queues one twice).
     inflight: std::sync::Mutex<HashSet<i64>>,
     /// Flood counters per (chat, member).
@@ -163,13 +171,20 @@ pub struct Hearth {
 impl Hearth {
     /// Build the core over the domains registered in `router`.
     pub fn new(svc: Services, agent: Agent, router: Router) -> Arc<Self> {
+        let owner = svc
+            .locks
+            .owner()
+            .map(str::to_string)
+            .unwrap_or_else(new_process_id);
+        let started = svc.clock.now();
         Arc::new(Self {
+            started,
             svc,
             agent,
             router,
             queues: Default::default(),
             tracker: TaskTracker::new(),
-            owner: format!("{}-{:08x}", std::process::id(), rand::random::<u32>()),
+            owner,
             inflight: Default::default(),
             flood: Default::default(),
             closed: AtomicBool::new(false),
@@ -198,7 +213,17 @@ impl Hearth {
         let inbound_id = match &ev {
             InboundEvent::Message(m) => {
                 let payload = serde_json::to_string(&ev).unwrap_or_default();
+                // another live process working this chat answers it (it claims the row at its
+                // next poll): a chat's messages go through one process, in order (issue 12)
+                let held = match self.svc.locks.try_hold(m.chat.id).await {
+                    Ok(h) => h,
+                    Err(e) => {
+                        tracing::warn!(chat_id = m.chat.id, error = %e, "chat lease not checked; answering here");
+                        true
+                    }
+                };
                 let now = self.svc.clock.now();
+                let lease_end = self.lease_end(now);
                 match self
                     .svc
                     .store
@@ -208,10 +233,17 @@ impl Hearth {
                         m.update_id,
                         &payload,
                         now,
-                        Some((&self.owner, self.lease_end(now))),
+                        held.then_some((self.owner.as_str(), lease_end)),
                     )
                     .await?
                 {
+                    Some(_) if !held => {
+                        tracing::debug!(
+                            chat_id = m.chat.id,
+                            "chat held by another process; left to it"
+                        );
+                        return Ok(Accepted::Queued);
+                    }
                     Some(id) => Some(id),
                     None => {
                         tracing::debug!(
@@ -346,11 +378,18 @@ impl Hearth {
                     let next = worker.q.lock().unwrap_or_else(|p| p.into_inner()).pop();
                     match next {
                         Some(job) => {
-                            let _turn = me.svc.locks.lock(chat_id).await;
-                            me.process(job).await;
+                            let _turn = me.svc.locks.local(chat_id).await;
+                            if me.may_work(chat_id, &job).await {
+                                me.process(job).await;
+                            } else {
+                                me.hand_over(job).await;
+                            }
                         }
                         None if worker.closed.load(Ordering::SeqCst) => break,
-                        None => worker.wake.notified().await,
+                        None => {
+                            me.let_go(chat_id, &worker).await;
+                            worker.wake.notified().await
+                        }
                     }
                 }
             });
@@ -360,20 +399,91 @@ impl Hearth {
         cq.wake.notify_one();
     }
 
-    /// Take every pending message whose lease lapsed (or that nobody holds) and queue it here;
-    /// give up — warn log, one notice per chat — those older than [`RECOVERY_WINDOW`] or with
-    /// `runtime.max_attempts` started turns. Run at start-up and every
-    /// `runtime.recovery_interval`. Returns how many were queued.
+    /// With the chat's mutex held: may this process work `job` now? True when it holds the
+    /// chat's lease (taken here if free). A message another live process holds the chat for
+    /// is handed over ([`Hearth::hand_over`]); an event without a row (a button tap, a join)
+    /// waits up to `cluster.lease` for the chat, then runs anyway (its effects are conditional
+    /// updates; logged). A database error runs it as without replicas.
+    async fn may_work(&self, chat_id: i64, job: &Job) -> bool {
+        let wait_until = tokio::time::Instant::now() + self.svc.config.cluster.lease;
+        loop {
+            match self.svc.locks.try_hold(chat_id).await {
+                Ok(true) => return true,
+                Ok(false) if job.inbound_id.is_some() => return false,
+                Ok(false) if tokio::time::Instant::now() < wait_until => {
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
+                Ok(false) => {
+                    tracing::warn!(
+                        chat_id,
+                        "chat held by another process for a whole lease; event handled here"
+                    );
+                    return true;
+                }
+                Err(e) => {
+                    tracing::warn!(chat_id, error = %e, "chat lease not checked; handled here");
+                    return true;
+                }
+            }
+        }
+    }
+
+    /// Another live process holds the chat: give the message back (unowned); the holder
+    /// claims it at its next poll and answers it after the chat's earlier messages.
+    async fn hand_over(&self, job: Job) {
+        if let Some(id) = job.inbound_id {
+            tracing::debug!(
+                chat_id = job.ev.chat().id,
+                inbound = id,
+                "chat held by another process; handed over"
+            );
+            self.release_one(id).await;
+            self.inflight
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&id);
+        }
+        self.settle_one();
+    }
+
+    /// The chat's queue drained: under its mutex, and if nothing was queued meanwhile, give up
+    /// the chat's lease so its next message is worked by whichever process accepts it.
+    async fn let_go(&self, chat_id: i64, worker: &ChatQueue) {
+        let _g = self.svc.locks.local(chat_id).await;
+        let empty = worker
+            .q
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .order
+            .is_empty();
+        if empty {
+            self.svc.locks.release(chat_id).await;
+        }
+    }
+
+    /// Claim the pending messages this process may work and queue them here: those of chats no
+    /// live process holds (taking each chat's lease first: left by a process that died, let the
+    /// chat go, or could not take it when it accepted them) and those another process accepted
+    /// for a chat this process holds. Gives up — warn log, one notice per chat — those older
+    /// than [`RECOVERY_WINDOW`] or with `runtime.max_attempts` started turns. Run at start-up
+    /// and every `cluster.poll`. Returns how many were queued.
     pub async fn recover(self: &Arc<Self>) -> Result<usize, StoreError> {
         let now = self.svc.clock.now();
         let since = now - chrono::Duration::from_std(RECOVERY_WINDOW).unwrap_or_default();
         let max = i32::try_from(self.svc.config.runtime.max_attempts).unwrap_or(i32::MAX);
+        let mut chats = Vec::new();
+        for chat_id in self.svc.store.claimable_chats(&self.owner, now).await? {
+            if self.svc.locks.try_hold(chat_id).await? {
+                chats.push(chat_id);
+            }
+        }
         let rows = self
             .svc
             .store
-            .take_lapsed_inbound(&self.owner, now, self.lease_end(now))
+            .claim_inbound(&self.owner, &chats, now, self.lease_end(now))
             .await?;
         let mut n = 0;
+        let restarted = rows.iter().filter(|r| r.attempts > 0).count();
         let mut given_up: Vec<GivenUp> = Vec::new();
         for row in rows {
             let ev = match serde_json::from_str::<InboundEvent>(&row.payload) {
@@ -418,8 +528,15 @@ impl Hearth {
         // a message from days ago (a long outage) is given up without a notice nobody expects
         given_up.retain(|(row, _)| now - row.received_at < chrono::Duration::hours(24));
         self.tell_given_up(given_up).await;
-        if n > 0 {
-            tracing::info!(count = n, owner = %self.owner, "recovering unfinished messages");
+        if restarted > 0 {
+            // turns had started on these elsewhere (a process died or stopped mid-turn)
+            tracing::info!(count = restarted, owner = %self.owner, "recovering unfinished messages");
+        }
+        if n > restarted {
+            tracing::debug!(
+                count = n - restarted,
+                "messages handed over by other processes claimed"
+            );
         }
         Ok(n)
     }
@@ -456,15 +573,25 @@ impl Hearth {
         }
     }
 
-    /// The heartbeat: renew every lease this process holds (inbound messages, then the routine
-    /// runs it executes: one statement each).
+    /// The heartbeat: renew every lease this process holds (inbound messages, chats, then the
+    /// routine runs it executes: one statement each), record the beat in `processes`, and give
+    /// up the chats no turn used for a heartbeat period.
     pub async fn heartbeat(&self) -> Result<u64, StoreError> {
         let now = self.svc.clock.now();
+        let host = std::env::var("HOSTNAME").unwrap_or_default();
+        self.svc
+            .store
+            .beat_process(&self.owner, &host, self.started, now)
+            .await?;
         let n = self
             .svc
             .store
             .renew_leases(&self.owner, self.lease_end(now))
             .await?;
+        let beat = chrono::Duration::from_std(self.svc.config.runtime.heartbeat)
+            .unwrap_or(chrono::Duration::seconds(5));
+        self.svc.locks.release_idle(now - beat).await;
+        let chats = self.svc.locks.renew().await?;
         let run_lease = chrono::Duration::from_std(self.svc.config.routines.step_lease)
             .unwrap_or(chrono::Duration::seconds(30));
         let runs = self
@@ -472,14 +599,14 @@ impl Hearth {
             .store
             .renew_run_leases(&self.owner, now + run_lease)
             .await?;
-        Ok(n + runs)
+        Ok(n + chats + runs)
     }
 
     /// Spawn the heartbeat (every `runtime.heartbeat`) and the periodic recovery (every
-    /// `runtime.recovery_interval`) until `stop`. Failures are logged and retried next period.
+    /// `cluster.poll`) until `stop`. Failures are logged and retried next period.
     pub fn spawn_lease_tasks(self: &Arc<Self>, stop: CancellationToken) {
         let rt = &self.svc.config.runtime;
-        let (beat, every) = (rt.heartbeat, rt.recovery_interval);
+        let (beat, every) = (rt.heartbeat, self.svc.config.cluster.poll);
         let me = self.clone();
         let stop2 = stop.clone();
         tokio::spawn(async move {
@@ -538,13 +665,25 @@ impl Hearth {
         {
             tracing::warn!("shutdown grace period over; unfinished messages will be recovered at the next start");
         }
-        // hand what is left to the next process at once instead of after the lease lapses
+        // hand what is left to the other processes (or the next start) at once instead of
+        // after the leases lapse: a rolling deploy loses and duplicates nothing (issue 12)
         match self.svc.store.release_leases(&self.owner).await {
             Ok(0) => {}
-            Ok(n) => tracing::info!(count = n, "leases released for the next start"),
+            Ok(n) => tracing::info!(count = n, "message leases released for the next process"),
             Err(e) => {
                 tracing::warn!(error = %e, "could not release leases; they lapse on their own")
             }
+        }
+        match self.svc.locks.release_all().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(count = n, "chat leases released"),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not release chat leases; they lapse on their own")
+            }
+        }
+        let stale = self.svc.clock.now() - chrono::Duration::days(1);
+        if let Err(e) = self.svc.store.remove_process(&self.owner, stale).await {
+            tracing::debug!(error = %e, "process row not removed; it goes stale on its own");
         }
     }
 

@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 use sea_orm::{
     sea_query::{Expr, ExprTrait, OnConflict},
-    ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, Set,
+    ColumnTrait, Condition, EntityTrait, QueryFilter, Set,
 };
 
 use super::{
@@ -40,7 +40,7 @@ impl InboundStatus {
 }
 
 /// Rows a lease-holder may take: unowned, or whose lease lapsed before `now`.
-fn lapsed(now: DateTime<Utc>) -> Condition {
+pub(super) fn lapsed(now: DateTime<Utc>) -> Condition {
     Condition::any()
         .add(inbound::Column::Owner.is_null())
         .add(inbound::Column::LeaseUntil.is_null())
@@ -188,41 +188,6 @@ impl Store {
             .exec(self.conn())
             .await?;
         Ok(r.rows_affected)
-    }
-
-    /// Recovery: take for `owner` (until `lease_until`) every pending message whose lease lapsed
-    /// at `now` (or that nobody holds), oldest first. Each row is taken with a conditional
-    /// update, so two processes recovering at once never take the same message. Returns the
-    /// rows taken (with their stored attempts).
-    pub async fn take_lapsed_inbound(
-        &self,
-        owner: &str,
-        now: DateTime<Utc>,
-        lease_until: DateTime<Utc>,
-    ) -> StoreResult<Vec<inbound::Model>> {
-        let candidates = inbound::Entity::find()
-            .filter(inbound::Column::Status.eq(InboundStatus::Pending.as_str()))
-            .filter(lapsed(now))
-            .order_by_asc(inbound::Column::Id)
-            .all(self.conn())
-            .await?;
-        let mut taken = Vec::with_capacity(candidates.len());
-        for mut row in candidates {
-            let r = inbound::Entity::update_many()
-                .col_expr(inbound::Column::Owner, Expr::value(owner))
-                .col_expr(inbound::Column::LeaseUntil, Expr::value(lease_until))
-                .filter(inbound::Column::Id.eq(row.id))
-                .filter(inbound::Column::Status.eq(InboundStatus::Pending.as_str()))
-                .filter(lapsed(now))
-                .exec(self.conn())
-                .await?;
-            if r.rows_affected == 1 {
-                row.owner = Some(owner.to_string());
-                row.lease_until = Some(lease_until);
-                taken.push(row);
-            }
-        }
-        Ok(taken)
     }
 
     /// How many inbound rows are pending (queued, being answered or awaiting recovery): the

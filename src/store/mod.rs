@@ -44,6 +44,7 @@ pub mod entity;
 mod admin;
 mod chats;
 mod chores;
+mod cluster;
 mod definitions;
 mod gates;
 mod inbound;
@@ -159,7 +160,7 @@ impl Store {
                 .pragma("cache_size", "-1024")
         });
         let db = Database::connect(opts).await?;
-        migration::Migrator::up(&db, None).await?;
+        migrate(&db, url).await?;
         let write = (db.get_database_backend() == DbBackend::Sqlite)
             .then(|| std::sync::Arc::new(tokio::sync::Mutex::new(())));
         Ok(Store { db, write })
@@ -192,7 +193,7 @@ impl Store {
         let pending = migration::Migrator::get_pending_migrations(&db)
             .await?
             .len();
-        migration::Migrator::up(&db, None).await?;
+        migrate(&db, url).await?;
         Ok(pending)
     }
 
@@ -231,6 +232,38 @@ impl Store {
             None => None,
         }
     }
+}
+
+/// The key of the Postgres advisory lock that serializes migrations across processes
+/// (`pg_advisory_lock(bigint)`; "hearth" in ASCII).
+pub const MIGRATION_LOCK_KEY: i64 = 0x6865_6172_7468;
+
+/// Apply pending migrations. On Postgres, any number of replicas may start at once on a fresh
+/// database (issue 12, item 0: two of three replicas exited with `duplicate key value violates
+/// unique constraint "pg_type_typname_nsp_index"`): the migrations run on one dedicated connection
+/// inside a session advisory lock ([`MIGRATION_LOCK_KEY`]), so the first process migrates and the
+/// others wait, then find nothing pending. SQLite serializes writers itself.
+async fn migrate(db: &DatabaseConnection, url: &str) -> StoreResult<()> {
+    if db.get_database_backend() != DbBackend::Postgres {
+        migration::Migrator::up(db, None).await?;
+        return Ok(());
+    }
+    // one connection: a session lock is held by the connection that took it
+    let mut opts = ConnectOptions::new(url.to_string());
+    opts.max_connections(1)
+        .min_connections(1)
+        .connect_timeout(Duration::from_secs(10))
+        .sqlx_logging(false);
+    let one = Database::connect(opts).await?;
+    one.execute_unprepared(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"))
+        .await?;
+    let r = migration::Migrator::up(&one, None).await;
+    let _ = one
+        .execute_unprepared(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})"))
+        .await;
+    let _ = one.close().await;
+    r?;
+    Ok(())
 }
 
 /// `sqlite://data/hearth.db?mode=rwc` → `Some("data")`.

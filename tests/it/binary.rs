@@ -338,7 +338,7 @@ impl Daemon {
             .env("HEARTH_HTTP__LISTEN", format!("127.0.0.1:{port}"))
             .env("HEARTH_RUNTIME__LEASE", "2s")
             .env("HEARTH_RUNTIME__HEARTBEAT", "500ms")
-            .env("HEARTH_RUNTIME__RECOVERY_INTERVAL", "1s")
+            .env("HEARTH_CLUSTER__LEASE", "2s")
             .env("HEARTH_ROUTINES__STEP_LEASE", "2s")
             .env("HEARTH_GROUP__FLOOD_BUDGET", "1000")
             .env("RUST_LOG", "info")

@@ -103,20 +103,23 @@ async fn recovery_takes_a_message_only_after_its_lease_lapsed() {
         .unwrap()
         .unwrap();
     assert_eq!(m.message_id, 700);
+    // ... and the chat (cluster.lease, 15 s by default), as its accept path does
+    assert!(a.hearth.svc.locks.try_hold(GROUP).await.unwrap());
     assert_eq!(b.hearth.recover().await.unwrap(), 0, "A's lease is live");
 
-    // A's heartbeat renews it (one statement for all it holds)
-    clock.advance(Duration::seconds(20));
-    assert_eq!(a.hearth.heartbeat().await.unwrap(), 1);
-    clock.advance(Duration::seconds(25)); // 45 s after accept, lease renewed to 50 s
+    // A's heartbeat renews both (one statement per kind, whatever it holds)
+    clock.advance(Duration::seconds(10));
+    assert_eq!(a.hearth.heartbeat().await.unwrap(), 2);
+    clock.advance(Duration::seconds(14)); // 24 s after accept, chat lease renewed to 25 s
     assert_eq!(
         b.hearth.recover().await.unwrap(),
         0,
         "renewed lease still live"
     );
 
-    // A dies: no more heartbeats; the lease lapses and B takes the message, once
-    clock.advance(Duration::seconds(10));
+    // A dies: no more heartbeats; the chat lease lapses and B takes the chat and the message
+    // (whoever holds the chat works all its messages), once
+    clock.advance(Duration::seconds(2));
     assert_eq!(b.hearth.recover().await.unwrap(), 1);
     b.hearth.idle().await;
     assert_eq!(

@@ -2,13 +2,16 @@
 pub mod admin_link;
 pub mod admin_session;
 pub mod chat;
+pub mod chat_lease;
 pub mod chore;
 pub mod chore_completion;
 pub mod chore_reminder;
 pub mod inbound;
 pub mod kv;
+pub mod lease;
 pub mod member;
 pub mod message;
+pub mod process;
 pub mod reply;
 pub mod routine;
 pub mod routine_run;
