@@ -66,7 +66,7 @@ impl Outbox {
             return Ok(vec![]);
         }
         let buttons = serde_json::to_string(&msg.buttons).unwrap_or_else(|_| "[]".into());
-        if let Err(e) = self
+        match self
             .store
             .save_reply(
                 inbound_id,
@@ -78,7 +78,20 @@ impl Outbox {
             )
             .await
         {
-            tracing::warn!(error = %e, chat_id = msg.chat_id, inbound = inbound_id, "could not store the reply before sending");
+            Ok(true) => {}
+            Ok(false) => {
+                // one reply per message: another turn on it decided first (a process whose
+                // lease lapsed mid-turn while another took the chat over; issue 12)
+                tracing::warn!(
+                    chat_id = msg.chat_id,
+                    inbound = inbound_id,
+                    "a reply to this message was already decided; not sent twice"
+                );
+                return Ok(vec![]);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, chat_id = msg.chat_id, inbound = inbound_id, "could not store the reply before sending")
+            }
         }
         let sent = self.deliver(msg.clone(), None).await?;
         self.confirm(inbound_id, msg.chat_id, &sent).await;

@@ -67,8 +67,28 @@ struct ChatLeases {
     clock: SharedClock,
     owner: String,
     lease: chrono::Duration,
-    /// Chat id → (held until, last used), as this process last wrote them.
-    held: std::sync::Mutex<HashMap<i64, (DateTime<Utc>, DateTime<Utc>)>>,
+    /// Chat id → (held until (the clock's time, as written to the table), last used (real
+    /// time: idleness is measured by the process, whatever the injected clock says)).
+    held: std::sync::Mutex<HashMap<i64, (DateTime<Utc>, std::time::Instant)>>,
+    /// Per chat: serializes this process's takes and releases of the chat's lease, so the cache
+    /// and the table never disagree (a release's delete landing after a concurrent re-take
+    /// would leave the cache saying "held" with no row: two processes working one chat).
+    ops: std::sync::Mutex<HashMap<i64, Arc<Mutex<()>>>>,
+}
+
+impl ChatLeases {
+    /// The chat's lease-operation lock.
+    async fn op(&self, chat_id: i64) -> OwnedMutexGuard<()> {
+        let m = {
+            let mut ops = self.ops.lock().unwrap_or_else(|p| p.into_inner());
+            if ops.len() > 10_000 {
+                // forget chats nobody is operating on (their lock is not shared)
+                ops.retain(|_, m| Arc::strong_count(m) > 1);
+            }
+            ops.entry(chat_id).or_default().clone()
+        };
+        m.lock_owned().await
+    }
 }
 
 /// How often [`ChatLocks::lock`] asks again for a chat another process holds.
@@ -91,6 +111,7 @@ impl ChatLocks {
                 owner: owner.into(),
                 lease: chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(15)),
                 held: Default::default(),
+                ops: Default::default(),
             })),
         }
     }
@@ -144,16 +165,18 @@ impl ChatLocks {
             let mut held = l.held.lock().unwrap_or_else(|p| p.into_inner());
             if let Some((until, used)) = held.get_mut(&chat_id) {
                 if *until - now > l.lease / 2 {
-                    *used = now;
+                    *used = std::time::Instant::now();
                     return Ok(true);
                 }
             }
         }
+        let _op = l.op(chat_id).await;
+        let now = l.clock.now();
         let until = now + l.lease;
         let ok = l.store.acquire_chat(chat_id, &l.owner, now, until).await?;
         let mut held = l.held.lock().unwrap_or_else(|p| p.into_inner());
         if ok {
-            held.insert(chat_id, (until, now));
+            held.insert(chat_id, (until, std::time::Instant::now()));
         } else {
             held.remove(&chat_id);
         }
@@ -164,6 +187,7 @@ impl ChatLocks {
     /// message may be worked by whichever process accepts it.
     pub async fn release(&self, chat_id: i64) {
         let Some(l) = &self.leases else { return };
+        let _op = l.op(chat_id).await;
         if l.held
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -177,9 +201,11 @@ impl ChatLocks {
         }
     }
 
-    /// Give up the leases of chats not used since `before` whose mutex is free (routine turns
-    /// leave theirs held; the heartbeat calls this). Returns how many.
-    pub async fn release_idle(&self, before: DateTime<Utc>) -> usize {
+    /// Give up the leases of chats not used since `before` whose mutex is free (a routine turn
+    /// leaves its chat held, so a run's next step in the same chat costs no statement; the
+    /// claim loop calls this every `cluster.poll`, so another process waiting for the chat waits
+    /// about that long). Returns how many.
+    pub async fn release_idle(&self, before: std::time::Instant) -> usize {
         let Some(l) = &self.leases else { return 0 };
         let idle: Vec<i64> = l
             .held
@@ -222,8 +248,7 @@ impl ChatLocks {
     /// Errors: the database failed (the leases lapse on their own).
     pub async fn renew(&self) -> Result<u64, crate::store::StoreError> {
         let Some(l) = &self.leases else { return Ok(0) };
-        let now = l.clock.now();
-        let until = now + l.lease;
+        let until = l.clock.now() + l.lease;
         let n = l.store.renew_chat_leases(&l.owner, until).await?;
         let cached = l.held.lock().unwrap_or_else(|p| p.into_inner()).len() as u64;
         if n == cached {
@@ -232,14 +257,19 @@ impl ChatLocks {
                 *u = until;
             }
         } else {
+            // forget what was lost; never add (a row read here may be mid-release)
             let rows = l.store.chats_held(&l.owner).await?;
             let mut held = l.held.lock().unwrap_or_else(|p| p.into_inner());
+            let before = held.len();
             held.retain(|c, _| rows.contains(c));
+            if held.len() < before {
+                tracing::warn!(
+                    lost = before - held.len(),
+                    "chat leases lapsed before the heartbeat renewed them (another process took over); raise cluster.lease or look for a stalled database"
+                );
+            }
             for (u, _) in held.values_mut() {
                 *u = until;
-            }
-            for c in rows {
-                held.entry(c).or_insert((until, now));
             }
         }
         Ok(n)

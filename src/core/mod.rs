@@ -210,60 +210,54 @@ impl Hearth {
         if !self.allowed(&ev) {
             return Ok(Accepted::Ignored);
         }
-        let inbound_id = match &ev {
-            InboundEvent::Message(m) => {
-                let payload = serde_json::to_string(&ev).unwrap_or_default();
-                // another live process working this chat answers it (it claims the row at its
-                // next poll): a chat's messages go through one process, in order (issue 12)
-                let held = match self.svc.locks.try_hold(m.chat.id).await {
-                    Ok(h) => h,
-                    Err(e) => {
-                        tracing::warn!(chat_id = m.chat.id, error = %e, "chat lease not checked; answering here");
-                        true
-                    }
-                };
-                let now = self.svc.clock.now();
-                let lease_end = self.lease_end(now);
-                match self
-                    .svc
-                    .store
-                    .insert_inbound_leased(
-                        m.chat.id,
-                        m.message_id,
-                        m.update_id,
-                        &payload,
-                        now,
-                        held.then_some((self.owner.as_str(), lease_end)),
-                    )
-                    .await?
-                {
-                    Some(_) if !held => {
-                        tracing::debug!(
-                            chat_id = m.chat.id,
-                            "chat held by another process; left to it"
-                        );
-                        return Ok(Accepted::Queued);
-                    }
-                    Some(id) => Some(id),
-                    None => {
-                        tracing::debug!(
-                            chat_id = m.chat.id,
-                            message_id = m.message_id,
-                            "duplicate delivery dropped"
-                        );
-                        return Ok(Accepted::Duplicate);
-                    }
-                }
-            }
-            _ => None,
+        let InboundEvent::Message(m) = &ev else {
+            // button taps and joins carry no row: the chat's worker runs them (it waits for the
+            // chat's lease when another process holds it)
+            self.enqueue(Job {
+                ev,
+                inbound_id: None,
+                flood: None,
+                prior_attempts: 0,
+            });
+            return Ok(Accepted::Queued);
         };
+        let chat_id = m.chat.id;
+        let payload = serde_json::to_string(&ev).unwrap_or_default();
+        let now = self.svc.clock.now();
+        // persisted unowned, first: whoever holds the chat claims it with the chat's other
+        // unfinished messages, oldest first (issue 12: replies in message order across replicas)
+        let Some(id) = self
+            .svc
+            .store
+            .insert_inbound(chat_id, m.message_id, m.update_id, &payload, now)
+            .await?
+        else {
+            tracing::debug!(
+                chat_id,
+                message_id = m.message_id,
+                "duplicate delivery dropped"
+            );
+            return Ok(Accepted::Duplicate);
+        };
+        let held = match self.svc.locks.try_hold(chat_id).await {
+            Ok(h) => h,
+            Err(e) => {
+                // the periodic claim retries it
+                tracing::warn!(chat_id, error = %e, "chat lease not checked; left for the next claim");
+                false
+            }
+        };
+        if !held {
+            tracing::debug!(chat_id, "chat held by another process; left to it");
+            return Ok(Accepted::Queued);
+        }
         let flood = self.flood_check(&ev);
-        self.enqueue(Job {
-            ev,
-            inbound_id,
-            flood,
-            prior_attempts: 0,
-        });
+        let rows = self
+            .svc
+            .store
+            .claim_inbound(&self.owner, &[chat_id], now, self.lease_end(now))
+            .await?;
+        self.queue_claimed(rows, Some((id, ev, flood))).await?;
         Ok(Accepted::Queued)
     }
 
@@ -469,8 +463,6 @@ impl Hearth {
     /// and every `cluster.poll`. Returns how many were queued.
     pub async fn recover(self: &Arc<Self>) -> Result<usize, StoreError> {
         let now = self.svc.clock.now();
-        let since = now - chrono::Duration::from_std(RECOVERY_WINDOW).unwrap_or_default();
-        let max = i32::try_from(self.svc.config.runtime.max_attempts).unwrap_or(i32::MAX);
         let mut chats = Vec::new();
         for chat_id in self.svc.store.claimable_chats(&self.owner, now).await? {
             if self.svc.locks.try_hold(chat_id).await? {
@@ -482,11 +474,37 @@ impl Hearth {
             .store
             .claim_inbound(&self.owner, &chats, now, self.lease_end(now))
             .await?;
+        self.queue_claimed(rows, None).await
+    }
+
+    /// Queue claimed rows here in id order (`fresh`: the message just accepted, already decoded,
+    /// with its flood decision); give up those too old or tried too often. Returns how many
+    /// were queued.
+    async fn queue_claimed(
+        self: &Arc<Self>,
+        rows: Vec<InboundRow>,
+        mut fresh: Option<(i64, InboundEvent, Option<bool>)>,
+    ) -> Result<usize, StoreError> {
+        let now = self.svc.clock.now();
+        let since = now - chrono::Duration::from_std(RECOVERY_WINDOW).unwrap_or_default();
+        let max = i32::try_from(self.svc.config.runtime.max_attempts).unwrap_or(i32::MAX);
+        let polled = fresh.is_none();
         let mut n = 0;
         let restarted = rows.iter().filter(|r| r.attempts > 0).count();
         let mut given_up: Vec<GivenUp> = Vec::new();
         for row in rows {
-            let ev = match serde_json::from_str::<InboundEvent>(&row.payload) {
+            let mut flood = None;
+            let decoded = match fresh.take() {
+                Some((id, ev, f)) if id == row.id => {
+                    flood = f;
+                    Ok(ev)
+                }
+                other => {
+                    fresh = other;
+                    serde_json::from_str::<InboundEvent>(&row.payload)
+                }
+            };
+            let ev = match decoded {
                 Ok(ev) => ev,
                 Err(e) => {
                     // serde's message may quote the payload (conversation text): category and position only
@@ -520,7 +538,7 @@ impl Hearth {
             self.enqueue(Job {
                 ev,
                 inbound_id: Some(row.id),
-                flood: None,
+                flood,
                 prior_attempts: row.attempts,
             });
             n += 1;
@@ -532,7 +550,7 @@ impl Hearth {
             // turns had started on these elsewhere (a process died or stopped mid-turn)
             tracing::info!(count = restarted, owner = %self.owner, "recovering unfinished messages");
         }
-        if n > restarted {
+        if polled && n > restarted {
             tracing::debug!(
                 count = n - restarted,
                 "messages handed over by other processes claimed"
@@ -574,8 +592,7 @@ impl Hearth {
     }
 
     /// The heartbeat: renew every lease this process holds (inbound messages, chats, then the
-    /// routine runs it executes: one statement each), record the beat in `processes`, and give
-    /// up the chats no turn used for a heartbeat period.
+    /// routine runs it executes: one statement each) and record the beat in `processes`.
     pub async fn heartbeat(&self) -> Result<u64, StoreError> {
         let now = self.svc.clock.now();
         let host = std::env::var("HOSTNAME").unwrap_or_default();
@@ -588,9 +605,6 @@ impl Hearth {
             .store
             .renew_leases(&self.owner, self.lease_end(now))
             .await?;
-        let beat = chrono::Duration::from_std(self.svc.config.runtime.heartbeat)
-            .unwrap_or(chrono::Duration::seconds(5));
-        self.svc.locks.release_idle(now - beat).await;
         let chats = self.svc.locks.renew().await?;
         let run_lease = chrono::Duration::from_std(self.svc.config.routines.step_lease)
             .unwrap_or(chrono::Duration::seconds(30));
@@ -635,6 +649,8 @@ impl Hearth {
                         if me.closed.load(Ordering::SeqCst) {
                             break;
                         }
+                        // chats no turn used for a poll period go back to every process
+                        me.svc.locks.release_idle(std::time::Instant::now() - every).await;
                         if let Err(e) = me.recover().await {
                             tracing::warn!(error = %e, "periodic recovery failed; retrying");
                         }
@@ -784,7 +800,7 @@ impl Hearth {
 
     /// Hand one message back to recovery (the heartbeat would otherwise keep renewing it).
     async fn release_one(&self, id: i64) {
-        if let Err(e) = self.svc.store.release_inbound(id).await {
+        if let Err(e) = self.svc.store.release_inbound(id, &self.owner).await {
             tracing::warn!(inbound = id, error = %e, "could not release a lease; it lapses on its own");
         }
     }

@@ -203,6 +203,15 @@ impl Store {
         Ok(())
     }
 
+    /// Every process row, oldest start first (diagnostics, tests).
+    pub async fn processes(&self) -> StoreResult<Vec<process::Model>> {
+        use sea_orm::QueryOrder;
+        Ok(process::Entity::find()
+            .order_by_asc(process::Column::StartedAt)
+            .all(self.conn())
+            .await?)
+    }
+
     /// How many processes beat at or after `since` (at least 1: the caller counts itself).
     pub async fn live_processes(&self, since: DateTime<Utc>) -> StoreResult<u64> {
         let n = process::Entity::find()
@@ -229,7 +238,7 @@ impl Store {
     /// The chats `owner` may take pending inbound messages of at `now`, at most [`CLAIM_BATCH`]:
     /// chats with a pending message and no live chat lease (accepted by a process that could not
     /// take the chat, or whose holder died or let go), and chats `owner` holds with a pending
-    /// message it does not hold (accepted by another process meanwhile). One statement.
+    /// message nobody holds (accepted by another process meanwhile). One statement.
     pub async fn claimable_chats(&self, owner: &str, now: DateTime<Utc>) -> StoreResult<Vec<i64>> {
         let mut live = Query::select();
         live.column(chat_lease::Column::ChatId)
@@ -250,7 +259,7 @@ impl Store {
                     .add(
                         Condition::all()
                             .add(inbound::Column::ChatId.in_subquery(mine))
-                            .add(not_held_by(owner, now)),
+                            .add(super::inbound::lapsed(now)),
                     ),
             )
             .limit(CLAIM_BATCH)
@@ -259,9 +268,9 @@ impl Store {
             .await?)
     }
 
-    /// Claim for `owner` (until `until`) the pending inbound messages of `chats` that `owner`
-    /// does not hold at `now` (unowned, lapsed, or left by another process: whoever holds the
-    /// chat's lease works all its messages), oldest first, at most [`CLAIM_BATCH`]: one
+    /// Claim for `owner` (until `until`) the pending inbound messages of `chats` that nobody
+    /// holds at `now` (unowned: accepted by a process that did not hold the chat, or handed
+    /// back; or lapsed: their process died), oldest first, at most [`CLAIM_BATCH`]: one
     /// `UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED) RETURNING *`, so two processes
     /// never claim the same row and never wait on each other's rows. The caller must hold the
     /// chats' leases. Returns the claimed rows in id order.
@@ -280,7 +289,7 @@ impl Store {
             .from(inbound::Entity)
             .and_where(inbound::Column::Status.eq(InboundStatus::Pending.as_str()))
             .and_where(inbound::Column::ChatId.is_in(chats.iter().copied()))
-            .cond_where(not_held_by(owner, now))
+            .cond_where(super::inbound::lapsed(now))
             .order_by(inbound::Column::Id, sea_orm::Order::Asc)
             .limit(CLAIM_BATCH)
             .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
@@ -294,11 +303,4 @@ impl Store {
         rows.sort_by_key(|r| r.id);
         Ok(rows)
     }
-}
-
-/// Inbound rows `owner` does not hold at `now`.
-fn not_held_by(owner: &str, now: DateTime<Utc>) -> Condition {
-    Condition::any()
-        .add(inbound::Column::Owner.ne(owner))
-        .add(super::inbound::lapsed(now))
 }

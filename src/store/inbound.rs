@@ -169,9 +169,16 @@ impl Store {
         self.release_where(inbound::Column::Owner.eq(owner)).await
     }
 
-    /// Release one pending message (its turn failed): recovery takes it at its next pass.
-    pub async fn release_inbound(&self, id: i64) -> StoreResult<()> {
-        self.release_where(inbound::Column::Id.eq(id)).await?;
+    /// Release one pending message `owner` holds (its turn failed, or another process holds
+    /// its chat): whoever holds the chat claims it at its next pass. A message another process
+    /// claimed meanwhile is left alone.
+    pub async fn release_inbound(&self, id: i64, owner: &str) -> StoreResult<()> {
+        self.release_where(
+            inbound::Column::Id
+                .eq(id)
+                .and(inbound::Column::Owner.eq(owner)),
+        )
+        .await?;
         Ok(())
     }
 
@@ -230,6 +237,8 @@ impl Store {
 
     /// Persist the reply decided for inbound message `inbound_id`, before it is sent.
     /// `buttons` is the keyboard as JSON. A reply already stored for it is kept (decided once).
+    /// Returns true when this call stored it, false when one was stored before (by an earlier
+    /// turn, or by another process that worked the message while this one's lease lapsed).
     pub async fn save_reply(
         &self,
         inbound_id: i64,
@@ -238,7 +247,7 @@ impl Store {
         buttons: &str,
         reply_to: Option<i64>,
         now: DateTime<Utc>,
-    ) -> StoreResult<()> {
+    ) -> StoreResult<bool> {
         let r = reply::Entity::insert(reply::ActiveModel {
             inbound_id: Set(inbound_id),
             chat_id: Set(chat_id),
@@ -257,7 +266,8 @@ impl Store {
         .exec(self.conn())
         .await;
         match r {
-            Ok(_) | Err(sea_orm::DbErr::RecordNotInserted) => Ok(()),
+            Ok(_) => Ok(true),
+            Err(sea_orm::DbErr::RecordNotInserted) => Ok(false),
             Err(e) => Err(e.into()),
         }
     }

@@ -319,6 +319,17 @@ impl Daemon {
         db_url: &str,
         log: &std::path::Path,
     ) -> Daemon {
+        Self::start_with(fake, llm, db_url, log, &[]).await
+    }
+
+    /// [`Daemon::start`] with more environment variables (`HEARTH_…` overrides).
+    pub(crate) async fn start_with(
+        fake: &FakeBotApi,
+        llm: &str,
+        db_url: &str,
+        log: &std::path::Path,
+        extra: &[(&str, &str)],
+    ) -> Daemon {
         let port = free_port();
         let child = tokio::process::Command::new(BIN)
             .arg("run")
@@ -342,6 +353,7 @@ impl Daemon {
             .env("HEARTH_ROUTINES__STEP_LEASE", "2s")
             .env("HEARTH_GROUP__FLOOD_BUDGET", "1000")
             .env("RUST_LOG", "info")
+            .envs(extra.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::from(
                 std::fs::OpenOptions::new()
@@ -386,6 +398,22 @@ impl Daemon {
         assert_eq!(r.status(), 200);
     }
 
+    /// The OS process id (the prefix of the process's lease owner id).
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id().unwrap_or(0)
+    }
+
+    /// SIGTERM, then wait up to 60 s for the exit; returns the exit code.
+    pub(crate) async fn stop_code(mut self) -> Option<i32> {
+        let pid = self.child.id()?.to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        tokio::time::timeout(Duration::from_secs(60), self.child.wait())
+            .await
+            .ok()?
+            .ok()?
+            .code()
+    }
+
     pub(crate) fn kill9(mut self) {
         let pid = self.child.id().unwrap().to_string();
         assert!(Command::new("kill")
@@ -404,7 +432,7 @@ impl Daemon {
 }
 
 /// (chat id, replied-to message id) of every sendMessage whose text is `text`.
-fn replies_with(fake: &FakeBotApi, text: &str) -> Vec<(i64, i64)> {
+pub(crate) fn replies_with(fake: &FakeBotApi, text: &str) -> Vec<(i64, i64)> {
     fake.calls_to("sendMessage")
         .into_iter()
         .filter(|b| b["text"] == text)
@@ -423,7 +451,7 @@ fn replies_with(fake: &FakeBotApi, text: &str) -> Vec<(i64, i64)> {
 }
 
 /// Wait until `n` replies `text` were sent; panics after `timeout`.
-async fn wait_replies(fake: &FakeBotApi, text: &str, n: usize, timeout: Duration) {
+pub(crate) async fn wait_replies(fake: &FakeBotApi, text: &str, n: usize, timeout: Duration) {
     let deadline = std::time::Instant::now() + timeout;
     while replies_with(fake, text).len() < n {
         assert!(
@@ -436,7 +464,7 @@ async fn wait_replies(fake: &FakeBotApi, text: &str, n: usize, timeout: Duration
 }
 
 /// Each expected (chat, message) answered exactly once.
-fn assert_each_answered_once(fake: &FakeBotApi, text: &str, expected: &[(i64, i64)]) {
+pub(crate) fn assert_each_answered_once(fake: &FakeBotApi, text: &str, expected: &[(i64, i64)]) {
     let got = replies_with(fake, text);
     for key in expected {
         let n = got.iter().filter(|k| *k == key).count();
@@ -466,7 +494,7 @@ fn sixty_mentions() -> (Vec<serde_json::Value>, Vec<(i64, i64)>) {
     (updates, keys)
 }
 
-async fn slow_model(delay_ms: u64) -> wiremock::MockServer {
+pub(crate) async fn slow_model(delay_ms: u64) -> wiremock::MockServer {
     let llm = wiremock::MockServer::start().await;
     mount_default(
         &llm,

@@ -427,3 +427,38 @@ async fn a_flooding_member_gets_one_slow_down_and_the_others_their_turn() {
     app.say(&group(), &alice(), "@hearth_bot and now?").await;
     assert_eq!(app.last_text(GROUP), "answer");
 }
+
+/// Issue 12: a process whose leases lapsed mid-turn (a stalled database, a paused VM) while
+/// another process took the chat over and answered: its own reply is not sent a second time —
+/// one reply per message, whoever decided first.
+#[tokio::test]
+async fn a_turn_whose_lease_lapsed_does_not_send_a_second_reply() {
+    let store = test_store().await;
+    let clock = ManualClock::new(t0());
+    let ev = msg(group(), alice(), 970, "@hearth_bot question", t0());
+    let id = left_by_dead_process(&store, &ev, t0(), 1).await;
+    // the other process answered it (decided and sent)
+    assert!(store
+        .save_reply(id, GROUP, "first answer", "[]", Some(970), t0())
+        .await
+        .unwrap());
+    let app = TestApp::on_store(store.clone(), clock.clone(), |_| {}, vec![]).await;
+    // the late turn's reply goes through the same one-reply-per-message door
+    let late = hearth::types::Outbound {
+        chat_id: GROUP,
+        html: "second answer".into(),
+        buttons: vec![],
+        reply_to: Some(970),
+    };
+    let sent = app.hearth.svc.outbox.send_for(id, late).await.unwrap();
+    assert!(sent.is_empty(), "not sent twice");
+    assert!(app.texts(GROUP).is_empty(), "{:?}", app.texts(GROUP));
+    assert!(!store
+        .save_reply(id, GROUP, "third", "[]", Some(970), t0())
+        .await
+        .unwrap());
+    assert_eq!(
+        store.reply_for(id).await.unwrap().unwrap().html,
+        "first answer"
+    );
+}

@@ -410,6 +410,8 @@ async fn process(url: &str, model: hearth::testkit::ScriptedModel) -> Proc {
         },
         agent,
     );
+    // heartbeat, claims and idle chat leases going back, as in `hearth run`
+    hearth.spawn_lease_tasks(tokio_util::sync::CancellationToken::new());
     Proc {
         engine: RoutineEngine::new(hearth.svc.clone(), hearth.agent.clone()),
         clock,
