@@ -198,9 +198,29 @@ fn init_logging(cfg: &Config, console: bool) {
         // async-openai logs a whole response body at ERROR when it can't parse one; bodies may
         // hold conversation text, and hearth reports the failure itself (issue 8)
         .add_directive("async_openai=off".parse().expect("static directive"));
-    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    use tracing_subscriber::{
+        filter::Targets, layer::SubscriberExt, util::SubscriberInitExt, Layer,
+    };
+    // the pool's acquisition events feed `hearth_db_pool_wait_seconds` whatever the log level
+    let pool_wait = hearth::metrics::PoolWaitLayer.with_filter(
+        Targets::new().with_target(hearth::metrics::POOL_ACQUIRE_TARGET, tracing::Level::TRACE),
+    );
+    let registry = tracing_subscriber::registry().with(pool_wait);
     let _ = match cfg.log.format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Pretty => builder.try_init(),
+        LogFormat::Json => registry
+            .with(
+                fmt::layer()
+                    .json()
+                    .with_writer(std::io::stderr)
+                    .with_filter(filter),
+            )
+            .try_init(),
+        LogFormat::Pretty => registry
+            .with(
+                fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_filter(filter),
+            )
+            .try_init(),
     };
 }

@@ -46,7 +46,16 @@ struct Metrics {
     /// `hearth_telegram_api_calls_total{method, outcome}`: Bot API attempts by method and
     /// outcome ("ok", "rate_limited" (429), "transient", "error").
     bot_api: Family<Labels, Counter>,
+    /// `hearth_db_pool_wait_seconds`: how long each statement waited for a database
+    /// connection from this process's pool (issue 12: a replica's pool must not be the
+    /// bottleneck; p99 ≤ 10 ms).
+    pool_wait: Histogram,
 }
+
+/// Upper bounds of the pool wait buckets, seconds (0.1 ms … 5 s).
+const POOL_BUCKETS: [f64; 13] = [
+    0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+];
 
 /// Upper bounds of the turn duration buckets, seconds.
 const TURN_BUCKETS: [f64; 11] = [0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0];
@@ -64,6 +73,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         approvals: Family::default(),
         inbound_depth: Gauge::default(),
         bot_api: Family::default(),
+        pool_wait: Histogram::new(POOL_BUCKETS.into_iter()),
     };
     registry.register(
         "turns",
@@ -110,6 +120,12 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "telegram_api_calls",
         "Bot API call attempts by method and outcome (ok, rate_limited, transient, error)",
         m.bot_api.clone(),
+    );
+    registry.register_with_unit(
+        "db_pool_wait",
+        "Wait for a database connection from this process's pool, per acquisition",
+        Unit::Seconds,
+        m.pool_wait.clone(),
     );
     Metrics { registry, ..m }
 });
@@ -203,3 +219,43 @@ pub fn render() -> String {
 
 /// The content type of [`render`]'s output.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// A statement waited `seconds` for a pooled database connection.
+pub fn pool_wait(seconds: f64) {
+    METRICS.pool_wait.observe(seconds);
+}
+
+/// The `tracing` target sqlx reports each pool acquisition on (with `acquired_after_secs`),
+/// when the pool's `acquire_time_level` is on (`store::Store::connect` turns it on at TRACE).
+pub const POOL_ACQUIRE_TARGET: &str = "sqlx::pool::acquire";
+
+/// A `tracing` layer that records sqlx's pool acquisition events into
+/// `hearth_db_pool_wait_seconds`. Install it with a per-layer filter on
+/// [`POOL_ACQUIRE_TARGET`] at TRACE (the log output's own filter stays as configured).
+pub struct PoolWaitLayer;
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for PoolWaitLayer {
+    fn on_event(
+        &self,
+        event: &tracing::Event<'_>,
+        _ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        struct Secs(Option<f64>);
+        impl tracing::field::Visit for Secs {
+            fn record_f64(&mut self, field: &tracing::field::Field, value: f64) {
+                if field.name() == "acquired_after_secs" {
+                    self.0 = Some(value);
+                }
+            }
+            fn record_debug(&mut self, _: &tracing::field::Field, _: &dyn std::fmt::Debug) {}
+        }
+        if event.metadata().target() != POOL_ACQUIRE_TARGET {
+            return;
+        }
+        let mut secs = Secs(None);
+        event.record(&mut secs);
+        if let Some(s) = secs.0 {
+            pool_wait(s);
+        }
+    }
+}

@@ -61,6 +61,9 @@ pub struct ChatLocks {
     leases: Option<Arc<ChatLeases>>,
 }
 
+/// A held chat lease in the cache: (until, last used).
+type Held = (DateTime<Utc>, std::time::Instant);
+
 /// The cross-process half of [`ChatLocks`].
 struct ChatLeases {
     store: Store,
@@ -69,7 +72,7 @@ struct ChatLeases {
     lease: chrono::Duration,
     /// Chat id → (held until (the clock's time, as written to the table), last used (real
     /// time: idleness is measured by the process, whatever the injected clock says)).
-    held: std::sync::Mutex<HashMap<i64, (DateTime<Utc>, std::time::Instant)>>,
+    held: std::sync::Mutex<HashMap<i64, Held>>,
     /// Per chat: serializes this process's takes and releases of the chat's lease, so the cache
     /// and the table never disagree (a release's delete landing after a concurrent re-take
     /// would leave the cache saying "held" with no row: two processes working one chat).

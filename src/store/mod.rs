@@ -159,6 +159,10 @@ impl Store {
                 // with 10,000 waiting runs (issue 9's RSS budget; measured with heaptrack).
                 .pragma("cache_size", "-1024")
         });
+        // every acquisition reported (TRACE, target `sqlx::pool::acquire`) for the pool-wait
+        // metric; nothing is logged unless a subscriber asks for that target
+        opts.map_sqlx_postgres_pool_opts(|o| o.acquire_time_level(::log::LevelFilter::Trace))
+            .map_sqlx_sqlite_pool_opts(|o| o.acquire_time_level(::log::LevelFilter::Trace));
         let db = Database::connect(opts).await?;
         migrate(&db, url).await?;
         let write = (db.get_database_backend() == DbBackend::Sqlite)

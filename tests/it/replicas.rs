@@ -267,7 +267,7 @@ async fn sigterm_on_one_replica_hands_its_chats_over_mid_load() {
         .await;
     let stopped = stopping.elapsed();
     assert_eq!(code, Some(0), "graceful stop exits 0");
-    post_round_robin(&[b.clone()], chats, 3, per_chat).await;
+    post_round_robin(std::slice::from_ref(&b), chats, 3, per_chat).await;
     wait_replies(
         &fake,
         "answer",
