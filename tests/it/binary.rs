@@ -386,6 +386,11 @@ impl Daemon {
         assert_eq!(r.status(), 200);
     }
 
+    /// The process id (a process's lease owner is `<pid>-<random>`).
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id().unwrap_or(0)
+    }
+
     pub(crate) fn kill9(mut self) {
         let pid = self.child.id().unwrap().to_string();
         assert!(Command::new("kill")
