@@ -136,7 +136,11 @@ async fn body(job: Job, hearth: &Arc<Hearth>, routines: &Arc<RoutineEngine>) {
         }
         Job::InboundCleanup => {
             // unfinished messages are recovery's (leases); this only purges finished ones
-            if let Err(e) = svc.store.purge_inbound(now - chrono::Duration::days(7)).await {
+            if let Err(e) = svc
+                .store
+                .purge_inbound(now - chrono::Duration::days(7))
+                .await
+            {
                 tracing::warn!(error = %e, "inbound cleanup failed");
             }
         }

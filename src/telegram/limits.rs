@@ -232,10 +232,7 @@ mod tests {
         let alone = next_global_wait(&l);
         assert!(alone <= Duration::from_micros(33_334), "{alone:?}");
         // shares round down, never below one a second; 0 processes counts as this one
-        assert_eq!(
-            [3, 4, 7, 40, 0].map(|n| l.divide(n)),
-            [10, 7, 4, 1, 30]
-        );
+        assert_eq!([3, 4, 7, 40, 0].map(|n| l.divide(n)), [10, 7, 4, 1, 30]);
         assert_eq!(l.divide(2), 15);
         assert_eq!(l.per_second(), 15);
         // the limiter in use paces at the share: 1/15 s between two messages, not 1/30 s

@@ -6,7 +6,7 @@
 //! moment: every message is sent once, whichever process sends it. The real binary: three
 //! `hearth run` replicas on one database (SQLite file or Postgres), an `every 30s` routine and a
 //! waiting multi-step run for 3 minutes, one replica SIGKILLed in the middle.
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use chrono::{DateTime, Utc};
 use hearth::{
@@ -132,13 +132,15 @@ fn every_job_is_in_the_table_with_its_mode() {
         jobs::hold(Job::ChoreReminders, lease),
         Duration::from_secs(30)
     );
-    assert_eq!(jobs::hold(Job::InboundCleanup, lease), Duration::from_secs(1800));
+    assert_eq!(
+        jobs::hold(Job::InboundCleanup, lease),
+        Duration::from_secs(1800)
+    );
     assert_eq!(jobs::hold(Job::SqliteCheckpoint, lease), lease);
 }
 
 #[tokio::test]
-async fn chore_reminders_from_two_processes_go_out_once_and_the_lease_moves_when_its_holder_dies()
-{
+async fn chore_reminders_from_two_processes_go_out_once_and_the_lease_moves_when_its_holder_dies() {
     let (a, b, clock) = two_processes().await;
     let (ea, eb) = (engine(&a), engine(&b));
     a.say(&group(), &alice(), "/addchore Bins daily at 11:00 @bob")
@@ -461,23 +463,30 @@ async fn three_replicas_fire_every_slot_once_and_run_every_step_once_across_a_si
         .await;
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while !texts_to(&fake, -700).iter().any(|t| t == "before the wait") {
-        assert!(std::time::Instant::now() < deadline, "the run did not start");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run did not start"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let started = Utc::now();
 
-    // SIGKILL one replica between the 2nd and the 3rd slot, while the run waits: the replica
-    // that ran the latest slot when it still shows as the run's holder, else the first
+    // SIGKILL one replica between the 2nd and the 3rd slot, while the run waits: the holder of
+    // a leased job when one is held at that moment, else the first replica
     let slot = |k: i64| slot0 + chrono::Duration::seconds(30 * k);
     sleep_until(slot(1) + chrono::Duration::seconds(15)).await;
-    let latest_owner = store
-        .routine_runs(tick.id, 100)
-        .await
-        .unwrap()
-        .into_iter()
-        .filter_map(|r| r.owner)
-        .next_back();
-    let victim = latest_owner
+    let mut holder = None;
+    for job in [Job::ChoreReminders, Job::RoutineConditions] {
+        if let Some(o) = store
+            .lease_holder(&job.lease_name(), Utc::now())
+            .await
+            .unwrap()
+        {
+            holder = holder.or(Some(o));
+        }
+    }
+    let victim = holder
+        .as_ref()
         .and_then(|o| {
             replicas
                 .iter()
@@ -491,24 +500,51 @@ async fn three_replicas_fire_every_slot_once_and_run_every_step_once_across_a_si
         "killed while the run waits"
     );
 
-    // 6 slots (slot 0 .. slot 5), then a moment for the last one's message
-    sleep_until(slot(5) + chrono::Duration::seconds(4)).await;
+    // 6 slots: an `every` trigger's next slot is 30 s after the one that fired (`next_after`
+    // the fire), so slot k is slot 0 + 30 s × k plus the sweeps' lateness
+    let deadline = slot(5) + chrono::Duration::seconds(20);
+    while store.routine_runs(tick.id, 100).await.unwrap().len() < 6 {
+        assert!(Utc::now() < deadline, "the 6th slot did not fire");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await; // its message; the 7th is 30 s away
     let texts = texts_to(&fake, -700);
     let runs = store.routine_runs(tick.id, 100).await.unwrap();
-    let mut per_slot: HashMap<DateTime<Utc>, usize> = HashMap::new();
-    for r in &runs {
-        *per_slot.entry(r.scheduled_for.expect("a slot")).or_default() += 1;
-    }
-    let fired: Vec<_> = (0..6).map(|k| per_slot.get(&slot(k)).copied()).collect();
+    let mut slots: Vec<DateTime<Utc>> = runs.iter().filter_map(|r| r.scheduled_for).collect();
+    slots.sort();
+    let gaps: Vec<i64> = slots
+        .windows(2)
+        .map(|w| (w[1] - w[0]).num_milliseconds())
+        .collect();
     println!(
-        "3 replicas, every 30s: slots from {slot0}, run rows per slot {fired:?}; killed replica {victim} at {killed_at} (run waiting since {started})"
+        "3 replicas, every 30s: slots {slots:?}, gaps {gaps:?} ms; killed replica {victim} (job lease holder: {holder:?}) at {killed_at} (run waiting since {started})"
     );
-    assert_eq!(fired, vec![Some(1); 6], "each slot fired exactly once");
-    assert_eq!(runs.len(), 6, "no other run: {runs:?}");
+    assert_eq!(runs.len(), 6, "one run row per slot: {runs:?}");
+    assert_eq!(slots.len(), 6, "every run is for a slot");
+    assert_eq!(slots[0], slot0);
+    assert!(
+        gaps.iter().all(|g| (30_000..36_000).contains(g)),
+        "each slot fired once, 30 s after the one before: {gaps:?}"
+    );
+    assert!(slots[5] > killed_at, "slots still fire after the kill");
+    let next = store.routine_triggers(tick.id).await.unwrap()[0]
+        .next_fire_at
+        .expect("still scheduled");
+    assert!(
+        (30_000..36_000).contains(&(next - slots[5]).num_milliseconds()),
+        "the trigger moved on once from the last slot: {next}"
+    );
     for r in &runs {
         assert_eq!(r.status.as_str(), "completed", "{r:?}");
-        let n = texts.iter().filter(|t| **t == format!("tick {}", r.id)).count();
-        assert_eq!(n, 1, "slot {:?}: run {} sent {n} times", r.scheduled_for, r.id);
+        let n = texts
+            .iter()
+            .filter(|t| **t == format!("tick {}", r.id))
+            .count();
+        assert_eq!(
+            n, 1,
+            "slot {:?}: run {} sent {n} times",
+            r.scheduled_for, r.id
+        );
     }
     assert_eq!(
         texts.iter().filter(|t| t.starts_with("tick ")).count(),
@@ -519,7 +555,10 @@ async fn three_replicas_fire_every_slot_once_and_run_every_step_once_across_a_si
     // the waiting run resumed once, after the kill, when its 100 s ended
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while !texts_to(&fake, -700).iter().any(|t| t == "after the wait") {
-        assert!(std::time::Instant::now() < deadline, "the run never resumed");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run never resumed"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     tokio::time::sleep(Duration::from_secs(3)).await; // longer than a lease: nothing more
