@@ -30,6 +30,8 @@ use crate::{
     workflow::WorkflowTargets,
 };
 
+pub mod jobs;
+
 /// How long in-flight turns may run after a stop signal.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 
@@ -174,86 +176,26 @@ pub async fn routine_engine(
     Ok(engine)
 }
 
-/// Register the system jobs (and the routine sweep, every second) on a new scheduler and start it.
+/// Register every [`jobs::Job`] (the system jobs and the routine sweep, every second) on a new
+/// scheduler and start it. Each tick runs [`jobs::tick`]: everywhere, or under the job's lease
+/// (see the table in [`jobs`]).
 pub async fn start_scheduler(
     hearth: &Arc<Hearth>,
     routines: &Arc<RoutineEngine>,
 ) -> anyhow::Result<Scheduler> {
     let sched = Scheduler::new().await?;
-    sched
-        .add_with(
-            "routine-sweep",
-            "* * * * * *",
-            routines.clone(),
-            |e| async move {
-                if let Err(err) = e.sweep(e.services().clock.now()).await {
-                    tracing::warn!(error = %err, "routine sweep failed; retrying next tick");
-                }
-            },
-        )
-        .await?;
-    sched
-        .add_with(
-            "routine-conditions",
-            "20 * * * * *",
-            hearth.clone(),
-            |h| async move {
-                // condition triggers: each minute, a run per crossing (issue 9)
-                let now = h.svc.clock.now();
-                if let Err(e) = crate::routines::conditions::evaluate(&h.svc, now).await {
-                    tracing::warn!(error = %e, "condition triggers not evaluated; retrying next minute");
-                }
-            },
-        )
-        .await?;
-    sched
-        .add_with(
-            "inbound-cleanup",
-            "0 17 * * * *",
-            hearth.clone(),
-            |h| async move {
-                // unfinished messages are recovery's (leases); this only purges finished ones
-                let purge = h.svc.clock.now() - chrono::Duration::days(7);
-                if let Err(e) = h.svc.store.purge_inbound(purge).await {
-                    tracing::warn!(error = %e, "inbound cleanup failed");
-                }
-            },
-        )
-        .await?;
-    sched
-        .add_with(
-            "sqlite-checkpoint",
-            "*/30 * * * * *",
-            hearth.svc.store.clone(),
-            |s| async move {
-                if let Err(e) = s.checkpoint().await {
-                    tracing::warn!(error = %e, "WAL checkpoint failed");
-                }
-            },
-        )
-        .await?;
-    sched
-        .add_with(
-            "workflow-expiry",
-            "0 * * * * *",
-            hearth.clone(),
-            |h| async move {
-                sweep_expired(&h).await;
-            },
-        )
-        .await?;
-    sched
-        .add_with(
-            "chore-reminders",
-            "30 * * * * *",
-            hearth.clone(),
-            |h| async move {
-                if let Err(e) = crate::chores::reminders::run(&h.svc, h.svc.clock.now()).await {
-                    tracing::warn!(error = %e, "chore reminders failed; retrying next minute");
-                }
-            },
-        )
-        .await?;
+    for job in jobs::Job::ALL {
+        sched
+            .add_with(
+                job.name(),
+                job.cron(),
+                (hearth.clone(), routines.clone()),
+                move |(h, r)| async move {
+                    jobs::tick(job, &h, &r).await;
+                },
+            )
+            .await?;
+    }
     sched.start().await?;
     Ok(sched)
 }
@@ -266,6 +208,43 @@ pub async fn sweep_expired(hearth: &Hearth) {
         Ok(n) => tracing::info!(count = n, "requests expired"),
         Err(e) => tracing::warn!(error = %e, "expiry sweep failed"),
     }
+}
+
+/// Divide `telegram.limit_per_second` among the live processes (those whose heartbeat is
+/// within `cluster.lease`, this one included) and pace `bot`'s bot-wide sends at this process's
+/// share ([`telegram::TgBot::divide_rate`]; divided, not shared: see `telegram::limits`).
+/// Returns the share, messages a second.
+///
+/// Errors: storage (the share stays as it was).
+pub async fn share_rate(bot: &telegram::TgBot, hearth: &Hearth) -> crate::store::StoreResult<u32> {
+    let svc = &hearth.svc;
+    let lease = chrono::Duration::from_std(svc.config.cluster.lease)
+        .unwrap_or(chrono::Duration::seconds(15));
+    let live = svc.store.live_processes(svc.clock.now() - lease).await?;
+    Ok(bot.divide_rate(live))
+}
+
+/// Every `runtime.heartbeat` until `stop`: [`share_rate`] (the heartbeat itself, which records
+/// this process as live, is the core's).
+fn spawn_rate_share(bot: telegram::TgBot, hearth: Arc<Hearth>, stop: CancellationToken) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(hearth.svc.config.runtime.heartbeat);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last = bot.rate_per_second();
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tick.tick() => match share_rate(&bot, &hearth).await {
+                    Ok(share) if share != last => {
+                        tracing::info!(per_second = share, "bot-wide send rate: this process's share");
+                        last = share;
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "live processes not counted; send rate unchanged"),
+                },
+            }
+        }
+    });
 }
 
 /// `hearth run`: the Telegram daemon.
@@ -313,6 +292,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         "start-up recovery done"
     );
     hearth.spawn_lease_tasks(stop.clone());
+    spawn_rate_share(bot.clone(), hearth.clone(), stop.clone());
     sweep_expired(&hearth).await;
     let routines = routine_engine(&hearth, &stop).await?;
     let sched = start_scheduler(&hearth, &routines).await?;

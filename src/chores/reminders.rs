@@ -11,7 +11,9 @@
 //! nudge. Overdue group chores also publish `HearthEvent::ChoreOverdue` (the `overdue-nudge`
 //! routine listens).
 //!
-//! [`run`] is a plain function the scheduler calls every minute (`app::start_scheduler`).
+//! [`run`] is a plain function the scheduler calls every minute (`app::start_scheduler`); with
+//! replicas one process at a time runs it (the lease `job:chore-reminders`, `app::jobs`), and the
+//! claims keep it once-only even where two runs overlap.
 //! Uses: store, services, events, the chores service, `stats` (leaderboard), schedule, format.
 
 use std::collections::HashMap;

@@ -1,7 +1,9 @@
 //! Condition triggers (issue 9, item 13): a routine fires when a hearth fact of its chat crosses
 //! a threshold, evaluated each minute by the scheduler ([`evaluate`]), once per crossing from
 //! false to true (`routine_triggers.condition_met`, a conditional update, so two processes fire
-//! it once), with the facts as the run's initial inputs.
+//! it once), with the facts as the run's initial inputs. With replicas the scheduler evaluates
+//! on one process at a time (the lease `job:routine-conditions`, `app::jobs`): an evaluator whose
+//! clock is behind would otherwise re-arm a crossing another just fired, and it would fire again.
 //!
 //! Grammar (trigger strings, case-insensitive):
 //! - `when overdue > N` (also `when more than N chores are overdue`): more than N open chores of

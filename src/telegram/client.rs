@@ -203,6 +203,17 @@ impl TgBot {
         })
     }
 
+    /// Pace this process's bot-wide sends at its share of `telegram.limit_per_second` among
+    /// `processes` live processes ([`Limits::divide`]). Returns the share, messages a second.
+    pub fn divide_rate(&self, processes: u64) -> u32 {
+        self.inner.limits.divide(processes)
+    }
+
+    /// This process's bot-wide pace, messages a second ([`Limits::per_second`]).
+    pub fn rate_per_second(&self) -> u32 {
+        self.inner.limits.per_second()
+    }
+
     /// True while `chat_id` waits out a 429 (`retry_after`).
     pub(crate) fn chat_blocked(&self, chat_id: i64) -> bool {
         !self.inner.limits.blocked_for(chat_id).is_zero()

@@ -21,6 +21,7 @@ mod recorded_manage;
 mod recorded_replay;
 mod recorded_save;
 mod replicas;
+mod replicas_jobs;
 mod router_hardening;
 mod routines;
 mod run_control;
