@@ -20,6 +20,7 @@ mod playbooks;
 mod recorded_manage;
 mod recorded_replay;
 mod recorded_save;
+mod replicas_poll;
 mod router_hardening;
 mod routines;
 mod run_control;
