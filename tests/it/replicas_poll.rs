@@ -228,3 +228,75 @@ async fn three_replicas_started_together_on_an_empty_database_all_come_up() {
         assert!(text.contains("stopped"), "{text}");
     }
 }
+
+/// getUpdates through `{url}/{via}`: the HTTP status.
+async fn get_updates(url: &str, via: &str, timeout: u64) -> u16 {
+    reqwest::Client::new()
+        .post(format!("{url}/{via}/bot123:TEST/getUpdates"))
+        .json(&serde_json::json!({ "timeout": timeout }))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn fake_bot_api_ends_an_older_open_long_poll_with_409() {
+    let fake = FakeBotApi::start().await;
+    let url = fake.url();
+    let older = tokio::spawn({
+        let url = url.clone();
+        async move { get_updates(&url, "a", 1).await }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(get_updates(&url, "b", 1).await, 200, "the newer poll runs");
+    assert_eq!(
+        older.await.unwrap(),
+        409,
+        "the older open poll is terminated"
+    );
+    assert_eq!(fake.conflicts(), 1);
+    // polls one after the other do not conflict
+    assert_eq!(get_updates(&url, "a", 0).await, 200);
+    assert_eq!(get_updates(&url, "b", 0).await, 200);
+    assert_eq!(fake.conflicts(), 1);
+}
+
+#[tokio::test]
+async fn a_poller_meeting_409_backs_off_instead_of_looping() {
+    let fake = FakeBotApi::start().await;
+    let llm = wiremock::MockServer::start().await;
+    mount_default(&llm, completion("answer")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = binary_db_url(dir.path()).await;
+    let log = dir.path().join("a.log");
+    let a = Daemon::start_polling(&format!("{}/a", fake.url()), &llm.uri(), &db, &log).await;
+    // a poller outside the lease (an older deploy, a second copy on a laptop) polls without pause
+    let url = fake.url();
+    let rogue = tokio::spawn(async move {
+        let end = Instant::now() + Duration::from_secs(6);
+        while Instant::now() < end {
+            get_updates(&url, "rogue", 1).await;
+        }
+    });
+    let before = fake.calls_via("getUpdates", "a");
+    rogue.await.unwrap();
+    let hearth_polls = fake.calls_via("getUpdates", "a") - before;
+    let conflicts = fake.conflicts();
+    eprintln!(
+        "over 6 s against a rogue poller: hearth {hearth_polls} getUpdates, {conflicts} 409s"
+    );
+    // backing off 1 s, 2 s, 2 s … (≤ cluster.lease): a handful of polls, not a loop
+    assert!(
+        hearth_polls <= 8,
+        "hearth polled {hearth_polls} times in 6 s"
+    );
+    assert_eq!(a.stop_code().await, Some(0));
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(
+        text.matches("conflicts with another poller").count(),
+        1,
+        "logged once per episode: {text}"
+    );
+}
