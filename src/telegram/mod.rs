@@ -2,7 +2,8 @@
 //!
 //! Owns: the Bot API client ([`client`]: JSON over reqwest, API URL from config, Telegram's limits
 //! from config in front of every send ([`limits`]), bounded retries on 429 / 5xx / connection
-//! errors behind it), receiving updates (long polling with the offset stored per bot id, each
+//! errors behind it), receiving updates (long polling by one process of all sharing the database,
+//! the holder of the [`POLLER_LEASE`], with the offset stored per bot id, each
 //! update decoded on its own so one unreadable update never stops polling; or a webhook checked
 //! against the secret token), and [`TelegramMessenger`] (HTML parse mode, split at 4096
 //! characters, plain-text fallback when Telegram rejects the markup, typing, buttons, edits,
