@@ -1,6 +1,7 @@
 # hearth: multi-stage build, slim non-root runtime.
 #   docker build -t hearth .
 #   docker run -e TELEGRAM_BOT_TOKEN=… -e OPENAI_API_KEY=… -v hearth-data:/app/data hearth
+# Several replicas on one Postgres behind Caddy: deploy/compose.yaml.
 
 FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
@@ -10,6 +11,8 @@ COPY src src
 COPY benches benches
 COPY config config
 COPY prompts prompts
+# the admin pages' templates are embedded at build time (include_dir!)
+COPY templates templates
 RUN cargo build --release --locked --bin hearth
 
 FROM debian:bookworm-slim
@@ -20,6 +23,7 @@ RUN apt-get update \
 WORKDIR /app
 COPY --from=build /src/target/release/hearth /usr/local/bin/hearth
 COPY config config
+# read at run time from the working directory (/app/prompts)
 COPY prompts prompts
 COPY THIRD_PARTY_NOTICES.md ./
 RUN mkdir -p /app/data && chown hearth:hearth /app/data

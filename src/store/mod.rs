@@ -164,7 +164,7 @@ impl Store {
         opts.map_sqlx_postgres_pool_opts(|o| o.acquire_time_level(::log::LevelFilter::Trace))
             .map_sqlx_sqlite_pool_opts(|o| o.acquire_time_level(::log::LevelFilter::Trace));
         let db = Database::connect(opts).await?;
-        migrate(&db, url).await?;
+        migrate(&db, url, busy_timeout).await?;
         let write = (db.get_database_backend() == DbBackend::Sqlite)
             .then(|| std::sync::Arc::new(tokio::sync::Mutex::new(())));
         Ok(Store { db, write })
@@ -194,10 +194,11 @@ impl Store {
             }
         }
         let db = Database::connect(url).await?;
-        let pending = migration::Migrator::get_pending_migrations(&db)
+        // read-only: creating the migrations table here would race other processes' migrations
+        let pending = migration::Migrator::get_pending_migrations_read_only(&db)
             .await?
             .len();
-        migrate(&db, url).await?;
+        migrate(&db, url, Duration::from_secs(5)).await?;
         Ok(pending)
     }
 
@@ -242,32 +243,86 @@ impl Store {
 /// (`pg_advisory_lock(bigint)`; "hearth" in ASCII).
 pub const MIGRATION_LOCK_KEY: i64 = 0x6865_6172_7468;
 
-/// Apply pending migrations. On Postgres, any number of replicas may start at once on a fresh
-/// database (issue 12, item 0: two of three replicas exited with `duplicate key value violates
-/// unique constraint "pg_type_typname_nsp_index"`): the migrations run on one dedicated connection
-/// inside a session advisory lock ([`MIGRATION_LOCK_KEY`]), so the first process migrates and the
-/// others wait, then find nothing pending. SQLite serializes writers itself.
-async fn migrate(db: &DatabaseConnection, url: &str) -> StoreResult<()> {
-    if db.get_database_backend() != DbBackend::Postgres {
+/// Longest a process waits for another process's migrations (SQLite: for the write lock).
+const MIGRATION_WAIT: Duration = Duration::from_secs(300);
+
+/// Apply pending migrations. Any number of replicas may start at once on a fresh database (issue
+/// 12, item 0: two of three replicas exited with `duplicate key value violates unique constraint
+/// "pg_type_typname_nsp_index"`; on SQLite `index … already exists`, as sea-orm-migration runs
+/// SQLite migrations outside transactions): the first process migrates and the others wait, then
+/// find nothing pending.
+///
+/// - Postgres: the migrations run on one dedicated connection (a pool of one: sea-orm-migration
+///   runs every statement, and each migration's transaction, on the connection it is given)
+///   inside a session advisory lock ([`MIGRATION_LOCK_KEY`]).
+/// - SQLite file: on one dedicated connection inside one `BEGIN IMMEDIATE` transaction (SQLite's
+///   DDL is transactional): it holds the database's write lock, so the others wait (retried up to
+///   [`MIGRATION_WAIT`] past `busy_timeout`), and a failed migration leaves nothing half done.
+/// - SQLite in memory: one connection, one process; migrated directly.
+async fn migrate(db: &DatabaseConnection, url: &str, busy_timeout: Duration) -> StoreResult<()> {
+    let backend = db.get_database_backend();
+    let memory = url.contains(":memory:") || url.contains("mode=memory");
+    if backend == DbBackend::Sqlite && memory {
         migration::Migrator::up(db, None).await?;
         return Ok(());
     }
-    // one connection: a session lock is held by the connection that took it
+    // one connection: a session lock / a transaction belongs to the connection that took it
     let mut opts = ConnectOptions::new(url.to_string());
     opts.max_connections(1)
         .min_connections(1)
         .connect_timeout(Duration::from_secs(10))
         .sqlx_logging(false);
+    opts.map_sqlx_sqlite_opts(move |o| o.busy_timeout(busy_timeout));
     let one = Database::connect(opts).await?;
+    let r = if backend == DbBackend::Postgres {
+        migrate_postgres(&one).await
+    } else {
+        migrate_sqlite(&one).await
+    };
+    let _ = one.close().await;
+    r
+}
+
+/// Postgres: `Migrator::up` inside the session advisory lock [`MIGRATION_LOCK_KEY`] on `one`.
+async fn migrate_postgres(one: &DatabaseConnection) -> StoreResult<()> {
     one.execute_unprepared(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"))
         .await?;
-    let r = migration::Migrator::up(&one, None).await;
+    let r = migration::Migrator::up(one, None).await;
     let _ = one
         .execute_unprepared(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})"))
         .await;
-    let _ = one.close().await;
-    r?;
-    Ok(())
+    Ok(r?)
+}
+
+/// SQLite: `Migrator::up` inside one `BEGIN IMMEDIATE` transaction on `one`.
+async fn migrate_sqlite(one: &DatabaseConnection) -> StoreResult<()> {
+    let deadline = std::time::Instant::now() + MIGRATION_WAIT;
+    loop {
+        match one.execute_unprepared("BEGIN IMMEDIATE").await {
+            Ok(_) => break,
+            // busy after busy_timeout: another process is migrating (or writing); wait on
+            Err(e) if std::time::Instant::now() < deadline && is_busy(&e) => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    match migration::Migrator::up(one, None).await {
+        Ok(()) => {
+            one.execute_unprepared("COMMIT").await?;
+            Ok(())
+        }
+        Err(e) => {
+            let _ = one.execute_unprepared("ROLLBACK").await;
+            Err(e.into())
+        }
+    }
+}
+
+/// SQLite's "database is locked" / "busy".
+fn is_busy(e: &DbErr) -> bool {
+    let s = e.to_string().to_lowercase();
+    s.contains("locked") || s.contains("busy")
 }
 
 /// `sqlite://data/hearth.db?mode=rwc` → `Some("data")`.

@@ -2,7 +2,8 @@
 //!
 //! Owns: the Bot API client ([`client`]: JSON over reqwest, API URL from config, Telegram's limits
 //! from config in front of every send ([`limits`]), bounded retries on 429 / 5xx / connection
-//! errors behind it), receiving updates (long polling with the offset stored per bot id, each
+//! errors behind it), receiving updates (long polling by one process of all sharing the database,
+//! the holder of the [`POLLER_LEASE`], with the offset stored per bot id, each
 //! update decoded on its own so one unreadable update never stops polling; or a webhook checked
 //! against the secret token), and [`TelegramMessenger`] (HTML parse mode, split at 4096
 //! characters, plain-text fallback when Telegram rejects the markup, typing, buttons, edits,
@@ -159,11 +160,130 @@ fn decode_update(raw: &str) -> Result<Update, (Option<i64>, String)> {
     }
 }
 
-/// Long polling until `stop` is cancelled. Each update is decoded on its own, handed to the core
-/// and made durable before its offset is confirmed, so a crash never loses a request and one
-/// unreadable update never stops the others (it is skipped, logged by id). The offset is the
-/// highest update id seen plus one (an update without an id cannot hold it back), stored per bot
-/// id: a new token starts clean instead of skipping updates.
+/// The named lease (`leases` table, [`Store::acquire_lease`]) that makes one process the long-poller
+/// when several replicas share a database: Telegram answers a second concurrent getUpdates with
+/// 409 and terminates the first, so two pollers of one bot fight forever (DESIGN.md, lessons: "Two
+/// replicas long-polling one bot get Telegram's 409 in a loop").
+pub const POLLER_LEASE: &str = "poller";
+
+/// The poller role of one process: the [`POLLER_LEASE`] held by `owner` (the process id) for
+/// `lease` (`cluster.lease`) at a time, renewed every `renew` (`runtime.heartbeat`, at most a
+/// third of the lease) while it polls.
+struct PollerRole {
+    store: Store,
+    clock: crate::clock::SharedClock,
+    owner: String,
+    lease: Duration,
+    renew: Duration,
+    /// End of the lease as last written by this process (`None`: not held).
+    held_until: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// What a leader's renewal found.
+enum Renewal {
+    /// Still ours (renewed, or the database failed but the lease has not run out yet).
+    Held,
+    /// Another process holds it, or it ran out while the database could not be reached.
+    Lost,
+}
+
+impl PollerRole {
+    fn new(hearth: &Hearth) -> PollerRole {
+        let cfg = &hearth.svc.config;
+        let lease = cfg.cluster.lease;
+        PollerRole {
+            store: hearth.svc.store.clone(),
+            clock: hearth.svc.clock.clone(),
+            owner: hearth.owner().to_string(),
+            lease,
+            renew: cfg
+                .runtime
+                .heartbeat
+                .min(lease / 3)
+                .max(Duration::from_millis(50)),
+            held_until: None,
+        }
+    }
+
+    /// How often a process that does not poll checks whether the lease lapsed: a third of
+    /// `cluster.lease`, so a dead poller is replaced within 4/3 × `cluster.lease`.
+    fn check_every(&self) -> Duration {
+        (self.lease / 3).max(Duration::from_millis(50))
+    }
+
+    /// Take or renew the lease (free, lapsed or ours). Storage errors count as "not taken" for
+    /// a follower; for a leader see [`PollerRole::renew`].
+    async fn acquire(&mut self) -> Result<bool, crate::store::StoreError> {
+        let now = self.clock.now();
+        let until =
+            now + chrono::Duration::from_std(self.lease).unwrap_or(chrono::Duration::seconds(15));
+        let ok = self
+            .store
+            .acquire_lease(POLLER_LEASE, &self.owner, now, until)
+            .await?;
+        self.held_until = ok.then_some(until);
+        Ok(ok)
+    }
+
+    /// A leader's renewal: lost at once when another process holds the lease; when the database
+    /// cannot be reached, held only until the lease last written runs out.
+    async fn renew(&mut self) -> Renewal {
+        match self.acquire().await {
+            Ok(true) => Renewal::Held,
+            Ok(false) => Renewal::Lost,
+            Err(e) => {
+                let left = self.held_until.is_some_and(|u| u > self.clock.now());
+                tracing::warn!(error = %e, "could not renew the poller lease");
+                if left {
+                    Renewal::Held
+                } else {
+                    self.held_until = None;
+                    Renewal::Lost
+                }
+            }
+        }
+    }
+
+    /// Give the lease up (graceful stop), so another replica polls at its next check.
+    async fn release(&mut self) {
+        if self.held_until.take().is_some() {
+            if let Err(e) = self.store.release_lease(POLLER_LEASE, &self.owner).await {
+                tracing::warn!(error = %e, "could not release the poller lease; it lapses on its own");
+            }
+        }
+    }
+}
+
+/// Sleep `d` unless `stop` comes first (then false).
+async fn pause(stop: &CancellationToken, d: Duration) -> bool {
+    tokio::select! {
+        _ = stop.cancelled() => false,
+        _ = tokio::time::sleep(d) => true,
+    }
+}
+
+/// Telegram's 409 for two concurrent getUpdates ("terminated by other getUpdates request").
+fn poll_conflict(e: &TgError) -> bool {
+    e.code() == Some(409) && !e.description_lower().contains("webhook")
+}
+
+/// Long polling until `stop` is cancelled, by one process of all those sharing the database: the
+/// holder of [`POLLER_LEASE`]. A process that does not hold it never calls getUpdates; it checks
+/// every third of `cluster.lease` and the first to find the lease lapsed (its holder died) takes it
+/// and polls from the stored offset, so a dead poller is replaced within 4/3 × `cluster.lease`. The
+/// leader renews the lease every `runtime.heartbeat` (at most a third of the lease), also while a
+/// long poll is open, and stops polling at once when the renewal finds another holder; on a
+/// graceful stop it releases the lease. A 409 Conflict (another getUpdates, e.g. a process of an
+/// older deploy without the lease) backs off 1 s, 2 s, 4 s … up to `cluster.lease` and re-checks
+/// the lease before polling again, logged once per episode (DESIGN.md, lessons: "Two replicas
+/// long-polling one bot get Telegram's 409 in a loop").
+///
+/// Each update is decoded on its own, handed to the core and made durable before its offset is
+/// confirmed, so a crash never loses a request and one unreadable update never stops the others
+/// (it is skipped, logged by id). The offset is the highest update id seen plus one (an update
+/// without an id cannot hold it back), stored per bot id: a new token starts clean instead of
+/// skipping updates, and a new leader starts where the last one stopped (an update delivered twice
+/// across a hand-over is dropped by the inbound unique key).
 pub async fn run_polling(
     bot: TgBot,
     hearth: Arc<Hearth>,
@@ -171,8 +291,45 @@ pub async fn run_polling(
     timeout: Duration,
     stop: CancellationToken,
 ) {
+    let mut role = PollerRole::new(&hearth);
+    let mut announced = false;
+    while !stop.is_cancelled() {
+        match role.acquire().await {
+            Ok(true) => {
+                tracing::info!(bot = %me.username, "took the poller lease; polling for updates");
+                lead(&bot, &hearth, &me, timeout, &stop, &mut role).await;
+                announced = false;
+            }
+            Ok(false) => {
+                if !announced {
+                    tracing::info!(
+                        "another process polls Telegram; waiting for its poller lease to lapse"
+                    );
+                    announced = true;
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "could not check the poller lease"),
+        }
+        if !pause(&stop, role.check_every()).await {
+            break;
+        }
+    }
+    role.release().await;
+}
+
+/// Poll while this process holds the poller lease; returns when it is lost or on `stop` (the
+/// caller releases it).
+async fn lead(
+    bot: &TgBot,
+    hearth: &Arc<Hearth>,
+    me: &BotIdentity,
+    timeout: Duration,
+    stop: &CancellationToken,
+    role: &mut PollerRole,
+) {
     let store = hearth.svc.store.clone();
     let key = format!("telegram.offset.{}", me.id);
+    // read at every take-over: the previous leader advanced it
     let mut offset: i64 = match store.kv_get(&key).await {
         Ok(Some(v)) => v.parse().unwrap_or(0),
         _ => 0,
@@ -184,36 +341,81 @@ pub async fn run_polling(
         tracing::warn!(error = %e, "deleteWebhook failed");
     }
     let mut backoff = Duration::from_secs(1);
-    tracing::info!(bot = %me.username, "polling for updates");
+    let mut conflict_since: Option<u32> = None;
+    let mut renew = tokio::time::interval(role.renew);
+    renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    renew.tick().await; // the first tick is immediate; the lease was just taken
     loop {
         let body = json!({
             "offset": offset,
             "timeout": timeout.as_secs(),
             "allowed_updates": allowed_updates(),
         });
-        let result = tokio::select! {
-            _ = stop.cancelled() => break,
-            r = bot.get_updates(body, timeout) => r,
+        let poll = bot.get_updates(body, timeout);
+        tokio::pin!(poll);
+        let result = loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = renew.tick() => {
+                    if let Renewal::Lost = role.renew().await {
+                        tracing::warn!("poller lease lost to another process; stopped polling");
+                        return;
+                    }
+                }
+                r = &mut poll => break r,
+            }
         };
-        match result {
+        let wait = match result {
             Ok(raws) => {
                 backoff = Duration::from_secs(1);
-                if !handle_batch(&hearth, &store, &key, &me, &raws, &mut offset).await {
+                if let Some(n) = conflict_since.take() {
+                    tracing::info!(conflicts = n, "getUpdates works again");
+                }
+                if handle_batch(hearth, &store, &key, me, &raws, &mut offset).await {
+                    None
+                } else {
                     // storage is failing: do not confirm; retry from this update after a pause
-                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    Some(Duration::from_secs(2))
                 }
             }
-            Err(TgError::RetryAfter { seconds, .. }) => {
-                tokio::time::sleep(Duration::from_secs(seconds.min(60))).await;
+            Err(TgError::RetryAfter { seconds, .. }) => Some(Duration::from_secs(seconds.min(60))),
+            Err(e) if poll_conflict(&e) => {
+                let n = conflict_since.get_or_insert(0);
+                *n += 1;
+                if *n == 1 {
+                    tracing::warn!(error = %e, "getUpdates conflicts with another poller of this bot; backing off and re-checking the poller lease");
+                }
+                let w = backoff;
+                backoff = (backoff * 2).min(role.lease.max(Duration::from_secs(1)));
+                Some(w)
             }
             Err(e) => {
                 tracing::warn!(error = %e, wait = ?backoff, "getUpdates failed");
-                tokio::select! {
-                    _ = stop.cancelled() => break,
-                    _ = tokio::time::sleep(backoff) => {}
-                }
+                let w = backoff;
                 backoff = (backoff * 2).min(Duration::from_secs(30));
+                Some(w)
             }
+        };
+        if let Some(w) = wait {
+            // keep the lease while waiting, then re-check it before polling again
+            let end = tokio::time::Instant::now() + w;
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep_until(end) => break,
+                    _ = renew.tick() => {
+                        if let Renewal::Lost = role.renew().await {
+                            tracing::warn!("poller lease lost to another process; stopped polling");
+                            return;
+                        }
+                    }
+                }
+            }
+            if let Renewal::Lost = role.renew().await {
+                tracing::warn!("poller lease lost to another process; stopped polling");
+                return;
+            }
+            renew.reset();
         }
     }
 }

@@ -431,6 +431,90 @@ impl Daemon {
     }
 }
 
+/// `hearth run` processes for the replica tests (issue 12): polling mode and readiness.
+impl Daemon {
+    /// `hearth run` in polling mode against `api_url` (the fake's URL, or a prefix of it so that
+    /// the fake tells processes apart), leases as [`Daemon::start`] (cluster.lease 2 s, heartbeat
+    /// 0.5 s), poll timeout 1 s; stderr goes to `log`. Returns once `/readyz` answers 200.
+    pub(crate) async fn start_polling(
+        api_url: &str,
+        llm: &str,
+        db_url: &str,
+        log: &std::path::Path,
+    ) -> Daemon {
+        let port = free_port();
+        let child = tokio::process::Command::new(BIN)
+            .arg("run")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("TELEGRAM_BOT_TOKEN", "123:TEST")
+            .env("OPENAI_API_KEY", "sk-test")
+            .env("HEARTH_TELEGRAM__API_URL", api_url)
+            .env("HEARTH_TELEGRAM__MODE", "polling")
+            .env("HEARTH_TELEGRAM__POLL_TIMEOUT", "1s")
+            .env("HEARTH_LLM__BASE_URL", format!("{llm}/v1"))
+            .env("HEARTH_DATABASE__URL", db_url)
+            .env("HEARTH_HTTP__ENABLED", "true")
+            .env("HEARTH_HTTP__LISTEN", format!("127.0.0.1:{port}"))
+            .env("HEARTH_RUNTIME__LEASE", "2s")
+            .env("HEARTH_RUNTIME__HEARTBEAT", "500ms")
+            .env("HEARTH_CLUSTER__LEASE", "2s")
+            .env("HEARTH_ROUTINES__STEP_LEASE", "2s")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(log)
+                    .unwrap(),
+            ))
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let d = Daemon { child, port };
+        d.wait_ready(Duration::from_secs(60)).await;
+        d
+    }
+
+    /// Wait until `/readyz` answers 200; panics after `timeout`.
+    pub(crate) async fn wait_ready(&self, timeout: Duration) {
+        let client = reqwest::Client::new();
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Ok(r) = client
+                .get(format!("http://127.0.0.1:{}/readyz", self.port))
+                .send()
+                .await
+            {
+                if r.status() == 200 {
+                    return;
+                }
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "daemon not ready in {timeout:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The OS process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id().unwrap_or(0)
+    }
+
+    /// SIGTERM and the exit code (`None`: killed by a signal, or still running after 30 s).
+    pub(crate) async fn stop_code(mut self) -> Option<i32> {
+        let pid = self.child.id().unwrap().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        match tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await {
+            Ok(Ok(s)) => s.code(),
+            _ => None,
+        }
+    }
+}
+
 /// (chat id, replied-to message id) of every sendMessage whose text is `text`.
 pub(crate) fn replies_with(fake: &FakeBotApi, text: &str) -> Vec<(i64, i64)> {
     fake.calls_to("sendMessage")

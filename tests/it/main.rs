@@ -22,6 +22,7 @@ mod recorded_replay;
 mod recorded_save;
 mod replicas;
 mod replicas_jobs;
+mod replicas_poll;
 mod router_hardening;
 mod routines;
 mod run_control;

@@ -24,7 +24,13 @@
 //! * `getUpdates` honours `offset` (confirming older updates), `limit`,
 //!   `timeout` (long-polls up to min(timeout, 1 s)) and the remembered
 //!   `allowed_updates` (default excludes `chat_member`, `message_reaction`,
-//!   `message_reaction_count`); it fails with 409 while a webhook is set.
+//!   `message_reaction_count`); it fails with 409 while a webhook is set. Like
+//!   Telegram, a `getUpdates` that arrives while another one is still open
+//!   ends the older one with `409 Conflict: terminated by other getUpdates
+//!   request` ([`FakeBotApi::conflicts`] counts them).
+//! * A path prefix before `/bot{token}/` is accepted and recorded
+//!   ([`Call::via`]): processes of one bot pointed at `{url}/a` and `{url}/b`
+//!   share this fake's state but their calls can be told apart.
 //! * Error responses use the HTTP status equal to `error_code` (hearth's own
 //!   client retries 5xx at once with backoff; teloxide's slept 10 s).
 //!   [`FakeBotApi::fail_next_in_chat`] fails only calls to one chat (a per-chat
@@ -193,6 +199,9 @@ pub struct Call {
     pub method: String,
     /// The token from the `/bot{token}/` path segment.
     pub token: String,
+    /// The path before `/bot{token}/` without slashes (`""` for the plain URL; `"a"` for an API
+    /// URL of `{url}/a`).
+    pub via: String,
     /// Parameters as a JSON object. For multipart requests text fields are
     /// strings (numbers, booleans, objects and arrays are decoded from their
     /// JSON text, except for free-text fields like `text`/`caption`), and
@@ -246,6 +255,11 @@ struct FakeState {
     file_counter: u64,
     /// Files members sent, by file id: served by getFile and `/file/bot<token>/<path>`.
     files: HashMap<String, Vec<u8>>,
+    /// Sequence number of the newest `getUpdates`; an open long poll with an older number is
+    /// terminated with 409, as Telegram does.
+    poll_seq: u64,
+    /// `getUpdates` calls answered with 409 "terminated by other getUpdates request".
+    conflicts: usize,
 }
 
 struct Inner {
@@ -681,6 +695,22 @@ impl FakeBotApi {
             .messages
             .get(&(chat_id, message_id))
             .cloned()
+    }
+
+    /// How many `getUpdates` were terminated with 409 by a newer concurrent `getUpdates`.
+    pub fn conflicts(&self) -> usize {
+        self.inner.lock().conflicts
+    }
+
+    /// Calls to `method` (case-insensitive) that came through the API URL prefix `via` (see
+    /// [`Call::via`]).
+    pub fn calls_via(&self, method: &str, via: &str) -> usize {
+        self.inner
+            .lock()
+            .calls
+            .iter()
+            .filter(|c| c.method.eq_ignore_ascii_case(method) && c.via == via)
+            .count()
     }
 
     /// Updates queued and not yet confirmed by a `getUpdates` offset.
@@ -1813,16 +1843,20 @@ fn error_response(code: i64, description: &str, retry_after: Option<u64>) -> Res
     (status, Json(body)).into_response()
 }
 
-/// `/…/bot{token}/{method}` → (token, method). File downloads
+/// `/{via…}/bot{token}/{method}` → (token, method, via). File downloads
 /// (`/file/bot{token}/…`) and other paths give `None`.
-fn parse_path(path: &str) -> Option<(String, String)> {
+fn parse_path(path: &str) -> Option<(String, String, String)> {
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let pos = segments.iter().position(|s| s.starts_with("bot"))?;
     if pos > 0 && segments[pos - 1] == "file" {
         return None;
     }
     let method = segments.get(pos + 1)?;
-    Some((segments[pos][3..].to_string(), method.to_string()))
+    Some((
+        segments[pos][3..].to_string(),
+        method.to_string(),
+        segments[..pos].join("/"),
+    ))
 }
 
 /// Free-text fields that must stay strings even if they look like JSON.
@@ -1988,7 +2022,7 @@ async fn handle(
             None => error_response(404, "Not Found", None),
         };
     }
-    let Some((token, method)) = parse_path(uri.path()) else {
+    let Some((token, method, via)) = parse_path(uri.path()) else {
         return error_response(404, "Not Found", None);
     };
     let params = parse_params(&uri, &headers, &body);
@@ -1997,6 +2031,7 @@ async fn handle(
         st.calls.push(Call {
             method: method.clone(),
             token,
+            via,
             body: Value::Object(params.clone()),
             at: Instant::now(),
         });
@@ -2018,11 +2053,29 @@ async fn handle(
 async fn get_updates(inner: &Inner, p: &Map<String, Value>) -> Response {
     let timeout = p.get("timeout").and_then(as_i64).unwrap_or(0).max(0) as u64;
     let deadline = Instant::now() + Duration::from_secs(timeout).min(MAX_LONG_POLL);
+    let seq = {
+        let mut st = inner.lock();
+        st.poll_seq += 1;
+        st.poll_seq
+    };
+    // an older long poll still open ends now with 409, like on Telegram
+    inner.updates_changed.notify_waiters();
     loop {
         let notified = inner.updates_changed.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        let result = inner.lock().poll_updates(p);
+        let result = {
+            let mut st = inner.lock();
+            if st.poll_seq != seq {
+                st.conflicts += 1;
+                Err(ApiErr {
+                    code: 409,
+                    description: "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running".into(),
+                })
+            } else {
+                st.poll_updates(p)
+            }
+        };
         match result {
             Err(e) => return error_response(e.code, &e.description, None),
             Ok(batch) if !batch.is_empty() || Instant::now() >= deadline => {
@@ -2122,7 +2175,11 @@ mod tests {
         assert_eq!(m["text"], json!("a b&c%"));
         assert_eq!(
             parse_path("/bot1:A/sendMessage"),
-            Some(("1:A".into(), "sendMessage".into()))
+            Some(("1:A".into(), "sendMessage".into(), String::new()))
+        );
+        assert_eq!(
+            parse_path("/b/bot1:A/getUpdates"),
+            Some(("1:A".into(), "getUpdates".into(), "b".into()))
         );
         assert_eq!(parse_path("/file/bot1:A/photos/x.jpg"), None);
     }
