@@ -498,21 +498,6 @@ impl Daemon {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
-
-    /// The OS process id.
-    pub(crate) fn pid(&self) -> u32 {
-        self.child.id().unwrap_or(0)
-    }
-
-    /// SIGTERM and the exit code (`None`: killed by a signal, or still running after 30 s).
-    pub(crate) async fn stop_code(mut self) -> Option<i32> {
-        let pid = self.child.id().unwrap().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        match tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await {
-            Ok(Ok(s)) => s.code(),
-            _ => None,
-        }
-    }
 }
 
 /// (chat id, replied-to message id) of every sendMessage whose text is `text`.
