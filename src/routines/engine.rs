@@ -458,9 +458,7 @@ impl RoutineEngine {
                 // the step run the timer claim inserted for the step the run resumes at
                 let prepared = claimed_steps.as_ref().and_then(|v| {
                     v.iter()
-                        .rfind(|s| {
-                            s.position == r.current_step && s.status == StepStatus::Running
-                        })
+                        .rfind(|s| s.position == r.current_step && s.status == StepStatus::Running)
                         .map(|s| (s.position.max(0) as usize, s.id))
                 });
                 let steps = claimed_steps.or_else(|| steps.remove(&r.id));

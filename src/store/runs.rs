@@ -430,9 +430,11 @@ impl Store {
         // the run's one waiting step run, at its current step
         let mut step_of = HashMap::new();
         for r in &timers {
-            let mut at = steps.get(&r.id).into_iter().flatten().filter(|s| {
-                s.status == StepStatus::Waiting && s.position == r.current_step
-            });
+            let mut at = steps
+                .get(&r.id)
+                .into_iter()
+                .flatten()
+                .filter(|s| s.status == StepStatus::Waiting && s.position == r.current_step);
             if let (Some(s), None) = (at.next(), at.next()) {
                 step_of.insert(r.id, s.id);
             }

@@ -1288,7 +1288,11 @@ async fn prompt_turns_are_recorded_and_each_step_run_is_written_once() {
     );
     let texts = user_texts(&app.model);
     assert_eq!(texts.len(), 3);
-    assert!(texts[1].ends_with(ss[1].input.as_deref().unwrap()), "{}", texts[1]);
+    assert!(
+        texts[1].ends_with(ss[1].input.as_deref().unwrap()),
+        "{}",
+        texts[1]
+    );
     let after = format!("after the wait {id}");
     assert_eq!(
         app.texts(GROUP).iter().filter(|t| **t == after).count(),

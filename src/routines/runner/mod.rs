@@ -32,8 +32,8 @@ use crate::{
     services::Services,
     store::{
         AdvanceExtras, Advanced, ChatRow, MemberRow, NewRun, NewStepRun, Publication, RoutineRow,
-        RoutineStatus, RunChange, RunRow, RunSource, RunStatus, StepChange, StepRunRow,
-        StepStatus, StepType, StoreResult, TriggerKind, TurnRecord,
+        RoutineStatus, RunChange, RunRow, RunSource, RunStatus, StepChange, StepRunRow, StepStatus,
+        StepType, StoreResult, TriggerKind, TurnRecord,
     },
     types::{Button, Outbound},
 };
