@@ -23,7 +23,7 @@ use serde_json::json;
 use crate::{
     context,
     services::{zone_of, Services},
-    store::{NewToolCall, NewTurn, ToolCallStatus},
+    store::{NewToolCall, ToolCallStatus, TurnRecord},
     types::ChatKind,
 };
 use llm::{ChatMessage, ChatModel, ModelError};
@@ -349,7 +349,25 @@ impl Agent {
     }
 
     /// Run one turn and record it. Never panics; failures come back in `result`.
-    pub async fn run_turn(&self, svc: &Services, mut req: TurnRequest) -> TurnOutcome {
+    pub async fn run_turn(&self, svc: &Services, req: TurnRequest) -> TurnOutcome {
+        let (mut out, record) = self.run_turn_unrecorded(svc, req).await;
+        if let Some(t) = record {
+            match svc.store.record_turn(t.as_new()).await {
+                Ok(id) => out.turn_id = Some(id),
+                Err(e) => tracing::warn!(chat_id = t.chat_id, error = %e, "turn not recorded"),
+            }
+        }
+        out
+    }
+
+    /// [`Agent::run_turn`] without recording the turn: returns its record for the caller to
+    /// write in its own commit (a routine's prompt step records it with the step's result,
+    /// saving a statement per step; `turn_id` stays `None`). `None` without a model (no turn).
+    pub async fn run_turn_unrecorded(
+        &self,
+        svc: &Services,
+        mut req: TurnRequest,
+    ) -> (TurnOutcome, Option<TurnRecord>) {
         let started_at = svc.clock.now();
         let t0 = Instant::now();
         let mut out = TurnOutcome {
@@ -364,7 +382,7 @@ impl Agent {
             turn_id: None,
         };
         let Some(model) = self.model.clone() else {
-            return out;
+            return (out, None);
         };
         let timeout = svc.config.llm.timeout;
         let result = match tokio::time::timeout(
@@ -399,31 +417,24 @@ impl Agent {
             Ok(_) => "ok",
             Err(e) => e.cause(),
         };
-        let recorded = svc
-            .store
-            .record_turn(NewTurn {
-                chat_id: req.scope.chat.id,
-                source: req.source,
-                model: model.name(),
-                prompt_tokens: out.prompt_tokens,
-                completion_tokens: out.completion_tokens,
-                steps: out.steps,
-                outcome,
-                started_at,
-                duration_ms: t0.elapsed().as_millis() as i64,
-                reply_text: full_text.as_deref(),
-                actor_id: req.scope.actor_id,
-                request: Some(&req.current),
-                calls: &out.calls,
-            })
-            .await;
+        let record = TurnRecord {
+            chat_id: req.scope.chat.id,
+            source: req.source.to_string(),
+            model: model.name().to_string(),
+            prompt_tokens: out.prompt_tokens,
+            completion_tokens: out.completion_tokens,
+            steps: out.steps,
+            outcome: outcome.to_string(),
+            started_at,
+            duration_ms: t0.elapsed().as_millis() as i64,
+            reply_text: full_text,
+            actor_id: req.scope.actor_id,
+            request: Some(std::mem::take(&mut req.current)),
+            calls: out.calls.clone(),
+        };
         crate::metrics::turn(&svc.config, req.source, outcome, t0.elapsed(), &out);
-        match recorded {
-            Ok(id) => out.turn_id = Some(id),
-            Err(e) => tracing::warn!(chat_id = req.scope.chat.id, error = %e, "turn not recorded"),
-        }
         out.result = result;
-        out
+        (out, Some(record))
     }
 
     async fn turn_loop(

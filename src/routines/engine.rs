@@ -34,8 +34,8 @@ use crate::{
     events::HearthEvent,
     services::Services,
     store::{
-        ChatRow, RoutineRow, RoutineStatus, RunRow, RunSource, RunStatus, StepRunRow, StoreResult,
-        TriggerRow,
+        ChatRow, RoutineRow, RoutineStatus, RunRow, RunSource, RunStatus, StepRunRow, StepStatus,
+        StoreResult, TriggerRow,
     },
 };
 
@@ -345,6 +345,8 @@ impl RoutineEngine {
             let full = rows.len() as u64 == limit;
             self.backlog.store(full, Ordering::SeqCst);
             let mut claimed: Vec<(RunRow, RunStatus)> = Vec::with_capacity(rows.len());
+            // step runs of runs past a lapsed timer, as the claim left them
+            let mut known: HashMap<i64, Vec<StepRunRow>> = HashMap::new();
             for seen in [RunStatus::Pending, RunStatus::Waiting, RunStatus::Running] {
                 let ids: Vec<i64> = rows
                     .iter()
@@ -367,15 +369,20 @@ impl RoutineEngine {
                     })
                     .cloned()
                     .collect();
-                let moved: HashMap<i64, RunRow> = store
-                    .finish_timer_waits(&cheap, &self.owner, now, lease)
+                let mut moved: HashMap<i64, (RunRow, Vec<StepRunRow>)> = store
+                    .finish_timer_waits(&cheap, &self.owner, now, lease, |r| {
+                        runner::resumed_step_run(r, now)
+                    })
                     .await?
                     .into_iter()
-                    .map(|r| (r.id, r))
+                    .map(|(r, steps)| (r.id, (r, steps)))
                     .collect();
                 for r in got {
-                    match moved.get(&r.id) {
-                        Some(m) => claimed.push((m.clone(), RunStatus::Pending)),
+                    match moved.remove(&r.id) {
+                        Some((m, steps)) => {
+                            known.insert(m.id, steps);
+                            claimed.push((m, RunStatus::Pending));
+                        }
                         None => claimed.push((r, RunStatus::Waiting)),
                     }
                 }
@@ -394,7 +401,7 @@ impl RoutineEngine {
                     .map(|r| (r.id, r))
                     .collect()
             };
-            let pre = self.prefetch(&claimed, &routines).await?;
+            let pre = self.prefetch(&claimed, &routines, known).await?;
             for ((row, seen), pre) in claimed.into_iter().zip(pre) {
                 let routine = routines.get(&row.routine_id).cloned();
                 self.spawn_run(row, seen, routine, pre);
@@ -414,6 +421,7 @@ impl RoutineEngine {
         &self,
         claimed: &[(RunRow, RunStatus)],
         routines: &HashMap<i64, RoutineRow>,
+        mut known: HashMap<i64, Vec<StepRunRow>>,
     ) -> StoreResult<Vec<runner::Prefetched>> {
         let store = &self.svc.store;
         let chat_of = |r: &RunRow| {
@@ -431,7 +439,7 @@ impl RoutineEngine {
             .collect();
         let fresh: Vec<i64> = claimed
             .iter()
-            .filter(|(_, seen)| *seen == RunStatus::Pending)
+            .filter(|(r, seen)| *seen == RunStatus::Pending && !known.contains_key(&r.id))
             .map(|(r, _)| r.id)
             .collect();
         let mut steps: HashMap<i64, Vec<StepRunRow>> =
@@ -445,9 +453,20 @@ impl RoutineEngine {
         }
         Ok(claimed
             .iter()
-            .map(|(r, _)| runner::Prefetched {
-                steps: steps.remove(&r.id),
-                chat: chat_of(r).map(|id| chats.get(&id).cloned()),
+            .map(|(r, _)| {
+                let claimed_steps = known.remove(&r.id);
+                // the step run the timer claim inserted for the step the run resumes at
+                let prepared = claimed_steps.as_ref().and_then(|v| {
+                    v.iter()
+                        .rfind(|s| s.position == r.current_step && s.status == StepStatus::Running)
+                        .map(|s| (s.position.max(0) as usize, s.id))
+                });
+                let steps = claimed_steps.or_else(|| steps.remove(&r.id));
+                runner::Prefetched {
+                    steps,
+                    chat: chat_of(r).map(|id| chats.get(&id).cloned()),
+                    prepared,
+                }
             })
             .collect())
     }

@@ -87,9 +87,10 @@ pub use routines::{
 };
 pub use run_admin::RunPage;
 pub use run_queries::{RunFilter, SeedRun, StepResult};
-pub use runs::{GateOutcome, NewStepRun, RunChange, StepChange};
+pub use runs::{AdvanceExtras, Advanced, GateOutcome, NewStepRun, RunChange, StepChange};
 pub use turns::{
-    fingerprint, NewToolCall, NewTurn, ToolCallStatus, DRY_RUN_SOURCE, MAX_RECORDED_RESULT_CHARS,
+    fingerprint, NewToolCall, NewTurn, ToolCallStatus, TurnRecord, DRY_RUN_SOURCE,
+    MAX_RECORDED_RESULT_CHARS,
 };
 pub use workflows::{
     CreateGuard, CreateRefused, Eligibility, NewWorkflow, QuorumVote, TargetChange, Transition,

@@ -781,6 +781,16 @@ pub(super) async fn count_run_end_in(
     id: i64,
     day: &str,
 ) -> StoreResult<Option<i32>> {
+    Ok(count_run_end_update(id, day)
+        .exec_with_returning(db)
+        .await?
+        .pop()
+        .map(|r| r.tick_count))
+}
+
+/// The update behind [`count_run_end_in`]: `tick_count + 1`, the day's run count (+ 1 on the
+/// same local day `day`, YYYY-MM-DD, else 1), `runs_day = day`.
+pub(super) fn count_run_end_update(id: i64, day: &str) -> sea_orm::UpdateMany<routine::Entity> {
     use sea_orm::sea_query::{CaseStatement, ExprTrait};
     let today = CaseStatement::new()
         .case(
@@ -788,7 +798,7 @@ pub(super) async fn count_run_end_in(
             Expr::col(routine::Column::RunsToday).add(1),
         )
         .finally(Expr::value(1));
-    Ok(routine::Entity::update_many()
+    routine::Entity::update_many()
         .col_expr(
             routine::Column::TickCount,
             Expr::col(routine::Column::TickCount).add(1),
@@ -796,8 +806,4 @@ pub(super) async fn count_run_end_in(
         .col_expr(routine::Column::RunsToday, today.into())
         .col_expr(routine::Column::RunsDay, Expr::value(day))
         .filter(routine::Column::Id.eq(id))
-        .exec_with_returning(db)
-        .await?
-        .pop()
-        .map(|r| r.tick_count))
 }

@@ -3,12 +3,14 @@
 use chrono::{DateTime, Utc};
 use sea_orm::{
     sea_query::{Condition, Expr, ExprTrait},
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait,
+    FromQueryResult, QueryFilter, QueryOrder, QueryResult, QuerySelect, QueryTrait, Set, Statement,
+    TransactionTrait,
 };
 
 use super::{
     entity::{routine, routine_run, step_run, workflow},
+    turns::TurnRecord,
     RunStatus, StepStatus, StepType, Store, StoreResult, WorkflowKind, WorkflowStatus,
 };
 
@@ -190,6 +192,135 @@ pub(super) fn new_step_model(s: NewStepRun) -> step_run::ActiveModel {
     }
 }
 
+/// Rows written with a run's move in the same commit ([`Store::advance_run_with`]).
+#[derive(Debug, Default)]
+pub struct AdvanceExtras {
+    /// The turn of the step that ends with this move (a prompt step's agent turn), recorded in
+    /// the commit instead of in a statement of its own. A turn with tool calls is recorded
+    /// first, on its own (its calls need its id). Recorded whatever the move comes to.
+    pub turn: Option<TurnRecord>,
+    /// The step run of the step the run goes on to, inserted in the commit (`running`) when the
+    /// run goes on in the holder's hands; the executor then uses it instead of inserting one.
+    pub next_step: Option<NewStepRun>,
+}
+
+/// What [`Store::advance_run_with`] wrote while the run stays held or ends in the holder's
+/// hands.
+#[derive(Debug, Clone)]
+pub struct Advanced {
+    /// The run row as written.
+    pub run: routine_run::Model,
+    /// The routine's new `tick_count` when the end was counted (`None`: not counted, or the
+    /// routine is gone).
+    pub tick: Option<i32>,
+    /// The row of [`AdvanceExtras::next_step`], as inserted.
+    pub next_step: Option<step_run::Model>,
+}
+
+/// The run's move for [`Store::advance_run_counted`] (without its status and the held
+/// condition, which the callers add).
+fn run_move(run_id: i64, owner: &str, c: &RunChange) -> sea_orm::UpdateMany<routine_run::Entity> {
+    let holds = c.status == RunStatus::Running;
+    let mut u = routine_run::Entity::update_many()
+        .col_expr(
+            routine_run::Column::CurrentStep,
+            Expr::value(c.current_step),
+        )
+        .col_expr(
+            routine_run::Column::WaitingFor,
+            Expr::value(c.waiting_for.clone()),
+        )
+        .col_expr(routine_run::Column::WakeAt, Expr::value(c.wake_at))
+        .col_expr(routine_run::Column::Reason, Expr::value(c.reason.clone()))
+        .col_expr(
+            routine_run::Column::PromptTokens,
+            Expr::col(routine_run::Column::PromptTokens).add(c.add_prompt_tokens),
+        )
+        .col_expr(
+            routine_run::Column::CompletionTokens,
+            Expr::col(routine_run::Column::CompletionTokens).add(c.add_completion_tokens),
+        )
+        .col_expr(
+            routine_run::Column::CostUsd,
+            Expr::col(routine_run::Column::CostUsd).add(c.add_cost_usd),
+        )
+        .col_expr(
+            routine_run::Column::Owner,
+            Expr::value(holds.then(|| owner.to_string())),
+        )
+        .col_expr(
+            routine_run::Column::LeaseUntil,
+            Expr::value(if holds { c.lease_until } else { None }),
+        );
+    if let Some(o) = &c.output {
+        u = u.col_expr(routine_run::Column::Output, Expr::value(o.clone()));
+    }
+    if let Some(d) = c.duration_ms {
+        u = u.col_expr(routine_run::Column::DurationMs, Expr::value(d));
+    }
+    if let Some(l) = &c.loops {
+        u = u.col_expr(routine_run::Column::Loops, Expr::value(l.clone()));
+    }
+    if let Some(f) = c.finished_at {
+        u = u.col_expr(routine_run::Column::FinishedAt, Expr::value(Some(f)));
+    }
+    u.filter(routine_run::Column::Id.eq(run_id))
+        .filter(routine_run::Column::Owner.eq(owner))
+}
+
+/// A step run's result ([`StepChange`]) as an update.
+fn step_update(s: &StepChange) -> sea_orm::UpdateMany<step_run::Entity> {
+    step_run::Entity::update_many()
+        .col_expr(step_run::Column::Status, Expr::value(s.status))
+        .col_expr(step_run::Column::Output, Expr::value(s.output.clone()))
+        .col_expr(step_run::Column::Reason, Expr::value(s.reason.clone()))
+        .col_expr(step_run::Column::Error, Expr::value(s.error.clone()))
+        .col_expr(step_run::Column::PromptTokens, Expr::value(s.prompt_tokens))
+        .col_expr(
+            step_run::Column::CompletionTokens,
+            Expr::value(s.completion_tokens),
+        )
+        .col_expr(step_run::Column::CostUsd, Expr::value(s.cost_usd))
+        .col_expr(step_run::Column::DurationMs, Expr::value(s.duration_ms))
+        .col_expr(step_run::Column::WorkflowId, Expr::value(s.workflow_id))
+        .col_expr(step_run::Column::FinishedAt, Expr::value(s.finished_at))
+        .filter(step_run::Column::Id.eq(s.id))
+}
+
+/// Run `stmts` in the transaction `txn`, in order, and return every row they return, in
+/// order. On SQLite they go to the connection as ONE query: sqlx-sqlite prepares and steps the
+/// statements of a string one after the other and binds the `?` parameters in order across them,
+/// so a commit of four statements costs one round trip to the connection's worker thread instead
+/// of four (benches/runs.rs). On Postgres (one statement per extended-protocol message) one after
+/// the other. Every statement is built by sea-query.
+async fn run_batch(
+    txn: &DatabaseTransaction,
+    backend: DbBackend,
+    stmts: Vec<Statement>,
+) -> StoreResult<Vec<QueryResult>> {
+    if backend == DbBackend::Sqlite && stmts.len() > 1 {
+        let mut sql = String::new();
+        let mut values = Vec::new();
+        for s in stmts {
+            if !sql.is_empty() {
+                sql.push_str(";\n");
+            }
+            sql.push_str(&s.sql);
+            if let Some(v) = s.values {
+                values.extend(v.0);
+            }
+        }
+        return Ok(txn
+            .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
+            .await?);
+    }
+    let mut rows = Vec::new();
+    for s in stmts {
+        rows.extend(txn.query_all_raw(s).await?);
+    }
+    Ok(rows)
+}
+
 impl Store {
     /// Claimable runs (see the run state machine), oldest first, at most `limit`.
     pub async fn claimable_runs(
@@ -260,16 +391,23 @@ impl Store {
     /// `until`, just claimed), all in one transaction: each run's waiting step run at its
     /// `current_step` → `completed` with output "done" and its duration (ms, from its start to
     /// `now`), and the run → `current_step + 1`, output "done", `waiting_for`/`wake_at` NULL,
-    /// `lease_until`. `runs`: the claimed rows. Returns the runs moved on, as updated (others
-    /// are left as they were for the executor to resume one by one).
+    /// `lease_until`; for each run moved on, `next(run as moved)` may give the step run of the
+    /// step it goes on to, inserted `running` in the same commit (its `attempt` is set here: one
+    /// more than the rows at its position), so the executor does not insert it. `runs`: the
+    /// claimed rows. Returns the runs moved on, as updated, each with all its step runs in id
+    /// order as they are after the commit (others are left as they were for the executor to
+    /// resume one by one). Round trips: one read, BEGIN, the runs' update, one batch for the step
+    /// runs ([`run_batch`]), COMMIT.
     pub async fn finish_timer_waits(
         &self,
         runs: &[routine_run::Model],
         owner: &str,
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
-    ) -> StoreResult<Vec<routine_run::Model>> {
+        next: impl Fn(&routine_run::Model) -> Option<NewStepRun>,
+    ) -> StoreResult<Vec<(routine_run::Model, Vec<step_run::Model>)>> {
         use sea_orm::sea_query::CaseStatement;
+        use std::collections::HashMap;
         let timers: Vec<&routine_run::Model> = runs
             .iter()
             .filter(|r| matches!(r.waiting_for.as_deref(), Some("timer" | "until")))
@@ -280,24 +418,31 @@ impl Store {
         // read before the transaction: a write transaction that begins with a read cannot
         // wait for the write lock on SQLite (it fails "database is locked"); the updates below
         // are conditional, so a run cancelled meanwhile is left alone
-        let waiting = step_run::Entity::find()
+        let all = step_run::Entity::find()
             .filter(step_run::Column::RunId.is_in(timers.iter().map(|r| r.id)))
-            .filter(step_run::Column::Status.eq(StepStatus::Waiting))
+            .order_by_asc(step_run::Column::Id)
             .all(self.conn())
             .await?;
+        let mut steps: HashMap<i64, Vec<step_run::Model>> = HashMap::new();
+        for s in all {
+            steps.entry(s.run_id).or_default().push(s);
+        }
         // the run's one waiting step run, at its current step
-        let mut step_of = std::collections::HashMap::new();
+        let mut step_of = HashMap::new();
         for r in &timers {
-            let mut at = waiting
-                .iter()
-                .filter(|s| s.run_id == r.id && s.position == r.current_step);
+            let mut at = steps
+                .get(&r.id)
+                .into_iter()
+                .flatten()
+                .filter(|s| s.status == StepStatus::Waiting && s.position == r.current_step);
             if let (Some(s), None) = (at.next(), at.next()) {
-                step_of.insert(r.id, s);
+                step_of.insert(r.id, s.id);
             }
         }
         if step_of.is_empty() {
             return Ok(vec![]);
         }
+        let backend = self.backend();
         let _w = self.write_turn().await;
         let txn = self.conn().begin().await?;
         let mut moved = routine_run::Entity::update_many()
@@ -321,18 +466,22 @@ impl Store {
             .filter(routine_run::Column::WaitingFor.is_in(["timer", "until"]))
             .exec_with_returning(&txn)
             .await?;
+        moved.sort_by_key(|r| r.id);
+        let mut out = Vec::with_capacity(moved.len());
         if !moved.is_empty() {
             let mut duration = CaseStatement::new();
+            let mut durations = HashMap::new();
             for r in &moved {
-                let s = step_of[&r.id];
+                let s = steps[&r.id].iter().find(|s| s.id == step_of[&r.id]);
                 let ms = s
-                    .started_at
+                    .and_then(|s| s.started_at)
                     .map(|t| (now - t).num_milliseconds())
                     .map(|ms| std::cmp::max(ms, 0))
                     .unwrap_or(0);
-                duration = duration.case(step_run::Column::Id.eq(s.id), Expr::value(ms));
+                durations.insert(step_of[&r.id], ms);
+                duration = duration.case(step_run::Column::Id.eq(step_of[&r.id]), Expr::value(ms));
             }
-            step_run::Entity::update_many()
+            let mut stmts = vec![step_run::Entity::update_many()
                 .col_expr(step_run::Column::Status, Expr::value(StepStatus::Completed))
                 .col_expr(step_run::Column::Output, Expr::value("done"))
                 .col_expr(step_run::Column::FinishedAt, Expr::value(Some(now)))
@@ -342,14 +491,46 @@ impl Store {
                         .finally(Expr::col(step_run::Column::DurationMs))
                         .into(),
                 )
-                .filter(step_run::Column::Id.is_in(moved.iter().map(|r| step_of[&r.id].id)))
+                .filter(step_run::Column::Id.is_in(moved.iter().map(|r| step_of[&r.id])))
                 .filter(step_run::Column::Status.eq(StepStatus::Waiting))
-                .exec(&txn)
-                .await?;
+                .build(backend)];
+            let inserts: Vec<step_run::ActiveModel> = moved
+                .iter()
+                .filter_map(|r| {
+                    let mut n = next(r)?;
+                    n.attempt = steps[&r.id]
+                        .iter()
+                        .filter(|s| s.position == n.position)
+                        .count() as i32
+                        + 1;
+                    Some(new_step_model(n))
+                })
+                .collect();
+            if !inserts.is_empty() {
+                let mut q = step_run::Entity::insert_many(inserts).into_query();
+                stmts.push(backend.build(q.returning_all()));
+            }
+            let mut inserted: HashMap<i64, Vec<step_run::Model>> = HashMap::new();
+            for row in run_batch(&txn, backend, stmts).await? {
+                let s = step_run::Model::from_query_result(&row, "")?;
+                inserted.entry(s.run_id).or_default().push(s);
+            }
+            txn.commit().await?;
+            for r in moved {
+                let mut rows = steps.remove(&r.id).unwrap_or_default();
+                for s in rows.iter_mut().filter(|s| s.id == step_of[&r.id]) {
+                    s.status = StepStatus::Completed;
+                    s.output = Some("done".into());
+                    s.finished_at = Some(now);
+                    s.duration_ms = durations[&s.id];
+                }
+                rows.extend(inserted.remove(&r.id).unwrap_or_default());
+                out.push((r, rows));
+            }
+        } else {
+            txn.commit().await?;
         }
-        txn.commit().await?;
-        moved.sort_by_key(|r| r.id);
-        Ok(moved)
+        Ok(out)
     }
 
     /// The earliest `wake_at` of a waiting run in (`after`, `until`] (UTC), if any: when the
@@ -439,54 +620,8 @@ impl Store {
     ) -> StoreResult<Option<(routine_run::Model, Option<i32>)>> {
         let _w = self.write_turn().await;
         let txn = self.conn().begin().await?;
-        let holds = c.status == RunStatus::Running;
         let ends = !c.status.is_active();
-        let mut u = routine_run::Entity::update_many()
-            .col_expr(
-                routine_run::Column::CurrentStep,
-                Expr::value(c.current_step),
-            )
-            .col_expr(
-                routine_run::Column::WaitingFor,
-                Expr::value(c.waiting_for.clone()),
-            )
-            .col_expr(routine_run::Column::WakeAt, Expr::value(c.wake_at))
-            .col_expr(routine_run::Column::Reason, Expr::value(c.reason.clone()))
-            .col_expr(
-                routine_run::Column::PromptTokens,
-                Expr::col(routine_run::Column::PromptTokens).add(c.add_prompt_tokens),
-            )
-            .col_expr(
-                routine_run::Column::CompletionTokens,
-                Expr::col(routine_run::Column::CompletionTokens).add(c.add_completion_tokens),
-            )
-            .col_expr(
-                routine_run::Column::CostUsd,
-                Expr::col(routine_run::Column::CostUsd).add(c.add_cost_usd),
-            )
-            .col_expr(
-                routine_run::Column::Owner,
-                Expr::value(holds.then(|| owner.to_string())),
-            )
-            .col_expr(
-                routine_run::Column::LeaseUntil,
-                Expr::value(if holds { c.lease_until } else { None }),
-            );
-        if let Some(o) = &c.output {
-            u = u.col_expr(routine_run::Column::Output, Expr::value(o.clone()));
-        }
-        if let Some(d) = c.duration_ms {
-            u = u.col_expr(routine_run::Column::DurationMs, Expr::value(d));
-        }
-        if let Some(l) = &c.loops {
-            u = u.col_expr(routine_run::Column::Loops, Expr::value(l.clone()));
-        }
-        if let Some(f) = c.finished_at {
-            u = u.col_expr(routine_run::Column::FinishedAt, Expr::value(Some(f)));
-        }
-        let mine = u
-            .filter(routine_run::Column::Id.eq(run_id))
-            .filter(routine_run::Column::Owner.eq(owner));
+        let mine = run_move(run_id, owner, c);
         let row = mine
             .clone()
             .col_expr(routine_run::Column::Status, Expr::value(c.status))
@@ -510,23 +645,7 @@ impl Store {
             }
         }
         if let Some(s) = step {
-            step_run::Entity::update_many()
-                .col_expr(step_run::Column::Status, Expr::value(s.status))
-                .col_expr(step_run::Column::Output, Expr::value(s.output.clone()))
-                .col_expr(step_run::Column::Reason, Expr::value(s.reason.clone()))
-                .col_expr(step_run::Column::Error, Expr::value(s.error.clone()))
-                .col_expr(step_run::Column::PromptTokens, Expr::value(s.prompt_tokens))
-                .col_expr(
-                    step_run::Column::CompletionTokens,
-                    Expr::value(s.completion_tokens),
-                )
-                .col_expr(step_run::Column::CostUsd, Expr::value(s.cost_usd))
-                .col_expr(step_run::Column::DurationMs, Expr::value(s.duration_ms))
-                .col_expr(step_run::Column::WorkflowId, Expr::value(s.workflow_id))
-                .col_expr(step_run::Column::FinishedAt, Expr::value(s.finished_at))
-                .filter(step_run::Column::Id.eq(s.id))
-                .exec(&txn)
-                .await?;
+            step_update(s).exec(&txn).await?;
         }
         let tick = match (&row, count) {
             (Some(_), Some((routine_id, day))) => {
@@ -536,6 +655,103 @@ impl Store {
         };
         txn.commit().await?;
         Ok(row.map(|r| (r, tick)))
+    }
+
+    /// [`Store::advance_run_counted`] with [`AdvanceExtras`] (the step's turn, the next step's
+    /// step run) in the same commit, and in one round trip on SQLite: BEGIN, the batch (the
+    /// run's move `WHERE owner = me AND status = running … RETURNING`, the step's result, the
+    /// end's count, the turn, the next step run), COMMIT. When the run is no longer running in
+    /// `owner`'s hands the batch is rolled back and [`Store::advance_run_counted`] writes what a
+    /// paused run keeps (the turn is recorded on its own): `None`, the executor stops.
+    pub async fn advance_run_with(
+        &self,
+        run_id: i64,
+        owner: &str,
+        c: &RunChange,
+        step: Option<&StepChange>,
+        count: Option<(i64, &str)>,
+        extras: AdvanceExtras,
+    ) -> StoreResult<Option<Advanced>> {
+        let AdvanceExtras {
+            mut turn,
+            next_step,
+        } = extras;
+        if turn.as_ref().is_some_and(|t| !t.calls.is_empty()) {
+            if let Some(t) = turn.take() {
+                self.record_turn(t.as_new()).await?;
+            }
+        }
+        let backend = self.backend();
+        let mut stmts = Vec::with_capacity(5);
+        let mut mv = run_move(run_id, owner, c)
+            .col_expr(routine_run::Column::Status, Expr::value(c.status))
+            .filter(routine_run::Column::Status.eq(RunStatus::Running))
+            .into_query();
+        stmts.push(backend.build(mv.returning_all()));
+        if let Some(s) = step {
+            stmts.push(step_update(s).build(backend));
+        }
+        if let Some((routine_id, day)) = count {
+            let mut q = super::routines::count_run_end_update(routine_id, day).into_query();
+            stmts.push(backend.build(q.returning_all()));
+        }
+        if let Some(t) = &turn {
+            stmts.push(
+                super::entity::turn::Entity::insert(super::turns::turn_model(&t.as_new()))
+                    .build(backend),
+            );
+        }
+        let go_on = c.status == RunStatus::Running;
+        if let Some(n) = next_step.clone().filter(|_| go_on) {
+            let mut q = step_run::Entity::insert(new_step_model(n)).into_query();
+            stmts.push(backend.build(q.returning_all()));
+        }
+        let written = {
+            let _w = self.write_turn().await;
+            let txn = self.conn().begin().await?;
+            let rows = run_batch(&txn, backend, stmts).await?;
+            let mut run = None;
+            let mut tick = None;
+            let mut next = None;
+            for row in rows {
+                if row.try_get::<i32>("", "attempt").is_ok() {
+                    next = Some(step_run::Model::from_query_result(&row, "")?);
+                } else if let Ok(t) = row.try_get::<i32>("", "tick_count") {
+                    tick = Some(t);
+                } else {
+                    run = Some(routine_run::Model::from_query_result(&row, "")?);
+                }
+            }
+            match run {
+                Some(run) => {
+                    txn.commit().await?;
+                    Some(Advanced {
+                        run,
+                        tick,
+                        next_step: next,
+                    })
+                }
+                None => {
+                    txn.rollback().await?;
+                    None
+                }
+            }
+        };
+        if written.is_some() {
+            return Ok(written);
+        }
+        // not running in our hands: a paused run keeps the step (the turn in any case)
+        if let Some(t) = turn {
+            self.record_turn(t.as_new()).await?;
+        }
+        Ok(self
+            .advance_run_counted(run_id, owner, c, step, count)
+            .await?
+            .map(|(run, tick)| Advanced {
+                run,
+                tick,
+                next_step: None,
+            }))
     }
 
     /// Wake a waiting run now (`wake_at = at`) when it still waits for `waiting_for` (any wait

@@ -82,6 +82,66 @@ pub struct NewTurn<'a> {
     pub calls: &'a [NewToolCall],
 }
 
+/// A finished turn, owned: recorded later in the commit of the routine step that ran it
+/// ([`crate::store::AdvanceExtras::turn`]) instead of in a statement of its own.
+#[derive(Debug, Clone)]
+pub struct TurnRecord {
+    pub chat_id: i64,
+    pub source: String,
+    pub model: String,
+    pub prompt_tokens: u32,
+    pub completion_tokens: u32,
+    pub steps: u32,
+    pub outcome: String,
+    pub started_at: DateTime<Utc>,
+    pub duration_ms: i64,
+    pub reply_text: Option<String>,
+    pub actor_id: Option<i64>,
+    pub request: Option<String>,
+    pub calls: Vec<NewToolCall>,
+}
+
+impl TurnRecord {
+    /// The record as [`Store::record_turn`] takes it.
+    pub fn as_new(&self) -> NewTurn<'_> {
+        NewTurn {
+            chat_id: self.chat_id,
+            source: &self.source,
+            model: &self.model,
+            prompt_tokens: self.prompt_tokens,
+            completion_tokens: self.completion_tokens,
+            steps: self.steps,
+            outcome: &self.outcome,
+            started_at: self.started_at,
+            duration_ms: self.duration_ms,
+            reply_text: self.reply_text.as_deref(),
+            actor_id: self.actor_id,
+            request: self.request.as_deref(),
+            calls: &self.calls,
+        }
+    }
+}
+
+/// The `turns` row of `t` (its tool calls are rows of their own).
+pub(super) fn turn_model(t: &NewTurn<'_>) -> turn::ActiveModel {
+    turn::ActiveModel {
+        chat_id: Set(t.chat_id),
+        source: Set(t.source.to_string()),
+        model: Set(t.model.to_string()),
+        prompt_tokens: Set(t.prompt_tokens as i32),
+        completion_tokens: Set(t.completion_tokens as i32),
+        steps: Set(t.steps as i32),
+        outcome: Set(t.outcome.to_string()),
+        started_at: Set(t.started_at),
+        duration_ms: Set(t.duration_ms),
+        reply_text: Set(t.reply_text.map(str::to_string)),
+        actor_id: Set(t.actor_id),
+        request: Set(t.request.map(str::to_string)),
+        fingerprint: Set(fingerprint(t.calls)),
+        ..Default::default()
+    }
+}
+
 /// The fingerprint of a turn's calls: the tool names with their sorted argument keys, in order,
 /// of the calls that ran (`chore_list();chore_update(id,owner)`); `None` when none ran. Two turns
 /// with the same fingerprint did "the same kind of task" (issue 10, item 8).
@@ -129,22 +189,7 @@ impl Store {
     /// call: the common turn pays no BEGIN/COMMIT); returns the turn's id.
     pub async fn record_turn(&self, t: NewTurn<'_>) -> StoreResult<i64> {
         let _w = self.write_turn().await;
-        let row = turn::ActiveModel {
-            chat_id: Set(t.chat_id),
-            source: Set(t.source.to_string()),
-            model: Set(t.model.to_string()),
-            prompt_tokens: Set(t.prompt_tokens as i32),
-            completion_tokens: Set(t.completion_tokens as i32),
-            steps: Set(t.steps as i32),
-            outcome: Set(t.outcome.to_string()),
-            started_at: Set(t.started_at),
-            duration_ms: Set(t.duration_ms),
-            reply_text: Set(t.reply_text.map(str::to_string)),
-            actor_id: Set(t.actor_id),
-            request: Set(t.request.map(str::to_string)),
-            fingerprint: Set(fingerprint(t.calls)),
-            ..Default::default()
-        };
+        let row = turn_model(&t);
         if t.calls.is_empty() {
             return Ok(turn::Entity::insert(row)
                 .exec(self.conn())

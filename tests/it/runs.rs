@@ -1241,3 +1241,81 @@ async fn a_run_waiting_on_an_approval_resumes_once_after_a_restart() {
     assert_eq!(run(&store, id).await.status, RunStatus::Completed);
     assert_eq!(second.model.calls(), 0);
 }
+
+/// The engine's saved statements keep what they saved: every prompt step's turn is recorded
+/// (with the step's commit) with its tokens; each step run is written once, attempt 1, also
+/// when it was inserted with the previous step's commit (a prompt rendered with the step just
+/// finished, a message) or by the claim of a lapsed timer (a message after a wait).
+#[tokio::test]
+async fn prompt_turns_are_recorded_and_each_step_run_is_written_once() {
+    let app = app_with_group(|_| {}, vec![]).await;
+    let e = engine(&app);
+    let r = save(
+        &app,
+        "folded",
+        json!({"steps": [
+            {"kind": "prompt", "prompt": "one"},
+            {"kind": "prompt", "prompt": "two after {{steps.1.output}}"},
+            {"kind": "message", "text": "said {{steps.2.output}}"},
+            {"kind": "wait", "duration": "1m"},
+            {"kind": "message", "text": "after the wait {{run.id}}"},
+            {"kind": "prompt", "prompt": "three"}
+        ]}),
+        false,
+    )
+    .await;
+    let id = start_ok(&app, &r, json!({})).await;
+    drive(&app, &e).await;
+    assert_eq!(run(&app.store, id).await.status, RunStatus::Waiting);
+    app.clock.advance(chrono::Duration::minutes(2));
+    drive(&app, &e).await;
+    let rr = run(&app.store, id).await;
+    assert_eq!(rr.status, RunStatus::Completed, "{rr:?}");
+    let ss = steps(&app.store, id).await;
+    assert_eq!(
+        ss.iter()
+            .map(|s| (s.position, s.attempt, s.status))
+            .collect::<Vec<_>>(),
+        (0..6)
+            .map(|p| (p, 1, StepStatus::Completed))
+            .collect::<Vec<_>>(),
+        "{ss:?}"
+    );
+    assert_eq!(
+        ss[1].input.as_deref(),
+        Some(format!("two after {}", ss[0].output.clone().unwrap()).as_str()),
+        "the prompt inserted with step 1's commit carries step 1's output"
+    );
+    let texts = user_texts(&app.model);
+    assert_eq!(texts.len(), 3);
+    assert!(
+        texts[1].ends_with(ss[1].input.as_deref().unwrap()),
+        "{}",
+        texts[1]
+    );
+    let after = format!("after the wait {id}");
+    assert_eq!(
+        app.texts(GROUP).iter().filter(|t| **t == after).count(),
+        1,
+        "the message after the timer was sent once"
+    );
+    // one turn record per prompt step, its tokens the run's totals
+    let turns: Vec<_> = app
+        .store
+        .turns(GROUP)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|t| t.source == "routine")
+        .collect();
+    assert_eq!(turns.len(), 3, "{turns:?}");
+    assert_eq!(
+        (
+            turns.iter().map(|t| t.prompt_tokens).sum::<i32>(),
+            turns.iter().map(|t| t.completion_tokens).sum::<i32>()
+        ),
+        (rr.prompt_tokens, rr.completion_tokens)
+    );
+    assert_eq!((rr.prompt_tokens, rr.completion_tokens), (30, 6));
+    assert!(turns.iter().all(|t| t.outcome == "ok"));
+}

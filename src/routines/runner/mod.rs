@@ -31,9 +31,9 @@ use crate::{
     format,
     services::Services,
     store::{
-        ChatRow, NewRun, NewStepRun, Publication, RoutineRow, RoutineStatus, RunChange, RunRow,
-        RunSource, RunStatus, StepChange, StepRunRow, StepStatus, StepType, StoreResult,
-        TriggerKind,
+        AdvanceExtras, Advanced, ChatRow, MemberRow, NewRun, NewStepRun, Publication, RoutineRow,
+        RoutineStatus, RunChange, RunRow, RunSource, RunStatus, StepChange, StepRunRow, StepStatus,
+        StepType, StoreResult, TriggerKind, TurnRecord,
     },
     types::{Button, Outbound},
 };
@@ -245,6 +245,29 @@ fn snapshot_of(run: &RunRow) -> Option<Snapshot> {
     Some(Snapshot { def, single })
 }
 
+/// The step run to insert, in the claim's commit, for the step a run goes on to after its timer
+/// ([`crate::store::Store::finish_timer_waits`]): `run` as moved on (`current_step` the next
+/// step). Only for a `message` step without an approval gate (its step run has no input, so it
+/// is known before the step starts); `attempt` is set by the store. `None` otherwise.
+pub(super) fn resumed_step_run(run: &RunRow, now: DateTime<Utc>) -> Option<NewStepRun> {
+    let snap = snapshot_of(run)?;
+    let idx = usize::try_from(run.current_step).ok()?;
+    let step = snap.def.steps.get(idx)?;
+    if snap.single || step.require_approval || !matches!(step.kind, StepKind::Message { .. }) {
+        return None;
+    }
+    Some(NewStepRun {
+        run_id: run.id,
+        position: run.current_step,
+        attempt: 0,
+        name: step.name.clone(),
+        kind: StepType::Message,
+        status: StepStatus::Running,
+        input: None,
+        started_at: Some(now),
+    })
+}
+
 /// How a claimed run is entered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Entry {
@@ -297,6 +320,10 @@ pub(super) struct Prefetched {
     pub steps: Option<Vec<StepRunRow>>,
     /// The run's chat (`None`: read when needed).
     pub chat: Option<Option<ChatRow>>,
+    /// (position, step run id): a `running` step run the claim inserted for the step the run
+    /// resumes at (a `message` step after a timer, [`crate::store::Store::finish_timer_waits`]);
+    /// the executor uses it instead of inserting one.
+    pub prepared: Option<(usize, i64)>,
 }
 
 /// Everything one step execution needs.
@@ -315,6 +342,15 @@ struct Ctx<'a> {
     steps: std::sync::Mutex<Option<Vec<StepRunRow>>>,
     /// The run's chat, read once per execution.
     chat: tokio::sync::OnceCell<Option<ChatRow>>,
+    /// The run owner's member row in the run's chat, read once per execution (a prompt step's
+    /// scope).
+    member: tokio::sync::OnceCell<Option<MemberRow>>,
+    /// The turn of the step being executed, not yet recorded: written with the step's commit
+    /// ([`commit`]), or on its own if the execution stops before one ([`execute`]).
+    turn: std::sync::Mutex<Option<TurnRecord>>,
+    /// (position, step run id): the step run the last commit inserted for the step the run went
+    /// on to ([`prepare_next`]); [`new_step_run`] takes it instead of inserting one.
+    prepared: std::sync::Mutex<Option<(usize, i64)>>,
 }
 
 impl Ctx<'_> {
@@ -359,6 +395,31 @@ impl Ctx<'_> {
             }
             None => *cache = None,
         }
+    }
+
+    /// The run owner's member row in the run's chat (read once per execution).
+    async fn owner_member(&self, chat_id: i64) -> StoreResult<Option<MemberRow>> {
+        Ok(self
+            .member
+            .get_or_try_init(|| self.svc.store.member(chat_id, self.run_owner()))
+            .await?
+            .clone())
+    }
+
+    /// Keep the step's turn for its commit (a turn already kept is recorded now).
+    async fn keep_turn(&self, t: TurnRecord) {
+        let old = self
+            .turn
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .replace(t);
+        if let Some(old) = old {
+            record_turn(self.svc, old).await;
+        }
+    }
+
+    fn take_turn(&self) -> Option<TurnRecord> {
+        self.turn.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 
     /// The run's chat (read once per execution).
@@ -436,7 +497,29 @@ pub(super) async fn execute(
         run,
         steps: std::sync::Mutex::new(pre.steps),
         chat: tokio::sync::OnceCell::new_with(pre.chat),
+        member: tokio::sync::OnceCell::new(),
+        turn: std::sync::Mutex::new(None),
+        prepared: std::sync::Mutex::new(pre.prepared),
     };
+    let res = steps_of(&mut ctx, entry).await;
+    // a turn no commit took (the execution stopped on storage): its tokens are still recorded
+    if let Some(t) = ctx.take_turn() {
+        record_turn(svc, t).await;
+    }
+    res
+}
+
+/// Record a turn on its own (logged when it fails: the turn happened either way).
+async fn record_turn(svc: &Services, t: TurnRecord) {
+    if let Err(e) = svc.store.record_turn(t.as_new()).await {
+        tracing::warn!(chat_id = t.chat_id, error = %e, "turn not recorded");
+    }
+}
+
+/// The executor's loop over a held run's steps (see [`execute`]).
+async fn steps_of(ctx: &mut Ctx<'_>, entry: Entry) -> StoreResult<()> {
+    let eng = ctx.eng;
+    let svc = ctx.svc;
     let mut entry = entry;
     loop {
         if ctx.run.status != RunStatus::Running || ctx.run.owner.as_deref() != Some(eng.owner()) {
@@ -445,18 +528,18 @@ pub(super) async fn execute(
         let idx = ctx.run.current_step.max(0) as usize;
         if idx >= ctx.snap.def.steps.len() {
             let c = end_change(&ctx.run, RunStatus::Completed, None, svc);
-            if let Some(tick) = end_run(&ctx, &c, None).await? {
-                ended(&ctx, RunStatus::Completed, None, tick).await?;
+            if let Some(tick) = end_run(ctx, &c, None).await? {
+                ended(ctx, RunStatus::Completed, None, tick).await?;
             }
             return Ok(());
         }
         let flow = match entry {
-            Entry::Fresh => run_step(&ctx, idx, false).await?,
-            Entry::Woken => resume_step(&ctx, idx).await?,
-            Entry::TakeOver => take_over(&ctx, idx).await?,
+            Entry::Fresh => run_step(ctx, idx, false).await?,
+            Entry::Woken => resume_step(ctx, idx).await?,
+            Entry::TakeOver => take_over(ctx, idx).await?,
         };
         entry = Entry::Fresh;
-        match apply(&ctx, idx, flow).await? {
+        match apply(ctx, idx, flow).await? {
             Some(row) => ctx.run = row,
             None => return Ok(()),
         }
@@ -483,11 +566,7 @@ async fn apply(ctx: &Ctx<'_>, idx: usize, flow: Flow) -> StoreResult<Option<RunR
                 ..RunChange::running(idx as i32, ctx.lease())
             };
             let c = with_step_totals(c, step.as_ref());
-            if !svc
-                .store
-                .advance_run(run.id, ctx.owner(), &c, step.as_ref())
-                .await?
-            {
+            if commit(ctx, &c, step.as_ref(), None, None).await?.is_none() {
                 return Ok(None);
             }
             if multi {
@@ -579,11 +658,7 @@ async fn apply(ctx: &Ctx<'_>, idx: usize, flow: Flow) -> StoreResult<Option<RunR
                 );
                 c.output = snippet;
                 c.loops = loops;
-                if svc
-                    .store
-                    .advance_run(run.id, ctx.owner(), &c, Some(&step))
-                    .await?
-                {
+                if commit(ctx, &c, Some(&step), None, None).await?.is_some() {
                     let html = format!(
                         "Run {} of <b>{}</b>: this run has spent ${cost:.2} so far — continue?",
                         run.id,
@@ -612,10 +687,10 @@ async fn apply(ctx: &Ctx<'_>, idx: usize, flow: Flow) -> StoreResult<Option<RunR
             );
             c.output = snippet;
             c.loops = loops;
-            let row = svc
-                .store
-                .advance_run_row(run.id, ctx.owner(), &c, Some(&step))
-                .await?;
+            let next = prepare_next(ctx, next_idx, &step).await;
+            let row = commit(ctx, &c, Some(&step), None, next)
+                .await?
+                .map(|a| a.run);
             if row.is_some() {
                 ctx.noted(&step);
                 if multi {
@@ -670,16 +745,82 @@ async fn end_run(
         .with_timezone(&zone_of(r))
         .format("%Y-%m-%d")
         .to_string();
-    let done = svc
-        .store
-        .advance_run_counted(ctx.run.id, ctx.owner(), c, step, Some((r.id, &today)))
-        .await?;
+    let done = commit(ctx, c, step, Some((r.id, &today)), None).await?;
     if done.is_some() {
         if let Some(s) = step {
             ctx.noted(s);
         }
     }
-    Ok(done.map(|(_, tick)| tick))
+    Ok(done.map(|a| a.tick))
+}
+
+/// Commit a step's result with the run's move ([`crate::store::Store::advance_run_with`]): the
+/// step's turn kept by [`Ctx::keep_turn`] goes in the same commit, `count` counts an end on the
+/// routine, `next` is the step run of the step the run goes on to (then cached and taken by
+/// [`new_step_run`]). `None`: not held any more (the executor stops).
+async fn commit(
+    ctx: &Ctx<'_>,
+    c: &RunChange,
+    step: Option<&StepChange>,
+    count: Option<(i64, &str)>,
+    next: Option<NewStepRun>,
+) -> StoreResult<Option<Advanced>> {
+    let extras = AdvanceExtras {
+        turn: ctx.take_turn(),
+        next_step: next,
+    };
+    let done = ctx
+        .svc
+        .store
+        .advance_run_with(ctx.run.id, ctx.owner(), c, step, count, extras)
+        .await?;
+    if let Some(row) = done.as_ref().and_then(|a| a.next_step.clone()) {
+        *ctx.prepared.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((row.position.max(0) as usize, row.id));
+        if let Some(rows) = ctx.cached_steps().as_mut() {
+            rows.push(row);
+        }
+    }
+    Ok(done)
+}
+
+/// The step run of step `idx` to insert with the commit that moves the run on to it, when the
+/// step run is known before the step starts: a `message` step (no input) or a `prompt` step
+/// (its prompt rendered with `finished`, the step just finished, noted in the cache first) of a
+/// multi-step run, without an approval gate. `None` otherwise, or when the run's step runs are
+/// not cached (the prompt's variables would be read without `finished`) or the prompt does not
+/// render (the step fails as usual).
+async fn prepare_next(ctx: &Ctx<'_>, idx: usize, finished: &StepChange) -> Option<NewStepRun> {
+    let step = ctx.snap.def.steps.get(idx)?;
+    if ctx.snap.single || step.require_approval || ctx.cached_steps().is_none() {
+        return None;
+    }
+    ctx.noted(finished);
+    let input = match &step.kind {
+        StepKind::Message { .. } => None,
+        StepKind::Prompt { prompt, .. } => {
+            let vars = facts::context(ctx, idx).await.ok()?;
+            Some(facts::render(prompt, &vars).ok()?)
+        }
+        _ => return None,
+    };
+    let attempt = ctx
+        .cached_steps()
+        .as_ref()?
+        .iter()
+        .filter(|s| s.position == idx as i32)
+        .count() as i32
+        + 1;
+    Some(NewStepRun {
+        run_id: ctx.run.id,
+        position: idx as i32,
+        attempt,
+        name: step.name.clone(),
+        kind: step.kind.step_type(),
+        status: StepStatus::Running,
+        input,
+        started_at: Some(ctx.svc.clock.now()),
+    })
 }
 
 /// Refresh the run's progress message from what this execution knows: its routine, snapshot
@@ -828,6 +969,22 @@ async fn new_step_run(
     status: StepStatus,
     input: Option<String>,
 ) -> StoreResult<i64> {
+    let prepared = {
+        let mut p = ctx.prepared.lock().unwrap_or_else(|p| p.into_inner());
+        match *p {
+            Some((at, id)) if at == idx && status == StepStatus::Running => {
+                *p = None;
+                Some(id)
+            }
+            _ => None,
+        }
+    };
+    if let Some(id) = prepared {
+        if !ctx.snap.single {
+            refresh(ctx).await;
+        }
+        return Ok(id);
+    }
     let attempt = ctx
         .step_runs()
         .await?

@@ -478,7 +478,6 @@ async fn open_gate(
 /// The turn's scope acting for the run owner (`member_turn`: destructive calls wait for the
 /// owner's confirmation). `None` when the chat is unknown.
 async fn scope_for(ctx: &Ctx<'_>, member_turn: bool) -> StoreResult<Option<Scope>> {
-    let svc = ctx.svc;
     let Some(chat) = ctx.chat().await? else {
         return Ok(None);
     };
@@ -489,7 +488,7 @@ async fn scope_for(ctx: &Ctx<'_>, member_turn: bool) -> StoreResult<Option<Scope
     };
     let actor = ctx.run_owner();
     let member = if chat_kind == ChatKind::Group {
-        svc.store.member(chat.id, actor).await?
+        ctx.owner_member(chat.id).await?
     } else {
         None
     };
@@ -562,20 +561,25 @@ async fn prompt_step(
         ctx.label(idx),
         ctx.snap.def.steps.len()
     );
-    let outcome = ctx
-        .eng
-        .agent()
-        .run_turn(
-            svc,
-            TurnRequest {
-                scope,
-                current,
-                current_tg_id: None,
-                source: "routine",
-                silent_ok: false,
-            },
-        )
-        .await;
+    let req = TurnRequest {
+        scope,
+        current,
+        current_tg_id: None,
+        source: "routine",
+        silent_ok: false,
+    };
+    let agent = ctx.eng.agent();
+    // the turn is recorded with the step's commit (one statement less per step), except a
+    // replay's: its failure and confirmation paths read the turn back (issue 10)
+    let outcome = if ctx.snap.def.recorded.is_some() {
+        agent.run_turn(svc, req).await
+    } else {
+        let (outcome, record) = agent.run_turn_unrecorded(svc, req).await;
+        if let Some(t) = record {
+            ctx.keep_turn(t).await;
+        }
+        outcome
+    };
     // only a call the turn held opened a confirmation (the chat lock keeps other turns of this
     // chat out meanwhile): no query for the common turn
     let held = outcome
