@@ -330,6 +330,18 @@ impl Daemon {
         log: &std::path::Path,
         extra: &[(&str, &str)],
     ) -> Daemon {
+        Self::launch(&fake.url(), llm, db_url, log, extra).await
+    }
+
+    /// `hearth run` against the Bot API at `api_url`: webhook mode and short leases unless
+    /// `extra` overrides them; returns once `/readyz` answers 200.
+    async fn launch(
+        api_url: &str,
+        llm: &str,
+        db_url: &str,
+        log: &std::path::Path,
+        extra: &[(&str, &str)],
+    ) -> Daemon {
         let port = free_port();
         let child = tokio::process::Command::new(BIN)
             .arg("run")
@@ -337,7 +349,7 @@ impl Daemon {
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("TELEGRAM_BOT_TOKEN", "123:TEST")
             .env("OPENAI_API_KEY", "sk-test")
-            .env("HEARTH_TELEGRAM__API_URL", fake.url())
+            .env("HEARTH_TELEGRAM__API_URL", api_url)
             .env("HEARTH_TELEGRAM__MODE", "webhook")
             .env(
                 "HEARTH_TELEGRAM__WEBHOOK_URL",
@@ -366,24 +378,8 @@ impl Daemon {
             .spawn()
             .unwrap();
         let d = Daemon { child, port };
-        let client = reqwest::Client::new();
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(r) = client
-                .get(format!("http://127.0.0.1:{port}/readyz"))
-                .send()
-                .await
-            {
-                if r.status() == 200 {
-                    return d;
-                }
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "daemon not ready in 30 s"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        d.wait_ready(Duration::from_secs(60)).await;
+        d
     }
 
     /// POST one update to this process's webhook; returns once hearth accepted it (durable).
@@ -442,39 +438,12 @@ impl Daemon {
         db_url: &str,
         log: &std::path::Path,
     ) -> Daemon {
-        let port = free_port();
-        let child = tokio::process::Command::new(BIN)
-            .arg("run")
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("TELEGRAM_BOT_TOKEN", "123:TEST")
-            .env("OPENAI_API_KEY", "sk-test")
-            .env("HEARTH_TELEGRAM__API_URL", api_url)
-            .env("HEARTH_TELEGRAM__MODE", "polling")
-            .env("HEARTH_TELEGRAM__POLL_TIMEOUT", "1s")
-            .env("HEARTH_LLM__BASE_URL", format!("{llm}/v1"))
-            .env("HEARTH_DATABASE__URL", db_url)
-            .env("HEARTH_HTTP__ENABLED", "true")
-            .env("HEARTH_HTTP__LISTEN", format!("127.0.0.1:{port}"))
-            .env("HEARTH_RUNTIME__LEASE", "2s")
-            .env("HEARTH_RUNTIME__HEARTBEAT", "500ms")
-            .env("HEARTH_CLUSTER__LEASE", "2s")
-            .env("HEARTH_ROUTINES__STEP_LEASE", "2s")
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(log)
-                    .unwrap(),
-            ))
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let d = Daemon { child, port };
-        d.wait_ready(Duration::from_secs(60)).await;
-        d
+        let polling = [
+            ("HEARTH_TELEGRAM__MODE", "polling"),
+            ("HEARTH_TELEGRAM__POLL_TIMEOUT", "1s"),
+            ("HEARTH_HTTP__ENABLED", "true"),
+        ];
+        Self::launch(api_url, llm, db_url, log, &polling).await
     }
 
     /// Wait until `/readyz` answers 200; panics after `timeout`.
