@@ -6,7 +6,7 @@
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use crate::{
-    binary::{binary_db_url, replies_with, slow_model, wait_replies, Daemon},
+    binary::{binary_db_url, replies_with, slow_model, wait_quiet, wait_replies, Daemon},
     support::fake_telegram::{Chat, FakeBotApi, User},
 };
 
@@ -152,15 +152,7 @@ async fn sigkill_one_of_three_replicas_mid_load_loses_and_duplicates_nothing() {
     // idempotency key, so a process killed in the instant between Telegram's answer and the
     // write that records it (one round trip and one statement) sends that reply again after
     // the takeover — at least once, never lost. What this test proves is everything else.
-    let mut seen = replies_with(&fake, "answer").len();
-    let mut quiet_since = std::time::Instant::now();
-    while quiet_since.elapsed() < Duration::from_millis(400) {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-        let n = replies_with(&fake, "answer").len();
-        if n != seen {
-            (seen, quiet_since) = (n, std::time::Instant::now());
-        }
-    }
+    wait_quiet(&fake, "answer", Duration::from_millis(400)).await;
 
     // which chats the victim holds right now
     let store = hearth::store::Store::connect(&db, 1, Duration::from_secs(5))
