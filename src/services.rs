@@ -208,14 +208,22 @@ impl ChatLocks {
     /// leaves its chat held, so a run's next step in the same chat costs no statement; the
     /// claim loop calls this every `cluster.poll`, so another process waiting for the chat waits
     /// about that long). Returns how many.
-    pub async fn release_idle(&self, before: std::time::Instant) -> usize {
+    ///
+    /// `busy(chat)`: the caller still has work queued for the chat (its inbound queue): kept,
+    /// or a chat would be let go between two of its queued messages and another process could
+    /// answer a later message first.
+    pub async fn release_idle(
+        &self,
+        before: std::time::Instant,
+        busy: impl Fn(i64) -> bool,
+    ) -> usize {
         let Some(l) = &self.leases else { return 0 };
         let idle: Vec<i64> = l
             .held
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .iter()
-            .filter(|(_, (_, used))| *used < before)
+            .filter(|(c, (_, used))| *used < before && !busy(**c))
             .map(|(c, _)| *c)
             .collect();
         let mut n = 0;
@@ -230,12 +238,12 @@ impl ChatLocks {
             let Some(Ok(_g)) = m.map(|m| m.try_lock_owned()) else {
                 continue;
             };
-            let still_idle = l
-                .held
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .get(&chat_id)
-                .is_some_and(|(_, used)| *used < before);
+            let still_idle = !busy(chat_id)
+                && l.held
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(&chat_id)
+                    .is_some_and(|(_, used)| *used < before);
             if still_idle {
                 self.release(chat_id).await;
                 n += 1;

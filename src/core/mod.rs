@@ -440,6 +440,18 @@ impl Hearth {
         self.settle_one();
     }
 
+    /// Whether this process has events of `chat_id` queued (not counting one being processed).
+    fn queued(&self, chat_id: i64) -> bool {
+        let queues = self.queues.lock().unwrap_or_else(|p| p.into_inner());
+        queues.get(&chat_id).is_some_and(|cq| {
+            !cq.q
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .order
+                .is_empty()
+        })
+    }
+
     /// The chat's queue drained: under its mutex, and if nothing was queued meanwhile, give up
     /// the chat's lease so its next message is worked by whichever process accepts it.
     async fn let_go(&self, chat_id: i64, worker: &ChatQueue) {
@@ -650,7 +662,8 @@ impl Hearth {
                             break;
                         }
                         // chats no turn used for a poll period go back to every process
-                        me.svc.locks.release_idle(std::time::Instant::now() - every).await;
+                        let before = std::time::Instant::now() - every;
+                        me.svc.locks.release_idle(before, |c| me.queued(c)).await;
                         if let Err(e) = me.recover().await {
                             tracing::warn!(error = %e, "periodic recovery failed; retrying");
                         }
