@@ -79,7 +79,42 @@ struct ChatLeases {
     ops: std::sync::Mutex<HashMap<i64, Arc<Mutex<()>>>>,
 }
 
+/// A chat's lease-operation lock, held (see [`ChatLocks::hold_guarded`]).
+pub struct LeaseOp(#[allow(dead_code)] Option<OwnedMutexGuard<()>>);
+
 impl ChatLeases {
+    /// Whether the cache says this process holds the chat with more than half the lease left
+    /// (then marks it used).
+    fn cached(&self, chat_id: i64) -> bool {
+        let now = self.clock.now();
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        match held.get_mut(&chat_id) {
+            Some((until, used)) if *until - now > self.lease / 2 => {
+                *used = std::time::Instant::now();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// With the chat's lease-operation lock held: take or renew the lease in the table and
+    /// record the outcome in the cache.
+    async fn take(&self, chat_id: i64) -> Result<bool, crate::store::StoreError> {
+        let now = self.clock.now();
+        let until = now + self.lease;
+        let ok = self
+            .store
+            .acquire_chat(chat_id, &self.owner, now, until)
+            .await?;
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        if ok {
+            held.insert(chat_id, (until, std::time::Instant::now()));
+        } else {
+            held.remove(&chat_id);
+        }
+        Ok(ok)
+    }
+
     /// The chat's lease-operation lock.
     async fn op(&self, chat_id: i64) -> OwnedMutexGuard<()> {
         let m = {
@@ -163,45 +198,56 @@ impl ChatLocks {
         let Some(l) = &self.leases else {
             return Ok(true);
         };
-        let now = l.clock.now();
-        {
-            let mut held = l.held.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some((until, used)) = held.get_mut(&chat_id) {
-                if *until - now > l.lease / 2 {
-                    *used = std::time::Instant::now();
-                    return Ok(true);
-                }
-            }
+        if l.cached(chat_id) {
+            return Ok(true);
         }
         let _op = l.op(chat_id).await;
-        let now = l.clock.now();
-        let until = now + l.lease;
-        let ok = l.store.acquire_chat(chat_id, &l.owner, now, until).await?;
-        let mut held = l.held.lock().unwrap_or_else(|p| p.into_inner());
-        if ok {
-            held.insert(chat_id, (until, std::time::Instant::now()));
-        } else {
-            held.remove(&chat_id);
-        }
-        Ok(ok)
+        l.take(chat_id).await
+    }
+
+    /// [`ChatLocks::try_hold`], keeping the chat's lease operations locked while the returned
+    /// guard lives (`None`: another process holds the chat). Claim and queue a chat's messages
+    /// under it: the chat cannot be let go in between, so this process never owns pending
+    /// messages of a chat it does not hold (issue 12: a claim racing a release answered a newer
+    /// message first on another replica).
+    ///
+    /// Errors: the database failed.
+    pub async fn hold_guarded(
+        &self,
+        chat_id: i64,
+    ) -> Result<Option<LeaseOp>, crate::store::StoreError> {
+        let Some(l) = &self.leases else {
+            return Ok(Some(LeaseOp(None)));
+        };
+        let op = l.op(chat_id).await;
+        let held = l.cached(chat_id) || l.take(chat_id).await?;
+        Ok(held.then_some(LeaseOp(Some(op))))
     }
 
     /// With the chat's mutex held: give up the chat's lease (its queue drained), so the next
     /// message may be worked by whichever process accepts it.
     pub async fn release(&self, chat_id: i64) {
-        let Some(l) = &self.leases else { return };
+        self.release_if(chat_id, || true).await;
+    }
+
+    /// Give up the chat's lease if `cond()` holds, deciding under the chat's lease-operation
+    /// lock (so no [`ChatLocks::hold_guarded`] claim interleaves). Returns whether it did.
+    pub async fn release_if(&self, chat_id: i64, cond: impl FnOnce() -> bool) -> bool {
+        let Some(l) = &self.leases else { return false };
         let _op = l.op(chat_id).await;
-        if l.held
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&chat_id)
-            .is_none()
+        if !cond()
+            || l.held
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&chat_id)
+                .is_none()
         {
-            return;
+            return false;
         }
         if let Err(e) = l.store.release_chats(&l.owner, &[chat_id]).await {
             tracing::warn!(chat_id, error = %e, "chat lease not released; it lapses on its own");
         }
+        true
     }
 
     /// Give up the leases of chats not used since `before` whose mutex is free (a routine turn
@@ -238,14 +284,15 @@ impl ChatLocks {
             let Some(Ok(_g)) = m.map(|m| m.try_lock_owned()) else {
                 continue;
             };
-            let still_idle = !busy(chat_id)
-                && l.held
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .get(&chat_id)
-                    .is_some_and(|(_, used)| *used < before);
-            if still_idle {
-                self.release(chat_id).await;
+            let still_idle = || {
+                !busy(chat_id)
+                    && l.held
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .get(&chat_id)
+                        .is_some_and(|(_, used)| *used < before)
+            };
+            if self.release_if(chat_id, still_idle).await {
                 n += 1;
             }
         }

@@ -239,18 +239,19 @@ impl Hearth {
             );
             return Ok(Accepted::Duplicate);
         };
-        let held = match self.svc.locks.try_hold(chat_id).await {
-            Ok(h) => h,
+        // claimed and queued under the chat's lease-operation lock: never owned while not held
+        let op = match self.svc.locks.hold_guarded(chat_id).await {
+            Ok(Some(op)) => op,
+            Ok(None) => {
+                tracing::debug!(chat_id, "chat held by another process; left to it");
+                return Ok(Accepted::Queued);
+            }
             Err(e) => {
                 // the periodic claim retries it
                 tracing::warn!(chat_id, error = %e, "chat lease not checked; left for the next claim");
-                false
+                return Ok(Accepted::Queued);
             }
         };
-        if !held {
-            tracing::debug!(chat_id, "chat held by another process; left to it");
-            return Ok(Accepted::Queued);
-        }
         let flood = self.flood_check(&ev);
         let rows = self
             .svc
@@ -258,6 +259,7 @@ impl Hearth {
             .claim_inbound(&self.owner, &[chat_id], now, self.lease_end(now))
             .await?;
         self.queue_claimed(rows, Some((id, ev, flood))).await?;
+        drop(op);
         Ok(Accepted::Queued)
     }
 
@@ -456,15 +458,15 @@ impl Hearth {
     /// the chat's lease so its next message is worked by whichever process accepts it.
     async fn let_go(&self, chat_id: i64, worker: &ChatQueue) {
         let _g = self.svc.locks.local(chat_id).await;
-        let empty = worker
-            .q
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .order
-            .is_empty();
-        if empty {
-            self.svc.locks.release(chat_id).await;
-        }
+        let empty = || {
+            worker
+                .q
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .order
+                .is_empty()
+        };
+        self.svc.locks.release_if(chat_id, empty).await;
     }
 
     /// Claim the pending messages this process may work and queue them here: those of chats no
@@ -475,18 +477,20 @@ impl Hearth {
     /// and every `cluster.poll`. Returns how many were queued.
     pub async fn recover(self: &Arc<Self>) -> Result<usize, StoreError> {
         let now = self.svc.clock.now();
-        let mut chats = Vec::new();
+        let mut n = 0;
         for chat_id in self.svc.store.claimable_chats(&self.owner, now).await? {
-            if self.svc.locks.try_hold(chat_id).await? {
-                chats.push(chat_id);
-            }
+            // per chat, under its lease-operation lock (see `accept`)
+            let Some(_op) = self.svc.locks.hold_guarded(chat_id).await? else {
+                continue;
+            };
+            let rows = self
+                .svc
+                .store
+                .claim_inbound(&self.owner, &[chat_id], now, self.lease_end(now))
+                .await?;
+            n += self.queue_claimed(rows, None).await?;
         }
-        let rows = self
-            .svc
-            .store
-            .claim_inbound(&self.owner, &chats, now, self.lease_end(now))
-            .await?;
-        self.queue_claimed(rows, None).await
+        Ok(n)
     }
 
     /// Queue claimed rows here in id order (`fresh`: the message just accepted, already decoded,
