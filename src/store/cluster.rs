@@ -106,19 +106,6 @@ impl Store {
             .collect())
     }
 
-    /// Who holds `chat_id` at `now` (`None`: free or lapsed).
-    pub async fn chat_holder(
-        &self,
-        chat_id: i64,
-        now: DateTime<Utc>,
-    ) -> StoreResult<Option<String>> {
-        Ok(chat_lease::Entity::find_by_id(chat_id)
-            .filter(chat_lease::Column::LeaseUntil.gte(now))
-            .one(self.conn())
-            .await?
-            .map(|r| r.owner))
-    }
-
     /// Take or renew the named lease `name` (`poller`, `job:<name>`) for `owner` until `until`,
     /// under the same rule as [`Store::acquire_chat`]. Returns true when `owner` holds it.
     pub async fn acquire_lease(
