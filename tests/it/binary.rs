@@ -364,7 +364,11 @@ impl Daemon {
             .env("HEARTH_CLUSTER__LEASE", "2s")
             .env("HEARTH_ROUTINES__STEP_LEASE", "2s")
             .env("HEARTH_GROUP__FLOOD_BUDGET", "1000")
-            .env("RUST_LOG", "info")
+            // HEARTH_TEST_DAEMON_LOG raises the processes' log level when a test is diagnosed
+            .env(
+                "RUST_LOG",
+                std::env::var("HEARTH_TEST_DAEMON_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .envs(extra.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::from(
@@ -658,8 +662,12 @@ async fn crash_loop_never_fails_untouched_queued_messages() {
     // cycles 2 and 3: restarted, killed mid-turn (1 s into a 2 s model call) after one more
     // answer per chat
     let slow = slow_model(2_000).await;
+    // one model call per chat at once (6 chats; the default is 4 calls): with fewer slots than
+    // chats a restarted message can still be waiting for its slot at the kill, and the bound
+    // below counts started turns
+    let all_at_once = [("HEARTH_LLM__MAX_CONCURRENT_CALLS", "6")];
     for cycle in 2..=3 {
-        let d = Daemon::start(&fake, &slow.uri(), &db, &log).await;
+        let d = Daemon::start_with(&fake, &slow.uri(), &db, &log, &all_at_once).await;
         let seen = replies_with(&fake, "answer").len();
         assert!(
             seen < 54,
