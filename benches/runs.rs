@@ -108,6 +108,9 @@ use serde_json::json;
 
 const GROUP: i64 = -1001;
 
+/// The cadence of the app's `sqlite-checkpoint` job.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(30);
+
 fn env(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
@@ -139,6 +142,11 @@ fn rss_mb() -> f64 {
 
 fn main() {
     hearth::app::tune_allocator();
+    // RUST_LOG=sqlx::query=debug lists every statement with its time (stderr); off by default
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .try_init();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -229,6 +237,16 @@ async fn run() {
     );
     let engine = RoutineEngine::with_owner(hearth.svc.clone(), hearth.agent.clone(), "bench");
     let svc = engine.services();
+    // the app's `sqlite-checkpoint` system job (src/app/jobs.rs): a PASSIVE checkpoint every
+    // 30 s (automatic checkpoints are off), without which the WAL grows for the whole bench
+    let wal = svc.store.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(CHECKPOINT_EVERY);
+        loop {
+            every.tick().await;
+            let _ = wal.checkpoint().await;
+        }
+    });
     svc.store
         .upsert_chat(GROUP, "group", "Home", "UTC", chrono::Utc::now())
         .await

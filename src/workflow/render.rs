@@ -321,8 +321,8 @@ pub fn approvals(
 /// them, with ids) and `YOUR PENDING REQUESTS`. One short line per request. Empty lists are
 /// left out.
 pub async fn sections(svc: &Services, v: Viewer) -> StoreResult<Vec<Section>> {
-    let list = actionable(svc, v).await?;
-    let mine = my_pending(svc, v).await?;
+    // independent reads: on two connections at once (the section is on every turn's path)
+    let (list, mine) = tokio::try_join!(actionable(svc, v), my_pending(svc, v))?;
     let mut ids: Vec<i64> = list.iter().map(|w| w.requester_id).collect();
     ids.extend(mine.iter().map(|w| w.requester_id));
     let names = names(svc, &ids).await?;
