@@ -1,15 +1,22 @@
 //! Replicas benchmark (issue 12): 1, 2 and 3 `hearth run` processes (the release binary) in
 //! webhook mode on one PostgreSQL database, a fake Bot API and a fake OpenAI-compatible model
-//! answering every call in `BENCH_MODEL_MS` (default 300 ms), `BENCH_CHATS` groups (default
-//! 1,000) × `BENCH_PER_CHAT` mentions (default 5) POSTed round-robin over the replicas' webhook
-//! listeners (each chat's messages in order, chats concurrently).
+//! answering every call in `BENCH_MODEL_MS` (default 300 ms). Two loads per replica count:
+//! - **burst**: `BENCH_CHATS` groups (default 1,000) × `BENCH_PER_CHAT` mentions (default 5)
+//!   POSTed at once, round-robin over the replicas' webhook listeners (each chat's messages in
+//!   order, chats concurrently): the most the processes and the database answer;
+//! - **paced**: `BENCH_PACED_CHATS` other groups (default 200) × the same count at
+//!   `BENCH_PACE` messages a second (default 100): a load the deployment is sized for.
 //!
-//! Reports per replica count: messages answered per second (first POST → last reply), the
-//! latency from a message's accepted POST to its reply at the fake Bot API (p50 / p99), and the
-//! p99 of each replica's wait for a database connection (`hearth_db_pool_wait_seconds`, read from
-//! its `/metrics`: every acquisition of the pool, recorded by sqlx). Telegram's pacing and the
-//! model-call cap are raised in the replicas' config so the database and the processes are what
-//! is measured. Goals (issue 12): 3 replicas ≥ 2.5 × one replica; pool wait p99 ≤ 10 ms.
+//! Reports per load: messages answered per second (first POST → last reply), the latency from a
+//! message's accepted POST to its reply at the fake Bot API (p50 / p99), the p99 of each
+//! replica's wait for a database connection during the load (`hearth_db_pool_wait_seconds`,
+//! read from its `/metrics` before and after: every acquisition of the pool, recorded by sqlx),
+//! and the CPU time per answered message of the replicas, of PostgreSQL and of the bench
+//! process (load, fake Bot API, fake model), from `/proc`: all of them share the machine's
+//! cores, so when their sum × the rate reaches the core count, more replicas cannot answer more.
+//! Telegram's pacing and the model-call cap are raised in the replicas' config so the database
+//! and the processes are what is measured. Goals (issue 12): 3 replicas ≥ 2.5 × one replica;
+//! pool wait p99 ≤ 10 ms.
 //!
 //! PostgreSQL: `BENCH_DATABASE_URL` (a server URL whose user may create databases), else a
 //! throwaway cluster started with the server binaries in `/usr/lib/postgresql/*/bin` (run as
@@ -178,15 +185,14 @@ impl Replica {
         }
     }
 
-    /// p99 of the pool wait (s) from this replica's `hearth_db_pool_wait_seconds` histogram:
-    /// the upper bound of the first bucket holding 99 % of the acquisitions.
-    async fn pool_wait_p99(&self) -> Option<f64> {
-        let text = reqwest::get(format!("http://127.0.0.1:{}/metrics", self.metrics_port))
-            .await
-            .ok()?
-            .text()
-            .await
-            .ok()?;
+    /// This replica's `hearth_db_pool_wait_seconds` histogram: (upper bound s, cumulative
+    /// count) per bucket, from its `/metrics`.
+    async fn pool_wait_buckets(&self) -> Vec<(f64, f64)> {
+        let Ok(r) = reqwest::get(format!("http://127.0.0.1:{}/metrics", self.metrics_port)).await
+        else {
+            return vec![];
+        };
+        let text = r.text().await.unwrap_or_default();
         let mut buckets: Vec<(f64, f64)> = text
             .lines()
             .filter(|l| l.starts_with("hearth_db_pool_wait_seconds_bucket"))
@@ -202,11 +208,12 @@ impl Replica {
             })
             .collect();
         buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
-        let total = buckets.last()?.1;
         buckets
-            .iter()
-            .find(|(_, n)| *n >= 0.99 * total)
-            .map(|(le, _)| *le)
+    }
+
+    /// CPU time (user + system, s) this replica's process has used so far.
+    fn cpu_seconds(&self) -> f64 {
+        self.child.id().map(cpu_of).unwrap_or(0.0)
     }
 
     async fn stop(mut self) {
@@ -229,6 +236,58 @@ fn update(c: u64, i: u64) -> serde_json::Value {
     )
 }
 
+/// p99 (s) of the acquisitions between two snapshots of a pool wait histogram: the upper
+/// bound of the first bucket holding 99 % of them (`None`: none happened).
+fn p99_between(before: &[(f64, f64)], after: &[(f64, f64)]) -> Option<f64> {
+    let diff: Vec<(f64, f64)> = after
+        .iter()
+        .map(|(le, n)| {
+            let was = before
+                .iter()
+                .find(|(b, _)| b == le)
+                .map_or(0.0, |(_, m)| *m);
+            (*le, n - was)
+        })
+        .collect();
+    let total = diff.last()?.1;
+    if total <= 0.0 {
+        return None;
+    }
+    diff.iter()
+        .find(|(_, n)| *n >= 0.99 * total)
+        .map(|(le, _)| *le)
+}
+
+/// CPU time (user + system, s) used so far by process `pid` (Linux `/proc/<pid>/stat`).
+fn cpu_of(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // fields after the command name (which may hold spaces) start at field 3
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = [11, 12]
+        .iter()
+        .filter_map(|i| f.get(*i)?.parse::<f64>().ok())
+        .sum();
+    ticks / 100.0 // USER_HZ
+}
+
+/// CPU time (s) used so far by every process named `postgres` (the server and its backends;
+/// a backend that exited meanwhile is not counted).
+fn postgres_cpu() -> f64 {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.trim() == "postgres")
+        })
+        .map(cpu_of)
+        .sum()
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -236,36 +295,53 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
-/// One measure with `n` replicas: (msg/s, latency p50 s, p99 s, pool wait p99 per replica).
-async fn measure(
-    n: usize,
-    admin_url: &str,
-    llm: &str,
+/// What one load phase measured.
+struct Phase {
+    /// Messages answered per second (first POST → last reply).
+    rate: f64,
+    /// Latency from a message's accepted POST to its reply, p50 and p99, s.
+    p50: f64,
+    p99: f64,
+    /// Each replica's pool wait p99 during the phase, s (`None`: no acquisition).
+    pool: Vec<Option<f64>>,
+    /// CPU per answered message, ms: the replicas together, PostgreSQL, and this process (the
+    /// load, the fake Bot API and the fake model).
+    cpu_ms: [f64; 3],
+}
+
+/// One load phase on running replicas: chats `first..first + chats` × `per_chat` messages
+/// POSTed round-robin over the replicas' listeners: all at once (each chat's messages in order,
+/// chats concurrently) when `pace` is `None`, else `pace` messages a second (message 1 of every
+/// chat, then message 2, …).
+async fn phase(
+    replicas: &[Replica],
+    fake: &FakeBotApi,
+    first: u64,
     chats: u64,
     per_chat: u64,
-) -> (f64, f64, f64, Vec<Option<f64>>) {
-    let name = format!("hearth_bench_{n}_{}", std::process::id());
-    hearth::store::Store::create_postgres_database(admin_url, &name)
-        .await
-        .expect("create the bench database");
-    let db = format!("{}/{name}", admin_url.rsplit_once('/').unwrap().0);
-    let fake = FakeBotApi::start().await;
-    let mut replicas = Vec::new();
-    for _ in 0..n {
-        replicas.push(Replica::start(&fake, llm, &db).await);
-    }
+    pace: Option<f64>,
+) -> Phase {
     let ports: Arc<Vec<u16>> = Arc::new(replicas.iter().map(|r| r.port).collect());
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(256)
         .build()
         .unwrap();
     let accepted: Arc<std::sync::Mutex<HashMap<(i64, i64), Instant>>> = Default::default();
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for c in 0..chats {
+    let seen = fake.call_times("sendMessage").len();
+    let mut buckets = Vec::new();
+    for r in replicas {
+        buckets.push(r.pool_wait_buckets().await);
+    }
+    let cpu0 = [
+        replicas.iter().map(Replica::cpu_seconds).sum::<f64>(),
+        postgres_cpu(),
+        cpu_of(std::process::id()),
+    ];
+    let post = {
         let (ports, client, accepted) = (ports.clone(), client.clone(), accepted.clone());
-        tasks.push(tokio::spawn(async move {
-            for i in 0..per_chat {
+        move |c: u64, i: u64| {
+            let (ports, client, accepted) = (ports.clone(), client.clone(), accepted.clone());
+            async move {
                 let port = ports[((c + i) as usize) % ports.len()];
                 let r = client
                     .post(format!("http://127.0.0.1:{port}/telegram/webhook"))
@@ -280,7 +356,30 @@ async fn measure(
                     .unwrap()
                     .insert((-1_000_000 - c as i64, (i + 10) as i64), Instant::now());
             }
-        }));
+        }
+    };
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    match pace {
+        None => {
+            for c in first..first + chats {
+                let post = post.clone();
+                tasks.push(tokio::spawn(async move {
+                    for i in 0..per_chat {
+                        post(c, i).await;
+                    }
+                }));
+            }
+        }
+        Some(rate) => {
+            let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
+            for i in 0..per_chat {
+                for c in first..first + chats {
+                    tick.tick().await;
+                    tasks.push(tokio::spawn(post(c, i)));
+                }
+            }
+        }
     }
     for t in tasks {
         t.await.unwrap();
@@ -289,10 +388,10 @@ async fn measure(
     let deadline = Instant::now() + Duration::from_secs(600);
     let replies = loop {
         let r = fake.call_times("sendMessage");
-        if r.len() >= total || Instant::now() > deadline {
-            break r;
+        if r.len() >= seen + total || Instant::now() > deadline {
+            break r[seen..].to_vec();
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     };
     let took = replies
         .iter()
@@ -300,6 +399,11 @@ async fn measure(
         .max()
         .unwrap_or_else(Instant::now)
         - started;
+    let cpu1 = [
+        replicas.iter().map(Replica::cpu_seconds).sum::<f64>(),
+        postgres_cpu(),
+        cpu_of(std::process::id()),
+    ];
     let accepted = accepted.lock().unwrap().clone();
     let mut lat: Vec<f64> = replies
         .iter()
@@ -318,19 +422,58 @@ async fn measure(
         .collect();
     lat.sort_by(f64::total_cmp);
     let mut pool = Vec::new();
-    for r in &replicas {
-        pool.push(r.pool_wait_p99().await);
+    for (r, before) in replicas.iter().zip(&buckets) {
+        pool.push(p99_between(before, &r.pool_wait_buckets().await));
     }
+    assert_eq!(replies.len(), total, "every message answered");
+    let per_msg = |k: usize| (cpu1[k] - cpu0[k]) * 1e3 / total as f64;
+    Phase {
+        rate: total as f64 / took.as_secs_f64(),
+        p50: percentile(&lat, 0.5),
+        p99: percentile(&lat, 0.99),
+        pool,
+        cpu_ms: [per_msg(0), per_msg(1), per_msg(2)],
+    }
+}
+
+/// `n` replicas on a fresh database: the burst, then the paced load (`pace` msg/s over
+/// `paced_chats` other chats).
+async fn measure(
+    n: usize,
+    admin_url: &str,
+    llm: &str,
+    (chats, per_chat): (u64, u64),
+    (pace, paced_chats): (f64, u64),
+) -> (Phase, Phase) {
+    let name = format!("hearth_bench_{n}_{}", std::process::id());
+    hearth::store::Store::create_postgres_database(admin_url, &name)
+        .await
+        .expect("create the bench database");
+    let db = format!("{}/{name}", admin_url.rsplit_once('/').unwrap().0);
+    let fake = FakeBotApi::start().await;
+    let mut replicas = Vec::new();
+    for _ in 0..n {
+        replicas.push(Replica::start(&fake, llm, &db).await);
+    }
+    let burst = phase(&replicas, &fake, 0, chats, per_chat, None).await;
+    let paced = phase(&replicas, &fake, chats, paced_chats, per_chat, Some(pace)).await;
     for r in replicas {
         r.stop().await;
     }
-    assert_eq!(replies.len(), total, "every message answered");
-    (
-        total as f64 / took.as_secs_f64(),
-        percentile(&lat, 0.5),
-        percentile(&lat, 0.99),
-        pool,
-    )
+    (burst, paced)
+}
+
+/// "[≤2.5 ms, ≤5.0 ms]": each replica's pool wait p99 (a bucket's upper bound).
+fn pool_text(pool: &[Option<f64>]) -> String {
+    let each: Vec<String> = pool
+        .iter()
+        .map(|p| match p {
+            Some(s) if s.is_finite() => format!("≤{:.1} ms", s * 1e3),
+            Some(_) => "> 5 s".into(),
+            None => "none".into(),
+        })
+        .collect();
+    format!("[{}]", each.join(", "))
 }
 
 fn main() {
@@ -375,24 +518,40 @@ fn main() {
             "replicas: {chats} chats × {per_chat} messages over webhooks, model {model_ms} ms, PostgreSQL, {} cores",
             std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
         );
+        let pace = env("BENCH_PACE", 100) as f64;
+        let paced_chats = env("BENCH_PACED_CHATS", 200);
         let mut one = None;
         for n in 1..=3 {
-            let (rate, p50, p99, pool) = measure(n, &admin, &llm.uri(), chats, per_chat).await;
-            let base = *one.get_or_insert(rate);
-            let pool: Vec<String> = pool
-                .iter()
-                .map(|p| match p {
-                    Some(s) if s.is_finite() => format!("≤{:.1} ms", s * 1e3),
-                    Some(_) => "> 5 s".into(),
-                    None => "n/a".into(),
-                })
-                .collect();
+            let (burst, paced) = measure(
+                n,
+                &admin,
+                &llm.uri(),
+                (chats, per_chat),
+                (pace, paced_chats),
+            )
+            .await;
+            let base = *one.get_or_insert(burst.rate);
+            let cpu = |p: &Phase| {
+                format!(
+                    "CPU per message {:.1} ms in the replicas, {:.1} ms in PostgreSQL, {:.1} ms in the load and fakes",
+                    p.cpu_ms[0], p.cpu_ms[1], p.cpu_ms[2]
+                )
+            };
             println!(
-                "{n} replica(s): {rate:.0} msg/s ({:.2}× one), latency p50 {:.0} ms, p99 {:.0} ms, pool wait p99 per replica [{}]",
-                rate / base,
-                p50 * 1e3,
-                p99 * 1e3,
-                pool.join(", ")
+                "{n} replica(s), burst: {:.0} msg/s ({:.2}× one), latency p50 {:.0} ms, p99 {:.0} ms, pool wait p99 per replica {}; {}",
+                burst.rate,
+                burst.rate / base,
+                burst.p50 * 1e3,
+                burst.p99 * 1e3,
+                pool_text(&burst.pool),
+                cpu(&burst)
+            );
+            println!(
+                "{n} replica(s), paced {pace:.0} msg/s: latency p50 {:.0} ms, p99 {:.0} ms, pool wait p99 per replica {}; {}",
+                paced.p50 * 1e3,
+                paced.p99 * 1e3,
+                pool_text(&paced.pool),
+                cpu(&paced)
             );
         }
     });

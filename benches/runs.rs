@@ -142,7 +142,7 @@ fn rss_mb() -> f64 {
 
 fn main() {
     hearth::app::tune_allocator();
-    // RUST_LOG=sqlx::query=debug lists every statement with its time (stderr); off by default
+    // RUST_LOG=hearth=debug shows the engine's own log on stderr (nothing by default)
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(std::io::stderr)
