@@ -166,6 +166,17 @@ pub struct Hearth {
     /// Events queued and not yet processed.
     pending: AtomicUsize,
     idle: Notify,
+    /// The heartbeat and claim-poll tasks ([`Hearth::spawn_lease_tasks`]): stopped by
+    /// [`Hearth::shutdown`] once in-flight turns finished, and waited for before the leases and
+    /// the process row are given up (a beat landing after that re-inserted the row).
+    lease_tasks: LeaseTasks,
+}
+
+/// See [`Hearth::lease_tasks`].
+#[derive(Default)]
+struct LeaseTasks {
+    stop: CancellationToken,
+    tasks: TaskTracker,
 }
 
 impl Hearth {
@@ -188,6 +199,7 @@ impl Hearth {
             inflight: Default::default(),
             flood: Default::default(),
             closed: AtomicBool::new(false),
+            lease_tasks: LeaseTasks::default(),
             pending: AtomicUsize::new(0),
             idle: Notify::new(),
         })
@@ -633,18 +645,20 @@ impl Hearth {
     }
 
     /// Spawn the heartbeat (every `runtime.heartbeat`) and the periodic recovery (every
-    /// `cluster.poll`) until `stop`. Failures are logged and retried next period.
+    /// `cluster.poll`). The claim poll ends with `stop` (no new work once stopping); the
+    /// heartbeat goes on renewing the leases of the turns still in flight until
+    /// [`Hearth::shutdown`] ends it. Failures are logged and retried next period.
     pub fn spawn_lease_tasks(self: &Arc<Self>, stop: CancellationToken) {
         let rt = &self.svc.config.runtime;
         let (beat, every) = (rt.heartbeat, self.svc.config.cluster.poll);
         let me = self.clone();
-        let stop2 = stop.clone();
-        tokio::spawn(async move {
+        let done = self.lease_tasks.stop.clone();
+        self.lease_tasks.tasks.spawn(async move {
             let mut tick = tokio::time::interval(beat);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
-                    _ = stop2.cancelled() => break,
+                    _ = done.cancelled() => break,
                     _ = tick.tick() => {
                         if let Err(e) = me.heartbeat().await {
                             tracing::warn!(error = %e, "lease heartbeat failed; retrying next beat");
@@ -654,13 +668,15 @@ impl Hearth {
             }
         });
         let me = self.clone();
-        tokio::spawn(async move {
+        let done = self.lease_tasks.stop.clone();
+        self.lease_tasks.tasks.spawn(async move {
             let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             tick.tick().await; // start-up recovery already ran
             loop {
                 tokio::select! {
                     _ = stop.cancelled() => break,
+                    _ = done.cancelled() => break,
                     _ = tick.tick() => {
                         if me.closed.load(Ordering::SeqCst) {
                             break;
@@ -697,6 +713,16 @@ impl Hearth {
             .is_err()
         {
             tracing::warn!("shutdown grace period over; unfinished messages will be recovered at the next start");
+        }
+        // the heartbeat renewed the in-flight turns' leases until now; end it (and the claim
+        // poll) and wait, so no beat or claim lands after the release below
+        self.lease_tasks.stop.cancel();
+        self.lease_tasks.tasks.close();
+        if tokio::time::timeout(Duration::from_secs(5), self.lease_tasks.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("heartbeat still busy after 5 s; releasing the leases anyway");
         }
         // hand what is left to the other processes (or the next start) at once instead of
         // after the leases lapse: a rolling deploy loses and duplicates nothing (issue 12)

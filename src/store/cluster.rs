@@ -8,7 +8,7 @@
 //! writer at a time; sea-query writes no lock clause there).
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    sea_query::{Expr, ExprTrait, LockBehavior, LockType, OnConflict, Query},
+    sea_query::{Alias, Expr, ExprTrait, LockBehavior, LockType, OnConflict, Query},
     ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QuerySelect, Set,
 };
 
@@ -259,8 +259,12 @@ impl Store {
     /// holds at `now` (unowned: accepted by a process that did not hold the chat, or handed
     /// back; or lapsed: their process died), oldest first, at most [`CLAIM_BATCH`]: one
     /// `UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED) RETURNING *`, so two processes
-    /// never claim the same row and never wait on each other's rows. The caller must hold the
-    /// chats' leases. Returns the claimed rows in id order.
+    /// never claim the same row and never wait on each other's rows. Never past an older pending
+    /// message of the chat that another process still holds (its lease not lapsed): a dead
+    /// process's leases lapse at different moments (a turn started after its last heartbeat
+    /// outlives the queued messages the heartbeat renewed), and claiming the newer ones first
+    /// answered them first (issue 12, seen in the SIGKILL test on PostgreSQL). The caller must
+    /// hold the chats' leases. Returns the claimed rows in id order.
     pub async fn claim_inbound(
         &self,
         owner: &str,
@@ -277,6 +281,7 @@ impl Store {
             .and_where(inbound::Column::Status.eq(InboundStatus::Pending.as_str()))
             .and_where(inbound::Column::ChatId.is_in(chats.iter().copied()))
             .cond_where(super::inbound::lapsed(now))
+            .and_where(Expr::exists(held_before(owner, now)).not())
             .order_by(inbound::Column::Id, sea_orm::Order::Asc)
             .limit(CLAIM_BATCH)
             .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
@@ -290,4 +295,22 @@ impl Store {
         rows.sort_by_key(|r| r.id);
         Ok(rows)
     }
+}
+
+/// `SELECT 1 FROM inbound AS older WHERE …`: an older pending message of the same chat (the
+/// outer `inbound` row's) held by another process than `owner` at `now` (the negation of
+/// [`super::inbound::lapsed`] for another owner). For `NOT EXISTS` in [`Store::claim_inbound`].
+fn held_before(owner: &str, now: DateTime<Utc>) -> sea_orm::sea_query::SelectStatement {
+    let older = Alias::new("older");
+    let col = |c: inbound::Column| Expr::col((older.clone(), c));
+    let outer = |c: inbound::Column| Expr::col((inbound::Entity, c));
+    Query::select()
+        .expr(Expr::val(1))
+        .from_as(inbound::Entity, older.clone())
+        .and_where(col(inbound::Column::ChatId).eq(outer(inbound::Column::ChatId)))
+        .and_where(col(inbound::Column::Status).eq(InboundStatus::Pending.as_str()))
+        .and_where(col(inbound::Column::Id).lt(outer(inbound::Column::Id)))
+        .and_where(col(inbound::Column::Owner).ne(owner))
+        .and_where(col(inbound::Column::LeaseUntil).gte(now))
+        .to_owned()
 }

@@ -286,3 +286,57 @@ async fn sigterm_on_one_replica_hands_its_chats_over_mid_load() {
         Some(0)
     );
 }
+
+/// A claim never takes a chat's messages past an older one another process still holds: a dead
+/// process's leases lapse at different moments (a turn started after its last heartbeat outlives
+/// the queued messages that heartbeat renewed), and a survivor that claimed the lapsed newer
+/// ones first answered them before the older one (seen in the SIGKILL test on PostgreSQL).
+/// Through the real statements on SQLite and on PostgreSQL.
+#[tokio::test]
+async fn a_claim_never_passes_an_older_message_another_process_still_holds() {
+    let store = crate::support::test_store().await;
+    let t0 = chrono::Utc::now();
+    let secs = chrono::Duration::seconds;
+    let chat = -9_500;
+    let other_chat = -9_501;
+    let insert =
+        |chat: i64, mid: i64, lease: Option<(&'static str, chrono::DateTime<chrono::Utc>)>| {
+            let store = store.clone();
+            async move {
+                store
+                    .insert_inbound_leased(chat, mid, None, "{}", t0, lease)
+                    .await
+                    .unwrap()
+                    .unwrap()
+            }
+        };
+    // mine and still held: queued here already, never in the way
+    let m0 = insert(chat, 10, Some(("me", t0 + secs(30)))).await;
+    // the dead process's turn in flight: its lease ends at t0 + 10 s
+    let m1 = insert(chat, 11, Some(("dead", t0 + secs(10)))).await;
+    // the dead process's queued message, renewed earlier: lapsed at t0 + 5 s
+    let m2 = insert(chat, 12, Some(("dead", t0 + secs(5)))).await;
+    // accepted meanwhile by a process that did not hold the chat
+    let m3 = insert(chat, 13, None).await;
+    // another chat's unowned message is not held back by this chat's
+    let n1 = insert(other_chat, 10, None).await;
+
+    let ids = |rows: Vec<hearth::store::InboundRow>| rows.iter().map(|r| r.id).collect::<Vec<_>>();
+    let at = t0 + secs(6);
+    let got = store
+        .claim_inbound("me", &[chat, other_chat], at, at + secs(15))
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(got),
+        vec![n1],
+        "nothing of the chat past its held message 11"
+    );
+    let at = t0 + secs(11);
+    let got = store
+        .claim_inbound("me", &[chat], at, at + secs(15))
+        .await
+        .unwrap();
+    assert_eq!(ids(got), vec![m1, m2, m3], "in id order once 11 lapsed");
+    assert!(m0 < m1);
+}
