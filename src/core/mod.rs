@@ -768,6 +768,35 @@ impl Hearth {
         }
     }
 
+    /// The reply an earlier turn stored for message `id`. One stored less than `runtime.lease`
+    /// ago and not confirmed may still be on its way from a live process whose lease lapsed
+    /// (stalled): that turn sends and confirms it within the lease, so it is read again once the
+    /// lease has passed since it was stored, and only a reply still unconfirmed then is resent.
+    /// A dead process's reply is older than that by the time its message is taken over (no
+    /// wait). Telegram's sendMessage has no idempotency key: resending too early was a second
+    /// copy of the same answer (issue 12, two replicas under load).
+    async fn stored_reply(&self, id: i64) -> Result<Option<crate::store::ReplyRow>, StoreError> {
+        let Some(r) = self.svc.store.reply_for(id).await? else {
+            return Ok(None);
+        };
+        let lease = chrono::Duration::from_std(self.svc.config.runtime.lease)
+            .unwrap_or(chrono::Duration::seconds(30));
+        let settled = r.created_at + lease;
+        let wait = (settled - self.svc.clock.now())
+            .to_std()
+            .unwrap_or_default();
+        if r.sent_at.is_some() || wait.is_zero() {
+            return Ok(Some(r));
+        }
+        tracing::info!(
+            inbound = id,
+            wait_ms = wait.as_millis() as u64,
+            "an unconfirmed stored reply is recent: waiting for its sender before resending"
+        );
+        tokio::time::sleep(wait).await;
+        self.svc.store.reply_for(id).await
+    }
+
     /// Start the turn on a persisted message: take the lease and count the attempt (one
     /// statement). Returns false when the message must not run here (held by another live
     /// process, already finished, or the store failed: recovery retries it).
@@ -798,7 +827,7 @@ impl Hearth {
             return true; // first turn: no reply can have been decided before
         }
         // a reply decided by an earlier turn is sent (or not) again without calling the model
-        match self.svc.store.reply_for(id).await {
+        match self.stored_reply(id).await {
             Ok(None) => true,
             Ok(Some(r)) => {
                 if r.sent_at.is_none() {

@@ -223,9 +223,12 @@ impl Store {
     }
 
     /// The chats `owner` may take pending inbound messages of at `now`, at most [`CLAIM_BATCH`]:
-    /// chats with a pending message and no live chat lease (accepted by a process that could not
-    /// take the chat, or whose holder died or let go), and chats `owner` holds with a pending
-    /// message nobody holds (accepted by another process meanwhile). One statement.
+    /// chats with a pending message nobody holds (unowned: accepted by a process that could not
+    /// take the chat; or lapsed: its process died) and no live chat lease, or whose lease is
+    /// `owner`'s (accepted by another process meanwhile) — exactly the chats where
+    /// [`Store::claim_inbound`] would claim something: a message behind an older one another
+    /// process still holds does not count (after a crash the chat is taken when that lease
+    /// lapses, instead of taken and let go every poll until then). One statement.
     pub async fn claimable_chats(&self, owner: &str, now: DateTime<Utc>) -> StoreResult<Vec<i64>> {
         let mut live = Query::select();
         live.column(chat_lease::Column::ChatId)
@@ -240,14 +243,12 @@ impl Store {
             .column(inbound::Column::ChatId)
             .distinct()
             .filter(inbound::Column::Status.eq(InboundStatus::Pending.as_str()))
+            .filter(super::inbound::lapsed(now))
+            .filter(Expr::exists(held_before(owner, now)).not())
             .filter(
                 Condition::any()
                     .add(inbound::Column::ChatId.not_in_subquery(live))
-                    .add(
-                        Condition::all()
-                            .add(inbound::Column::ChatId.in_subquery(mine))
-                            .add(super::inbound::lapsed(now)),
-                    ),
+                    .add(inbound::Column::ChatId.in_subquery(mine)),
             )
             .limit(CLAIM_BATCH)
             .into_tuple::<i64>()

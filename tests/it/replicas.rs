@@ -148,13 +148,8 @@ async fn sigkill_one_of_three_replicas_mid_load_loses_and_duplicates_nothing() {
     let (chats, per_chat) = (30, 10);
     post_round_robin(&replicas, chats, 0, 8).await;
     wait_replies(&fake, "answer", 40, Duration::from_secs(60)).await;
-    // Kill in a quiet moment, between two waves of replies: Telegram's sendMessage has no
-    // idempotency key, so a process killed in the instant between Telegram's answer and the
-    // write that records it (one round trip and one statement) sends that reply again after
-    // the takeover — at least once, never lost. What this test proves is everything else.
-    wait_quiet(&fake, "answer", Duration::from_millis(400)).await;
-
-    // which chats the victim holds right now
+    // which process is the victim (read before the quiet moment: no statement between it and
+    // the kill)
     let store = hearth::store::Store::connect(&db, 1, Duration::from_secs(5))
         .await
         .unwrap();
@@ -168,6 +163,15 @@ async fn sigkill_one_of_three_replicas_mid_load_loses_and_duplicates_nothing() {
         .find(|p| p.id.starts_with(&prefix))
         .expect("the victim beats")
         .id;
+    // Kill in a quiet moment, between two waves of replies: Telegram's sendMessage has no
+    // idempotency key, so a process killed in the instant between Telegram's answer and the
+    // write that records it (one round trip and one statement) sends that reply again after
+    // the takeover — at least once, never lost. What this test proves is everything else.
+    wait_quiet(&fake, "answer", Duration::from_millis(400)).await;
+    let before = replies_with(&fake, "answer").len();
+    let killed = std::time::Instant::now();
+    Arc::try_unwrap(victim).ok().expect("one owner").kill9();
+    // the chats it held when it died (its lease rows stay until they lapse)
     let held = store.chats_held(&owner).await.unwrap();
     if held.is_empty() {
         for p in store.processes().await.unwrap() {
@@ -179,9 +183,6 @@ async fn sigkill_one_of_three_replicas_mid_load_loses_and_duplicates_nothing() {
             );
         }
     }
-    let before = replies_with(&fake, "answer").len();
-    let killed = std::time::Instant::now();
-    Arc::try_unwrap(victim).ok().expect("one owner").kill9();
 
     // the load balancer sends the rest to the two survivors
     post_round_robin(&replicas, chats, 8, per_chat).await;
@@ -291,7 +292,8 @@ async fn sigterm_on_one_replica_hands_its_chats_over_mid_load() {
 /// process's leases lapse at different moments (a turn started after its last heartbeat outlives
 /// the queued messages that heartbeat renewed), and a survivor that claimed the lapsed newer
 /// ones first answered them before the older one (seen in the SIGKILL test on PostgreSQL).
-/// Through the real statements on SQLite and on PostgreSQL.
+/// The claim poll does not take such a chat before that lease lapses either. Through the real
+/// statements on SQLite and on PostgreSQL.
 #[tokio::test]
 async fn a_claim_never_passes_an_older_message_another_process_still_holds() {
     let store = crate::support::test_store().await;
@@ -323,6 +325,11 @@ async fn a_claim_never_passes_an_older_message_another_process_still_holds() {
 
     let ids = |rows: Vec<hearth::store::InboundRow>| rows.iter().map(|r| r.id).collect::<Vec<_>>();
     let at = t0 + secs(6);
+    // the poll does not even take the chat while 11 is held (it would claim nothing)
+    assert_eq!(
+        store.claimable_chats("me", at).await.unwrap(),
+        vec![other_chat]
+    );
     let got = store
         .claim_inbound("me", &[chat, other_chat], at, at + secs(15))
         .await
@@ -333,6 +340,7 @@ async fn a_claim_never_passes_an_older_message_another_process_still_holds() {
         "nothing of the chat past its held message 11"
     );
     let at = t0 + secs(11);
+    assert_eq!(store.claimable_chats("me", at).await.unwrap(), vec![chat]);
     let got = store
         .claim_inbound("me", &[chat], at, at + secs(15))
         .await
