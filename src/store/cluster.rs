@@ -300,7 +300,8 @@ impl Store {
 
 /// `SELECT 1 FROM inbound AS older WHERE …`: an older pending message of the same chat (the
 /// outer `inbound` row's) held by another process than `owner` at `now` (the negation of
-/// [`super::inbound::lapsed`] for another owner). For `NOT EXISTS` in [`Store::claim_inbound`].
+/// [`super::inbound::lapsed`] for another owner). For `NOT EXISTS` in [`Store::claim_inbound`]
+/// and [`Store::claimable_chats`].
 fn held_before(owner: &str, now: DateTime<Utc>) -> sea_orm::sea_query::SelectStatement {
     let older = Alias::new("older");
     let col = |c: inbound::Column| Expr::col((older.clone(), c));
