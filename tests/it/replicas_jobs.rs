@@ -507,7 +507,20 @@ async fn three_replicas_fire_every_slot_once_and_run_every_step_once_across_a_si
         assert!(Utc::now() < deadline, "the 6th slot did not fire");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    tokio::time::sleep(Duration::from_secs(3)).await; // its message; the 7th is 30 s away
+    // the 6th run's message and end (a few seconds under the load of the whole suite); the 7th
+    // slot is 30 s away
+    let fired = std::time::Instant::now();
+    while fired.elapsed() < Duration::from_secs(15)
+        && store
+            .routine_runs(tick.id, 100)
+            .await
+            .unwrap()
+            .iter()
+            .any(|r| r.status.as_str() != "completed")
+    {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await; // nothing more arrives
     let texts = texts_to(&fake, -700);
     let runs = store.routine_runs(tick.id, 100).await.unwrap();
     let mut slots: Vec<DateTime<Utc>> = runs.iter().filter_map(|r| r.scheduled_for).collect();
